@@ -1,0 +1,183 @@
+//! Postgres: the schema, row types, small query functions, the pool and the
+//! embedded migrations.
+
+pub mod balances;
+pub mod ledger;
+pub mod payments;
+pub mod schema;
+pub mod stripe_events;
+
+use std::time::Duration;
+
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, PoolError};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+pub type DbPool = bb8::Pool<AsyncDieselConnectionManager<AsyncPgConnection>>;
+
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations");
+
+/// Held while migrations run, so replicas starting together migrate once.
+const MIGRATION_LOCK_KEY: i64 = 0x7061_796d_656e_7473; // "payments"
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// Postgres cannot be reached, or the connection broke.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// A unique constraint refused the write.
+    #[error("conflicting row: {0}")]
+    Conflict(String),
+    #[error("database error: {0}")]
+    Query(DieselError),
+}
+
+impl From<DieselError> for DbError {
+    fn from(err: DieselError) -> Self {
+        match err {
+            DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
+                DbError::Conflict(info.message().to_owned())
+            }
+            DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, info) => {
+                DbError::Unavailable(info.message().to_owned())
+            }
+            DieselError::BrokenTransactionManager => {
+                DbError::Unavailable("the connection's transaction state broke".into())
+            }
+            other => DbError::Query(other),
+        }
+    }
+}
+
+impl From<bb8::RunError<PoolError>> for DbError {
+    fn from(err: bb8::RunError<PoolError>) -> Self {
+        DbError::Unavailable(err.to_string())
+    }
+}
+
+impl From<diesel::ConnectionError> for DbError {
+    fn from(err: diesel::ConnectionError) -> Self {
+        DbError::Unavailable(err.to_string())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    pub max_size: u32,
+    /// How long a request waits for a connection before answering UNAVAILABLE.
+    pub connection_timeout: Duration,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        Self {
+            max_size: 16,
+            connection_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+pub async fn connect_pool(database_url: &str, config: &PoolConfig) -> Result<DbPool, DbError> {
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(database_url);
+    bb8::Pool::builder()
+        .max_size(config.max_size)
+        .connection_timeout(config.connection_timeout)
+        // Replaces connections broken by a database restart.
+        .test_on_check_out(true)
+        .build(manager)
+        .await
+        .map_err(|err| DbError::Unavailable(err.to_string()))
+}
+
+/// Creates the database named in `database_url` when it does not exist, by
+/// connecting to the server's `postgres` database.
+pub async fn create_database_if_missing(database_url: &str) -> Result<(), DbError> {
+    let err = match AsyncPgConnection::establish(database_url).await {
+        Ok(_) => return Ok(()),
+        Err(err) => err,
+    };
+    if !err.to_string().contains("does not exist") {
+        return Err(err.into());
+    }
+    let (maintenance_url, name) = maintenance_url(database_url)?;
+    tracing::info!(database = %name, "creating the database");
+    let mut conn = AsyncPgConnection::establish(&maintenance_url).await?;
+    let created = diesel::sql_query(format!("CREATE DATABASE {}", quote_ident(&name)))
+        .execute(&mut conn)
+        .await;
+    match created {
+        // Another replica created it first (duplicate_database).
+        Err(DieselError::DatabaseError(_, info)) if info.message().contains("already exists") => {
+            Ok(())
+        }
+        Err(err) => Err(err.into()),
+        Ok(_) => Ok(()),
+    }
+}
+
+/// The URL of the same server's `postgres` database, and the database name of `database_url`.
+pub fn maintenance_url(database_url: &str) -> Result<(String, String), DbError> {
+    let mut url = url::Url::parse(database_url)
+        .map_err(|err| DbError::Unavailable(format!("DATABASE_URL is not a URL: {err}")))?;
+    let name = url.path().trim_start_matches('/').to_owned();
+    let name = percent_encoding::percent_decode_str(&name)
+        .decode_utf8_lossy()
+        .into_owned();
+    if name.is_empty() {
+        return Err(DbError::Unavailable(
+            "DATABASE_URL names no database".into(),
+        ));
+    }
+    url.set_path("/postgres");
+    Ok((url.into(), name))
+}
+
+/// A SQL identifier in double quotes, safe for any name.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Applies pending migrations under an advisory lock; returns the versions applied.
+pub async fn run_migrations(database_url: &str) -> Result<Vec<String>, DbError> {
+    let conn = AsyncPgConnection::establish(database_url).await?;
+    let mut conn: AsyncConnectionWrapper<AsyncPgConnection> = conn.into();
+    tokio::task::spawn_blocking(move || {
+        let lock = format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})");
+        diesel::RunQueryDsl::execute(diesel::sql_query(lock), &mut conn)?;
+        let applied = conn
+            .run_pending_migrations(MIGRATIONS)
+            .map(|versions| versions.iter().map(ToString::to_string).collect())
+            .map_err(|err| DbError::Query(DieselError::QueryBuilderError(err)));
+        let unlock = format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})");
+        diesel::RunQueryDsl::execute(diesel::sql_query(unlock), &mut conn)?;
+        applied
+    })
+    .await
+    .map_err(|err| DbError::Unavailable(format!("migration task failed: {err}")))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maintenance_url_points_at_the_postgres_database() {
+        let (url, name) =
+            maintenance_url("postgres://u:p@127.0.0.1:5432/pay%20ments?sslmode=disable").unwrap();
+        assert_eq!(
+            url,
+            "postgres://u:p@127.0.0.1:5432/postgres?sslmode=disable"
+        );
+        assert_eq!(name, "pay ments");
+        assert!(maintenance_url("postgres://127.0.0.1:5432").is_err());
+        assert!(maintenance_url("not a url").is_err());
+    }
+
+    #[test]
+    fn identifiers_are_quoted() {
+        assert_eq!(quote_ident("payments"), "\"payments\"");
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+    }
+}

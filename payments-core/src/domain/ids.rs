@@ -1,0 +1,94 @@
+use std::fmt;
+
+use super::InvalidInput;
+
+/// The paying user: the `sub` of a verified Firebase ID token (1 to 128 chars).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct UserId(String);
+
+impl UserId {
+    pub const MAX_CHARS: usize = 128;
+
+    pub fn parse(raw: &str) -> Result<Self, InvalidInput> {
+        let chars = raw.chars().count();
+        if chars == 0 || chars > Self::MAX_CHARS {
+            return Err(InvalidInput(format!(
+                "user_id must be 1 to {} characters, got {chars}",
+                Self::MAX_CHARS
+            )));
+        }
+        if raw.chars().any(char::is_control) {
+            return Err(InvalidInput(
+                "user_id must not contain control characters".into(),
+            ));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A caller's idempotency key: 1 to 255 visible ASCII characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ClientIdempotencyKey(String);
+
+impl ClientIdempotencyKey {
+    pub const MAX_LEN: usize = 255;
+
+    /// An empty key means "no key"; anything else must be valid.
+    pub fn parse_optional(raw: &str) -> Result<Option<Self>, InvalidInput> {
+        if raw.is_empty() {
+            return Ok(None);
+        }
+        if raw.len() > Self::MAX_LEN || !raw.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(InvalidInput(format!(
+                "idempotency_key must be 1 to {} visible ASCII characters",
+                Self::MAX_LEN
+            )));
+        }
+        Ok(Some(Self(raw.to_owned())))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_ids_are_one_to_128_chars_without_control_characters() {
+        assert!(UserId::parse("uid-123").is_ok());
+        assert!(UserId::parse(&"é".repeat(128)).is_ok());
+        assert!(UserId::parse("").is_err());
+        assert!(UserId::parse(&"a".repeat(129)).is_err());
+        assert!(UserId::parse("a\nb").is_err());
+        assert!(UserId::parse("a\0b").is_err());
+    }
+
+    #[test]
+    fn idempotency_keys_are_optional_visible_ascii() {
+        assert_eq!(ClientIdempotencyKey::parse_optional("").unwrap(), None);
+        let key = ClientIdempotencyKey::parse_optional("order-42")
+            .unwrap()
+            .unwrap();
+        assert_eq!(key.as_str(), "order-42");
+        assert!(ClientIdempotencyKey::parse_optional(&"k".repeat(255)).is_ok());
+        for bad in ["has space", "tab\t", "ünïcode", &"k".repeat(256)] {
+            assert!(
+                ClientIdempotencyKey::parse_optional(bad).is_err(),
+                "{bad:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! The payments core: domain types, Postgres state, the Stripe client and the
+//! use cases (create an intent, apply a Stripe event, read a balance).
+
+pub mod db;
+pub mod domain;
+mod error;
+mod service;
+pub mod stripe;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use error::Error;
+pub use service::{Balance, CreatedIntent, EventOutcome, PaymentsService};

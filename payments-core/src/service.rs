@@ -1,0 +1,466 @@
+//! The use cases. They own transactions and idempotency.
+
+use chrono::{DateTime, Utc};
+use diesel_async::{AsyncConnection, RunQueryDsl};
+use sha2::{Digest, Sha256};
+
+use crate::Error;
+use crate::db::payments::{NewPayment, PaymentRow, PaymentUpdate};
+use crate::db::stripe_events::{NewStripeEvent, OUTCOME_APPLIED, OUTCOME_IGNORED};
+use crate::db::{DbPool, balances, ledger, payments, stripe_events};
+use crate::domain::{ClientIdempotencyKey, Currency, PaymentStatus, Tiers, UserId};
+use crate::stripe::{EventKind, NewIntent, PaymentGateway, StripeEvent, StripeIntent};
+
+const CURRENCY: Currency = Currency::Usd;
+
+/// A PaymentIntent ready for the client to confirm.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CreatedIntent {
+    pub client_secret: String,
+    pub intent_id: String,
+    pub amount_cents: i64,
+    pub currency: String,
+    /// Stripe's word, e.g. `requires_payment_method`.
+    pub status: String,
+}
+
+impl std::fmt::Debug for CreatedIntent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreatedIntent")
+            .field("client_secret", &"<redacted>")
+            .field("intent_id", &self.intent_id)
+            .field("amount_cents", &self.amount_cents)
+            .field("currency", &self.currency)
+            .field("status", &self.status)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Balance {
+    pub user_id: String,
+    pub balance_cents: i64,
+    pub currency: String,
+    /// `None` for a user whose balance never changed.
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventOutcome {
+    Applied,
+    Duplicate,
+    Ignored,
+}
+
+pub struct PaymentsService<G> {
+    pool: DbPool,
+    gateway: G,
+    tiers: Tiers,
+}
+
+impl<G: PaymentGateway> PaymentsService<G> {
+    pub fn new(pool: DbPool, gateway: G, tiers: Tiers) -> Self {
+        Self {
+            pool,
+            gateway,
+            tiers,
+        }
+    }
+
+    pub fn pool(&self) -> &DbPool {
+        &self.pool
+    }
+
+    pub fn tiers(&self) -> &Tiers {
+        &self.tiers
+    }
+
+    /// Whether Postgres answers, for health checks.
+    pub async fn check_database(&self) -> Result<(), Error> {
+        let mut conn = self.pool.get().await.map_err(crate::db::DbError::from)?;
+        diesel::sql_query("SELECT 1").execute(&mut conn).await?;
+        Ok(())
+    }
+
+    /// Creates a PaymentIntent for a tier, or returns the one created before
+    /// for the same user and idempotency key.
+    #[tracing::instrument(skip_all, fields(user_id = %user_id, amount_cents, intent_id))]
+    pub async fn create_payment_intent(
+        &self,
+        user_id: &str,
+        amount_cents: i64,
+        idempotency_key: &str,
+    ) -> Result<CreatedIntent, Error> {
+        let user = UserId::parse(user_id)?;
+        let tier = self.tiers.tier_for(amount_cents)?;
+        let key = ClientIdempotencyKey::parse_optional(idempotency_key)?;
+
+        if let Some(key) = &key {
+            let mut conn = self.pool.get().await.map_err(crate::db::DbError::from)?;
+            let existing =
+                payments::find_by_idempotency_key(&mut conn, user.as_str(), key.as_str()).await?;
+            drop(conn);
+            if let Some(existing) = existing {
+                return self.replay(existing, amount_cents).await;
+            }
+        }
+
+        // Stripe deduplicates retries, and concurrent requests with the same key.
+        let stripe_key = match &key {
+            Some(key) => stripe_idempotency_key(&user, key),
+            None => format!("topup-{}", uuid::Uuid::new_v4()),
+        };
+        let intent = self
+            .gateway
+            .create_intent(&NewIntent {
+                user_id: &user,
+                tier,
+                currency: CURRENCY,
+                stripe_idempotency_key: &stripe_key,
+            })
+            .await?;
+        tracing::Span::current().record("intent_id", intent.id.as_str());
+        if intent.amount != amount_cents || intent.currency != CURRENCY.code() {
+            return Err(Error::Internal(format!(
+                "Stripe created {} {} for a request of {amount_cents} {CURRENCY}",
+                intent.amount, intent.currency
+            )));
+        }
+
+        let mut conn = self.pool.get().await.map_err(crate::db::DbError::from)?;
+        let new = NewPayment {
+            stripe_intent_id: &intent.id,
+            user_id: user.as_str(),
+            amount_cents,
+            amount_received_cents: 0,
+            currency: CURRENCY.code(),
+            status: intent.status.as_str(),
+            idempotency_key: key.as_ref().map(ClientIdempotencyKey::as_str),
+        };
+        if payments::insert_if_absent(&mut conn, &new).await?.is_none() {
+            // A concurrent request with the same key stored it first.
+            let stored = match &key {
+                Some(key) => {
+                    payments::find_by_idempotency_key(&mut conn, user.as_str(), key.as_str())
+                        .await?
+                }
+                None => payments::find_by_intent(&mut conn, &intent.id).await?,
+            };
+            match stored {
+                Some(row) if row.stripe_intent_id == intent.id => {}
+                Some(row) => return Err(key_reused(row.amount_cents)),
+                None => {
+                    return Err(Error::Internal(
+                        "payment row vanished after a conflict".into(),
+                    ));
+                }
+            }
+        }
+        tracing::info!("payment intent created");
+        created_intent(intent)
+    }
+
+    /// Answers a repeated idempotency key with the intent stored for it.
+    async fn replay(
+        &self,
+        existing: PaymentRow,
+        amount_cents: i64,
+    ) -> Result<CreatedIntent, Error> {
+        tracing::Span::current().record("intent_id", existing.stripe_intent_id.as_str());
+        if existing.amount_cents != amount_cents {
+            return Err(key_reused(existing.amount_cents));
+        }
+        // The client secret is not stored; Stripe has it.
+        let intent = self
+            .gateway
+            .retrieve_intent(&existing.stripe_intent_id)
+            .await?;
+        tracing::info!("idempotency key replayed");
+        created_intent(intent)
+    }
+
+    #[tracing::instrument(skip_all, fields(user_id = %user_id))]
+    pub async fn get_balance(&self, user_id: &str) -> Result<Balance, Error> {
+        let user = UserId::parse(user_id)?;
+        let mut conn = self.pool.get().await.map_err(crate::db::DbError::from)?;
+        let balance = match balances::find(&mut conn, user.as_str()).await? {
+            Some(row) => Balance {
+                user_id: row.user_id,
+                balance_cents: row.balance_cents,
+                currency: row.currency,
+                updated_at: Some(row.updated_at),
+            },
+            None => Balance {
+                user_id: user.as_str().to_owned(),
+                balance_cents: 0,
+                currency: CURRENCY.code().to_owned(),
+                updated_at: None,
+            },
+        };
+        Ok(balance)
+    }
+
+    /// Applies one verified Stripe event, at most once per event id. The
+    /// PaymentIntent is re-fetched from Stripe: the event's own numbers are
+    /// never trusted, so a forged or stale event cannot mint credits.
+    #[tracing::instrument(skip_all, fields(event_id, event_type, intent_id, user_id))]
+    pub async fn apply_stripe_event(&self, event_json: &str) -> Result<EventOutcome, Error> {
+        let received_at = Utc::now();
+        let event = StripeEvent::parse(event_json)?;
+        let span = tracing::Span::current();
+        span.record("event_id", event.id.as_str());
+        span.record("event_type", event.event_type.as_str());
+
+        let mut conn = self.pool.get().await.map_err(crate::db::DbError::from)?;
+        if stripe_events::exists(&mut conn, &event.id).await? {
+            tracing::info!("duplicate event");
+            return Ok(EventOutcome::Duplicate);
+        }
+        drop(conn);
+
+        let ignored = |reason: &str| {
+            tracing::info!(reason, "event ignored");
+            NewStripeEvent {
+                event_id: &event.id,
+                event_type: &event.event_type,
+                object_id: event.object_id(),
+                user_id: None,
+                outcome: OUTCOME_IGNORED,
+                payload: event_json,
+                received_at,
+                processed_at: Utc::now(),
+            }
+        };
+        let kind = event.kind();
+        let intent_id = match (kind, event.object_id()) {
+            (EventKind::Other, _) => {
+                return self
+                    .record_ignored(&ignored("event type not acted on"))
+                    .await;
+            }
+            (_, Some(id)) if crate::stripe::is_intent_id(id) => id,
+            _ => {
+                return self
+                    .record_ignored(&ignored("not a PaymentIntent id"))
+                    .await;
+            }
+        };
+        span.record("intent_id", intent_id);
+
+        let intent = match self.gateway.retrieve_intent(intent_id).await {
+            Ok(intent) => intent,
+            Err(crate::stripe::GatewayError::NotFound) => {
+                return self
+                    .record_ignored(&ignored("Stripe has no such PaymentIntent"))
+                    .await;
+            }
+            Err(err) => return Err(err.into()),
+        };
+        if !intent.created_by_us {
+            return self
+                .record_ignored(&ignored("PaymentIntent not created by this service"))
+                .await;
+        }
+        if intent.currency != CURRENCY.code() {
+            return self
+                .record_ignored(&ignored("PaymentIntent in another currency"))
+                .await;
+        }
+        let Some(owner) = intent
+            .user_id
+            .as_deref()
+            .and_then(|id| UserId::parse(id).ok())
+        else {
+            return self
+                .record_ignored(&ignored("PaymentIntent has no valid metadata.user_id"))
+                .await;
+        };
+        span.record("user_id", owner.as_str());
+
+        let mut conn = self.pool.get().await.map_err(crate::db::DbError::from)?;
+        let outcome = conn
+            .transaction::<_, Error, _>(async |conn| {
+                apply_intent_state(conn, &event, kind, event_json, received_at, &owner, &intent)
+                    .await
+            })
+            .await?;
+        Ok(outcome)
+    }
+
+    async fn record_ignored(&self, event: &NewStripeEvent<'_>) -> Result<EventOutcome, Error> {
+        let mut conn = self.pool.get().await.map_err(crate::db::DbError::from)?;
+        Ok(
+            if stripe_events::insert_if_absent(&mut conn, event).await? {
+                EventOutcome::Ignored
+            } else {
+                EventOutcome::Duplicate
+            },
+        )
+    }
+}
+
+/// One transaction: the payment (locked), the event row, the ledger entry and
+/// the balance, all for one user.
+async fn apply_intent_state(
+    conn: &mut diesel_async::AsyncPgConnection,
+    event: &StripeEvent,
+    kind: EventKind,
+    event_json: &str,
+    received_at: DateTime<Utc>,
+    owner: &UserId,
+    intent: &StripeIntent,
+) -> Result<EventOutcome, Error> {
+    let now = Utc::now();
+    let payment = match payments::lock_by_intent(conn, &intent.id).await? {
+        Some(payment) => payment,
+        None => {
+            // Created at Stripe, but the row was never stored (e.g. a crash
+            // between the Stripe call and the insert): recover it from Stripe.
+            tracing::warn!("payment row missing; recovering it from Stripe");
+            let new = NewPayment {
+                stripe_intent_id: &intent.id,
+                user_id: owner.as_str(),
+                amount_cents: intent.amount,
+                amount_received_cents: 0,
+                currency: CURRENCY.code(),
+                status: PaymentStatus::RequiresPaymentMethod.as_str(),
+                idempotency_key: None,
+            };
+            payments::insert_if_absent(conn, &new).await?;
+            payments::lock_by_intent(conn, &intent.id)
+                .await?
+                .ok_or_else(|| Error::Internal("payment row missing after insert".into()))?
+        }
+    };
+    let user_id = payment.user_id.as_str();
+
+    let recorded = stripe_events::insert_if_absent(
+        conn,
+        &NewStripeEvent {
+            event_id: &event.id,
+            event_type: &event.event_type,
+            object_id: Some(&intent.id),
+            user_id: Some(user_id),
+            outcome: OUTCOME_APPLIED,
+            payload: event_json,
+            received_at,
+            processed_at: now,
+        },
+    )
+    .await?;
+    if !recorded {
+        tracing::info!("duplicate event (concurrent delivery)");
+        return Ok(EventOutcome::Duplicate);
+    }
+
+    let current: PaymentStatus = payment.status.parse().map_err(Error::Internal)?;
+    let status = current.transition(intent.status).unwrap_or_else(|refused| {
+        tracing::info!(%refused, "kept the later status");
+        current
+    });
+    let failure = match (&intent.last_payment_error, kind, status) {
+        (_, _, PaymentStatus::Succeeded) => None,
+        (Some(error), _, _) => Some(error),
+        (None, _, _) => None,
+    };
+    let amount_received = if status == PaymentStatus::Succeeded {
+        intent.amount_received
+    } else {
+        payment.amount_received_cents
+    };
+    payments::update(
+        conn,
+        payment.id,
+        &PaymentUpdate {
+            status: status.as_str(),
+            amount_received_cents: amount_received,
+            failure_code: failure.and_then(|f| f.code.as_deref()),
+            failure_message: failure.and_then(|f| f.message.as_deref()),
+            updated_at: now,
+        },
+    )
+    .await?;
+
+    if status == PaymentStatus::Succeeded
+        && intent.status == PaymentStatus::Succeeded
+        && amount_received > 0
+    {
+        let credited = ledger::insert_top_up_once(
+            conn,
+            &ledger::NewTopUp {
+                user_id,
+                amount_cents: amount_received,
+                currency: CURRENCY.code(),
+                kind: ledger::KIND_TOP_UP,
+                payment_id: payment.id,
+                stripe_intent_id: &intent.id,
+                stripe_event_id: &event.id,
+                created_at: now,
+            },
+        )
+        .await?;
+        if credited {
+            let balance =
+                balances::add(conn, user_id, amount_received, CURRENCY.code(), now).await?;
+            tracing::info!(
+                credited_cents = amount_received,
+                balance_cents = balance.balance_cents,
+                "top-up credited"
+            );
+        }
+    }
+    tracing::info!(status = %status, "event applied");
+    Ok(EventOutcome::Applied)
+}
+
+fn created_intent(intent: StripeIntent) -> Result<CreatedIntent, Error> {
+    let client_secret = intent
+        .client_secret
+        .ok_or_else(|| Error::Internal("Stripe returned no client_secret".into()))?;
+    Ok(CreatedIntent {
+        client_secret,
+        intent_id: intent.id,
+        amount_cents: intent.amount,
+        currency: intent.currency,
+        status: intent.status.as_str().to_owned(),
+    })
+}
+
+fn key_reused(stored_amount_cents: i64) -> Error {
+    Error::IdempotencyConflict(format!(
+        "idempotency_key was already used for a payment of {stored_amount_cents} cents; use a new key for a new payment"
+    ))
+}
+
+/// The Stripe `Idempotency-Key` for a user's key: the same for every retry
+/// and replica, bounded in length whatever the user id.
+fn stripe_idempotency_key(user: &UserId, key: &ClientIdempotencyKey) -> String {
+    let mut digest = Sha256::new();
+    digest.update(user.as_str().as_bytes());
+    digest.update([0]);
+    digest.update(key.as_str().as_bytes());
+    let hash = digest.finalize();
+    let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+    format!("topup-{hex}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stripe_keys_are_stable_and_distinct_per_user_and_key() {
+        let user = |s: &str| UserId::parse(s).unwrap();
+        let key = |s: &str| ClientIdempotencyKey::parse_optional(s).unwrap().unwrap();
+        let a = stripe_idempotency_key(&user("u1"), &key("k1"));
+        assert_eq!(a, stripe_idempotency_key(&user("u1"), &key("k1")));
+        assert_ne!(a, stripe_idempotency_key(&user("u2"), &key("k1")));
+        assert_ne!(a, stripe_idempotency_key(&user("u1"), &key("k2")));
+        // No ambiguity between ("u1k", "2") and ("u1", "k2").
+        assert_ne!(
+            stripe_idempotency_key(&user("u1k"), &key("2")),
+            stripe_idempotency_key(&user("u1"), &key("k2"))
+        );
+        assert_eq!(a.len(), "topup-".len() + 64);
+    }
+}

@@ -1,0 +1,196 @@
+use std::collections::HashMap;
+use std::time::Duration;
+
+use stripe::{Client, ClientBuilder, IdempotencyKey, RequestStrategy, StripeError, StripeRequest};
+use stripe_core::payment_intent::{
+    CreatePaymentIntent, CreatePaymentIntentAutomaticPaymentMethods, RetrievePaymentIntent,
+};
+use stripe_shared::{ApiErrorsType, PaymentIntent};
+
+use super::{
+    CREATED_BY_MARKER, GatewayError, NewIntent, PaymentError, PaymentGateway, StripeIntent,
+    is_intent_id,
+};
+
+/// How to reach Stripe.
+#[derive(Clone)]
+pub struct StripeConfig {
+    pub secret_key: String,
+    /// `https://api.stripe.com`, or a local stand-in.
+    pub api_base: String,
+    /// Per attempt.
+    pub timeout: Duration,
+    /// Attempts per call, the first included; retries reuse the idempotency key.
+    pub max_attempts: u32,
+    /// Before the first retry; doubled before each next one.
+    pub retry_backoff: Duration,
+}
+
+impl std::fmt::Debug for StripeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StripeConfig")
+            .field("secret_key", &"<redacted>")
+            .field("api_base", &self.api_base)
+            .field("timeout", &self.timeout)
+            .field("max_attempts", &self.max_attempts)
+            .field("retry_backoff", &self.retry_backoff)
+            .finish()
+    }
+}
+
+/// The real Stripe API client (async-stripe over hyper + rustls).
+#[derive(Clone, Debug)]
+pub struct StripeGateway {
+    client: Client,
+    max_attempts: u32,
+    retry_backoff: Duration,
+}
+
+impl StripeGateway {
+    pub fn new(config: &StripeConfig) -> Result<Self, GatewayError> {
+        let mut api_base = config.api_base.clone();
+        if !api_base.ends_with('/') {
+            api_base.push('/');
+        }
+        let client = ClientBuilder::new(config.secret_key.as_str())
+            .url(api_base)
+            .timeout(config.timeout)
+            .request_strategy(RequestStrategy::Once)
+            .build()
+            .map_err(|err| {
+                GatewayError::Rejected(format!("invalid Stripe configuration: {err}"))
+            })?;
+        Ok(Self {
+            client,
+            max_attempts: config.max_attempts.max(1),
+            retry_backoff: config.retry_backoff,
+        })
+    }
+
+    /// Sends `request` until it succeeds, fails for good, or attempts run out.
+    async fn send_with_retries<R>(
+        &self,
+        request: &R,
+        idempotency_key: Option<&IdempotencyKey>,
+    ) -> Result<PaymentIntent, GatewayError>
+    where
+        R: StripeRequest<Output = PaymentIntent>,
+    {
+        let strategy = match idempotency_key {
+            Some(key) => RequestStrategy::Idempotent(key.clone()),
+            None => RequestStrategy::Once,
+        };
+        let mut backoff = self.retry_backoff;
+        let mut attempt = 1;
+        loop {
+            let result = request
+                .customize()
+                .request_strategy(strategy.clone())
+                .send(&self.client)
+                .await;
+            match result.map_err(classify) {
+                Ok(intent) => return Ok(intent),
+                Err(Failure::Transient(reason)) if attempt < self.max_attempts => {
+                    tracing::warn!(attempt, %reason, "Stripe call failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                    attempt += 1;
+                }
+                Err(Failure::Transient(reason)) => return Err(GatewayError::Unavailable(reason)),
+                Err(Failure::Final(err)) => return Err(err),
+            }
+        }
+    }
+}
+
+enum Failure {
+    Transient(String),
+    Final(GatewayError),
+}
+
+fn classify(err: StripeError) -> Failure {
+    match err {
+        StripeError::Stripe(api, status) => {
+            let code = api
+                .code
+                .as_ref()
+                .map(|c| c.as_str().to_owned())
+                .unwrap_or_default();
+            let message = api.message.clone().unwrap_or_default();
+            match (status, &api.type_) {
+                // 409: a request with this key is still in flight at Stripe.
+                (409 | 429 | 500..=599, _) => {
+                    Failure::Transient(format!("HTTP {status} {code}: {message}"))
+                }
+                (404, _) => Failure::Final(GatewayError::NotFound),
+                (_, ApiErrorsType::IdempotencyError) => {
+                    Failure::Final(GatewayError::IdempotencyConflict(message))
+                }
+                _ => Failure::Final(GatewayError::Rejected(format!(
+                    "HTTP {status} {code}: {message}"
+                ))),
+            }
+        }
+        StripeError::Timeout => Failure::Transient("timed out".into()),
+        StripeError::ClientError(reason) => Failure::Transient(reason),
+        // An error body that is not Stripe JSON is a proxy or an outage page.
+        StripeError::JSONDeserialize(reason) => {
+            Failure::Transient(format!("unexpected response: {reason}"))
+        }
+        StripeError::ConfigError(reason) => Failure::Final(GatewayError::Rejected(reason)),
+    }
+}
+
+fn to_stripe_intent(intent: PaymentIntent) -> Result<StripeIntent, GatewayError> {
+    let status = intent
+        .status
+        .as_str()
+        .parse()
+        .map_err(GatewayError::Rejected)?;
+    let last_payment_error = intent.last_payment_error.map(|err| PaymentError {
+        code: err
+            .decline_code
+            .clone()
+            .or_else(|| err.code.as_ref().map(|code| code.as_str().to_owned())),
+        message: err.message.clone(),
+    });
+    Ok(StripeIntent {
+        id: intent.id.as_str().to_owned(),
+        amount: intent.amount,
+        amount_received: intent.amount_received,
+        currency: intent.currency.to_string(),
+        status,
+        client_secret: intent.client_secret,
+        user_id: intent.metadata.get("user_id").cloned(),
+        created_by_us: intent.metadata.get("created_by").map(String::as_str)
+            == Some(CREATED_BY_MARKER),
+        last_payment_error,
+    })
+}
+
+impl PaymentGateway for StripeGateway {
+    #[tracing::instrument(skip_all, fields(user_id = %intent.user_id, amount = intent.tier.cents().get()))]
+    async fn create_intent(&self, intent: &NewIntent<'_>) -> Result<StripeIntent, GatewayError> {
+        let key = IdempotencyKey::new(intent.stripe_idempotency_key)
+            .map_err(|err| GatewayError::Rejected(err.to_string()))?;
+        let metadata = HashMap::from([
+            ("user_id".to_owned(), intent.user_id.as_str().to_owned()),
+            ("created_by".to_owned(), CREATED_BY_MARKER.to_owned()),
+        ]);
+        let request =
+            CreatePaymentIntent::new(intent.tier.cents().get(), stripe_types::Currency::USD)
+                .automatic_payment_methods(CreatePaymentIntentAutomaticPaymentMethods::new(true))
+                .metadata(metadata);
+        debug_assert_eq!(intent.currency.code(), "usd");
+        to_stripe_intent(self.send_with_retries(&request, Some(&key)).await?)
+    }
+
+    #[tracing::instrument(skip_all, fields(intent_id = %intent_id))]
+    async fn retrieve_intent(&self, intent_id: &str) -> Result<StripeIntent, GatewayError> {
+        if !is_intent_id(intent_id) {
+            return Err(GatewayError::NotFound);
+        }
+        let request = RetrievePaymentIntent::new(intent_id);
+        to_stripe_intent(self.send_with_retries(&request, None).await?)
+    }
+}

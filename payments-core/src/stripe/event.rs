@@ -1,0 +1,156 @@
+//! Incoming Stripe events: only the fields this service reads, so that new
+//! fields and event types never make parsing fail.
+
+use serde::Deserialize;
+
+use crate::domain::InvalidInput;
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct StripeEvent {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub data: EventData,
+    /// `"event"` on every Stripe event.
+    #[serde(default)]
+    pub object: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct EventData {
+    pub object: EventObject,
+}
+
+/// The object the event is about; only its id and kind are read.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct EventObject {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub object: Option<String>,
+}
+
+/// What this service does with an event type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    PaymentSucceeded,
+    PaymentFailed,
+    /// `canceled`, `processing`, `requires_action`: the status is recorded.
+    PaymentStatusChanged,
+    /// Recorded and answered IGNORED.
+    Other,
+}
+
+impl StripeEvent {
+    /// Parses an event as Stripe sends it.
+    pub fn parse(json: &str) -> Result<Self, InvalidInput> {
+        let event: StripeEvent = serde_json::from_str(json)
+            .map_err(|err| InvalidInput(format!("not a Stripe event: {err}")))?;
+        if event.id.is_empty() || event.id.len() > 255 {
+            return Err(InvalidInput(
+                "not a Stripe event: id must be 1 to 255 bytes".into(),
+            ));
+        }
+        if event.event_type.is_empty() || event.event_type.len() > 255 {
+            return Err(InvalidInput(
+                "not a Stripe event: type must be 1 to 255 bytes".into(),
+            ));
+        }
+        if event
+            .object
+            .as_deref()
+            .is_some_and(|object| object != "event")
+        {
+            return Err(InvalidInput(
+                "not a Stripe event: object is not \"event\"".into(),
+            ));
+        }
+        Ok(event)
+    }
+
+    pub fn kind(&self) -> EventKind {
+        match self.event_type.as_str() {
+            "payment_intent.succeeded" => EventKind::PaymentSucceeded,
+            "payment_intent.payment_failed" => EventKind::PaymentFailed,
+            "payment_intent.canceled"
+            | "payment_intent.processing"
+            | "payment_intent.requires_action" => EventKind::PaymentStatusChanged,
+            _ => EventKind::Other,
+        }
+    }
+
+    pub fn object_id(&self) -> Option<&str> {
+        self.data.object.id.as_deref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_real_event_and_ignores_unknown_fields() {
+        let json = r#"{
+          "id": "evt_3MtwBwLkdIwHu7ix0hCZtxk0", "object": "event", "api_version": "2025-01-27",
+          "created": 1680064028, "livemode": false, "pending_webhooks": 1,
+          "request": {"id": null, "idempotency_key": null},
+          "type": "payment_intent.succeeded",
+          "data": {"object": {"id": "pi_3MtwBwLkdIwHu7ix28a3tqPa", "object": "payment_intent",
+                   "amount": 2000, "brand_new_field": {"x": [1, 2]}}}
+        }"#;
+        let event = StripeEvent::parse(json).unwrap();
+        assert_eq!(event.id, "evt_3MtwBwLkdIwHu7ix0hCZtxk0");
+        assert_eq!(event.kind(), EventKind::PaymentSucceeded);
+        assert_eq!(event.object_id(), Some("pi_3MtwBwLkdIwHu7ix28a3tqPa"));
+    }
+
+    #[test]
+    fn unknown_types_are_other() {
+        let json = r#"{"id":"evt_1","type":"customer.created","data":{"object":{"id":"cus_1"}}}"#;
+        assert_eq!(StripeEvent::parse(json).unwrap().kind(), EventKind::Other);
+    }
+
+    #[test]
+    fn event_kinds() {
+        let kind = |t: &str| {
+            let json = format!(r#"{{"id":"evt_1","type":"{t}","data":{{"object":{{}}}}}}"#);
+            StripeEvent::parse(&json).unwrap().kind()
+        };
+        assert_eq!(
+            kind("payment_intent.payment_failed"),
+            EventKind::PaymentFailed
+        );
+        assert_eq!(
+            kind("payment_intent.canceled"),
+            EventKind::PaymentStatusChanged
+        );
+        assert_eq!(
+            kind("payment_intent.processing"),
+            EventKind::PaymentStatusChanged
+        );
+        assert_eq!(
+            kind("payment_intent.requires_action"),
+            EventKind::PaymentStatusChanged
+        );
+        assert_eq!(kind("payment_intent.created"), EventKind::Other);
+    }
+
+    #[test]
+    fn non_events_are_refused() {
+        for bad in [
+            "",
+            "null",
+            "[]",
+            "{}",
+            r#"{"id":"evt_1","type":"x"}"#,
+            r#"{"id":"","type":"x","data":{"object":{}}}"#,
+            r#"{"id":"evt_1","type":"","data":{"object":{}}}"#,
+            r#"{"id":"evt_1","type":"x","object":"charge","data":{"object":{}}}"#,
+            r#"{"id":7,"type":"x","data":{"object":{}}}"#,
+            r#"{"id":"evt_1","type":"x","data":{"object":{}}"#,
+        ] {
+            let err = StripeEvent::parse(bad).unwrap_err();
+            assert!(err.0.starts_with("not a Stripe event"), "{bad:?}: {err}");
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! Stripe's PaymentIntent API, behind the one small trait the use cases need.
+
+mod client;
+mod event;
+
+use std::future::Future;
+
+pub use client::{StripeConfig, StripeGateway};
+pub use event::{EventKind, StripeEvent};
+
+use crate::domain::{Currency, PaymentStatus, Tier, UserId};
+
+/// `metadata[created_by]` value on every PaymentIntent this service creates;
+/// events about intents without it are not ours to act on.
+pub const CREATED_BY_MARKER: &str = "credits-topup";
+
+/// What the service asks Stripe to create.
+#[derive(Debug, Clone)]
+pub struct NewIntent<'a> {
+    pub user_id: &'a UserId,
+    pub tier: Tier,
+    pub currency: Currency,
+    /// Sent as Stripe's `Idempotency-Key`; reused on every retry.
+    pub stripe_idempotency_key: &'a str,
+}
+
+/// The fields of a Stripe PaymentIntent this service uses.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StripeIntent {
+    pub id: String,
+    pub amount: i64,
+    pub amount_received: i64,
+    pub currency: String,
+    pub status: PaymentStatus,
+    pub client_secret: Option<String>,
+    /// `metadata[user_id]`.
+    pub user_id: Option<String>,
+    /// `metadata[created_by]` is our marker.
+    pub created_by_us: bool,
+    pub last_payment_error: Option<PaymentError>,
+}
+
+// Hand-written so the client secret never reaches a log line.
+impl std::fmt::Debug for StripeIntent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StripeIntent")
+            .field("id", &self.id)
+            .field("amount", &self.amount)
+            .field("amount_received", &self.amount_received)
+            .field("currency", &self.currency)
+            .field("status", &self.status)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("user_id", &self.user_id)
+            .field("created_by_us", &self.created_by_us)
+            .field("last_payment_error", &self.last_payment_error)
+            .finish()
+    }
+}
+
+/// Stripe's `last_payment_error`, as recorded on a failed payment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentError {
+    /// `decline_code` when Stripe gives one (it says why a card was declined),
+    /// else `code`.
+    pub code: Option<String>,
+    pub message: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// Network failure, timeout, 429 or 5xx after every retry.
+    #[error("Stripe is unavailable: {0}")]
+    Unavailable(String),
+    /// Stripe has no such PaymentIntent.
+    #[error("Stripe has no such PaymentIntent")]
+    NotFound,
+    /// The idempotency key was used with other parameters.
+    #[error("Stripe refused the idempotency key: {0}")]
+    IdempotencyConflict(String),
+    /// Anything else Stripe refused; not worth retrying as is.
+    #[error("Stripe refused the request: {0}")]
+    Rejected(String),
+}
+
+/// The Stripe calls the use cases make.
+pub trait PaymentGateway: Send + Sync + 'static {
+    fn create_intent(
+        &self,
+        intent: &NewIntent<'_>,
+    ) -> impl Future<Output = Result<StripeIntent, GatewayError>> + Send;
+
+    fn retrieve_intent(
+        &self,
+        intent_id: &str,
+    ) -> impl Future<Output = Result<StripeIntent, GatewayError>> + Send;
+}
+
+/// Whether `id` has the shape of a PaymentIntent id (`pi_…`), so that it can
+/// go into a URL path without escaping.
+pub fn is_intent_id(id: &str) -> bool {
+    id.len() <= 255
+        && id.strip_prefix("pi_").is_some_and(|rest| {
+            !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intent_ids_are_pi_and_url_safe() {
+        assert!(is_intent_id("pi_3MtwBwLkdIwHu7ix28a3tqPa"));
+        assert!(!is_intent_id("pi_"));
+        assert!(!is_intent_id("ch_123"));
+        assert!(!is_intent_id("pi_123/cancel"));
+        assert!(!is_intent_id("pi_123?expand=x"));
+        assert!(!is_intent_id(&format!("pi_{}", "a".repeat(300))));
+    }
+
+    #[test]
+    fn debug_output_hides_the_client_secret() {
+        let intent = StripeIntent {
+            id: "pi_1".into(),
+            amount: 500,
+            amount_received: 0,
+            currency: "usd".into(),
+            status: PaymentStatus::RequiresPaymentMethod,
+            client_secret: Some("pi_1_secret_abc".into()),
+            user_id: Some("u1".into()),
+            created_by_us: true,
+            last_payment_error: None,
+        };
+        let shown = format!("{intent:?}");
+        assert!(!shown.contains("secret_abc"), "{shown}");
+        assert!(shown.contains("<redacted>"));
+    }
+}

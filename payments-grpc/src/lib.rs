@@ -1,0 +1,97 @@
+//! The tonic server for `payments.v1.PaymentsService`: proto ⇄ core mapping,
+//! status codes, the internal bearer token, health and reflection.
+
+pub mod auth;
+pub mod config;
+pub mod convert;
+mod service;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use payments_core::PaymentsService;
+use payments_core::stripe::PaymentGateway;
+use tokio::net::TcpListener;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+pub use service::GrpcPaymentsService;
+
+/// Generated from `proto/payments/v1/payments.proto`.
+pub mod proto {
+    tonic::include_proto!("payments.v1");
+
+    /// The encoded descriptors, served by reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/payments_descriptor.bin"));
+}
+
+use proto::payments_service_server::PaymentsServiceServer;
+
+/// The fully qualified service name, as health checks ask for it.
+pub const SERVICE_NAME: &str = "payments.v1.PaymentsService";
+
+/// Serves the payments service, health and reflection on `listener` until
+/// `shutdown` resolves, then drains in-flight calls.
+pub async fn serve<G: PaymentGateway>(
+    core: Arc<PaymentsService<G>>,
+    internal_token: auth::InternalToken,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), tonic::transport::Error> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .expect("the embedded descriptors are valid");
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .expect("the embedded descriptors are valid");
+
+    let watcher = tokio::spawn(report_database_health(core.clone(), health));
+    let payments = PaymentsServiceServer::with_interceptor(
+        GrpcPaymentsService::new(core),
+        auth::check_bearer(internal_token),
+    );
+    let result = Server::builder()
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(payments)
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown,
+        )
+        .await;
+    watcher.abort();
+    result
+}
+
+/// Health follows the database: NOT_SERVING while Postgres cannot be reached.
+async fn report_database_health<G: PaymentGateway>(
+    core: Arc<PaymentsService<G>>,
+    health: HealthReporter,
+) {
+    let mut last = None;
+    loop {
+        let status = match core.check_database().await {
+            Ok(()) => ServingStatus::Serving,
+            Err(err) => {
+                tracing::warn!(error = %err, "health: database unreachable");
+                ServingStatus::NotServing
+            }
+        };
+        if last != Some(status) {
+            health.set_service_status("", status).await;
+            health.set_service_status(SERVICE_NAME, status).await;
+            last = Some(status);
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}

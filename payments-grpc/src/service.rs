@@ -1,0 +1,63 @@
+use std::sync::Arc;
+
+use payments_core::PaymentsService;
+use payments_core::stripe::PaymentGateway;
+use tonic::{Request, Response, Status};
+
+use crate::convert::to_status;
+use crate::proto::{self, payments_service_server::PaymentsService as PaymentsServiceRpc};
+
+/// The gRPC face of the core use cases.
+pub struct GrpcPaymentsService<G> {
+    core: Arc<PaymentsService<G>>,
+}
+
+impl<G> GrpcPaymentsService<G> {
+    pub fn new(core: Arc<PaymentsService<G>>) -> Self {
+        Self { core }
+    }
+}
+
+#[tonic::async_trait]
+impl<G: PaymentGateway> PaymentsServiceRpc for GrpcPaymentsService<G> {
+    async fn create_payment_intent(
+        &self,
+        request: Request<proto::CreatePaymentIntentRequest>,
+    ) -> Result<Response<proto::CreatePaymentIntentResponse>, Status> {
+        let request = request.into_inner();
+        let intent = self
+            .core
+            .create_payment_intent(
+                &request.user_id,
+                request.amount_cents,
+                &request.idempotency_key,
+            )
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(intent.into()))
+    }
+
+    async fn get_balance(
+        &self,
+        request: Request<proto::GetBalanceRequest>,
+    ) -> Result<Response<proto::GetBalanceResponse>, Status> {
+        let balance = self
+            .core
+            .get_balance(&request.into_inner().user_id)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(balance.into()))
+    }
+
+    async fn apply_stripe_event(
+        &self,
+        request: Request<proto::ApplyStripeEventRequest>,
+    ) -> Result<Response<proto::ApplyStripeEventResponse>, Status> {
+        let outcome = self
+            .core
+            .apply_stripe_event(&request.into_inner().event_json)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(outcome.into()))
+    }
+}
