@@ -3,7 +3,7 @@ use crate::domain::InvalidInput;
 use crate::stripe::GatewayError;
 
 /// Every way a use case can fail, as a caller needs to tell them apart.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
     /// The request is wrong; repeating it will not help.
     #[error("{0}")]

@@ -231,8 +231,7 @@ impl<G: PaymentGateway> PaymentsService<G> {
                 processed_at: Utc::now(),
             }
         };
-        let kind = event.kind();
-        let intent_id = match (kind, event.object_id()) {
+        let intent_id = match (event.kind(), event.object_id()) {
             (EventKind::Other, _) => {
                 return self
                     .record_ignored(&ignored("event type not acted on"))
@@ -280,7 +279,7 @@ impl<G: PaymentGateway> PaymentsService<G> {
         let mut conn = self.pool.get().await.map_err(crate::db::DbError::from)?;
         let outcome = conn
             .transaction::<_, Error, _>(async |conn| {
-                apply_intent_state(conn, &event, kind, event_json, received_at, &owner, &intent)
+                apply_intent_state(conn, &event, event_json, received_at, &owner, &intent)
                     .await
             })
             .await?;
@@ -304,7 +303,6 @@ impl<G: PaymentGateway> PaymentsService<G> {
 async fn apply_intent_state(
     conn: &mut diesel_async::AsyncPgConnection,
     event: &StripeEvent,
-    kind: EventKind,
     event_json: &str,
     received_at: DateTime<Utc>,
     owner: &UserId,
@@ -358,10 +356,10 @@ async fn apply_intent_state(
         tracing::info!(%refused, "kept the later status");
         current
     });
-    let failure = match (&intent.last_payment_error, kind, status) {
-        (_, _, PaymentStatus::Succeeded) => None,
-        (Some(error), _, _) => Some(error),
-        (None, _, _) => None,
+    // Mirrors Stripe's last_payment_error, which a later success clears.
+    let failure = match status {
+        PaymentStatus::Succeeded => None,
+        _ => intent.last_payment_error.as_ref(),
     };
     let amount_received = if status == PaymentStatus::Succeeded {
         intent.amount_received

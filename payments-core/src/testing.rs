@@ -385,3 +385,26 @@ impl Respond for RetrieveIntent {
         }
     }
 }
+
+/// The core service over a test database and a Stripe stand-in.
+pub async fn service(
+    db: &TestDatabase,
+    stripe: &StripeStandIn,
+) -> crate::PaymentsService<crate::stripe::StripeGateway> {
+    let gateway = crate::stripe::StripeGateway::new(&stripe.config()).expect("gateway");
+    crate::PaymentsService::new(db.pool().await, gateway, crate::domain::Tiers::default())
+}
+
+/// Counts the rows of a table (test assertions only).
+pub async fn count_rows(conn: &mut AsyncPgConnection, table: &str) -> i64 {
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let count: Count = diesel::sql_query(format!("SELECT count(*) AS n FROM {}", db::quote_ident(table)))
+        .get_result(conn)
+        .await
+        .expect("count query");
+    count.n
+}

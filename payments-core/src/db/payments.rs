@@ -36,9 +36,9 @@ pub struct NewPayment<'a> {
     pub idempotency_key: Option<&'a str>,
 }
 
-/// What an event changes on a payment.
+/// What an event changes on a payment; `None` failure fields clear them.
 #[derive(Debug, AsChangeset)]
-#[diesel(table_name = payments, treat_none_as_null = false)]
+#[diesel(table_name = payments, treat_none_as_null = true)]
 pub struct PaymentUpdate<'a> {
     pub status: &'a str,
     pub amount_received_cents: i64,
