@@ -49,7 +49,7 @@ impl TestDatabase {
     pub async fn pool(&self) -> DbPool {
         let config = PoolConfig {
             max_size: 8,
-            connection_timeout: Duration::from_secs(5),
+            connection_timeout: Duration::from_secs(2),
         };
         db::connect_pool(&self.url, &config).await.expect("pool")
     }
@@ -159,8 +159,8 @@ pub fn stripe_error(status: u16, error_type: &str, code: &str, message: &str) ->
 #[derive(Default)]
 struct StandInState {
     intents: HashMap<String, FakeIntent>,
-    /// Idempotency-Key → (request body, intent id), as Stripe replays keys.
-    keys: HashMap<String, (String, String)>,
+    /// Idempotency-Key → (request parameters, intent id), as Stripe replays keys.
+    keys: HashMap<String, (Vec<(String, String)>, String)>,
     next_id: u64,
 }
 
@@ -303,15 +303,17 @@ struct CreateIntent(Arc<Mutex<StandInState>>);
 impl Respond for CreateIntent {
     fn respond(&self, request: &Request) -> ResponseTemplate {
         let form = form_fields(request);
-        let body = String::from_utf8_lossy(&request.body).into_owned();
+        // Stripe compares parameters, not their order in the body.
+        let mut params: Vec<(String, String)> = form.clone().into_iter().collect();
+        params.sort();
         let key = request
             .headers
             .get("idempotency-key")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         let mut state = self.0.lock().expect("stand-in state");
-        if let Some((seen_body, id)) = key.as_ref().and_then(|k| state.keys.get(k)) {
-            if *seen_body != body {
+        if let Some((seen_params, id)) = key.as_ref().and_then(|k| state.keys.get(k)) {
+            if *seen_params != params {
                 return stripe_error(
                     400,
                     "idempotency_error",
@@ -363,7 +365,7 @@ impl Respond for CreateIntent {
         let json = intent.to_json();
         state.intents.insert(id.clone(), intent);
         if let Some(key) = key {
-            state.keys.insert(key, (body, id));
+            state.keys.insert(key, (params, id));
         }
         ResponseTemplate::new(200).set_body_json(json)
     }

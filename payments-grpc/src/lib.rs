@@ -54,7 +54,17 @@ pub async fn serve<G: PaymentGateway>(
         .build_v1alpha()
         .expect("the embedded descriptors are valid");
 
-    let watcher = tokio::spawn(report_database_health(core.clone(), health));
+    // Known before the first call, then kept up to date.
+    let mut database_status = report_database_health(&core, &health, None).await;
+    let watcher = tokio::spawn({
+        let core = core.clone();
+        async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                database_status = report_database_health(&core, &health, Some(database_status)).await;
+            }
+        }
+    });
     let payments = PaymentsServiceServer::with_interceptor(
         GrpcPaymentsService::new(core),
         auth::check_bearer(internal_token),
@@ -75,23 +85,20 @@ pub async fn serve<G: PaymentGateway>(
 
 /// Health follows the database: NOT_SERVING while Postgres cannot be reached.
 async fn report_database_health<G: PaymentGateway>(
-    core: Arc<PaymentsService<G>>,
-    health: HealthReporter,
-) {
-    let mut last = None;
-    loop {
-        let status = match core.check_database().await {
-            Ok(()) => ServingStatus::Serving,
-            Err(err) => {
-                tracing::warn!(error = %err, "health: database unreachable");
-                ServingStatus::NotServing
-            }
-        };
-        if last != Some(status) {
-            health.set_service_status("", status).await;
-            health.set_service_status(SERVICE_NAME, status).await;
-            last = Some(status);
+    core: &PaymentsService<G>,
+    health: &HealthReporter,
+    last: Option<ServingStatus>,
+) -> ServingStatus {
+    let status = match core.check_database().await {
+        Ok(()) => ServingStatus::Serving,
+        Err(err) => {
+            tracing::warn!(error = %err, "health: database unreachable");
+            ServingStatus::NotServing
         }
-        tokio::time::sleep(Duration::from_secs(2)).await;
+    };
+    if last != Some(status) {
+        health.set_service_status("", status).await;
+        health.set_service_status(SERVICE_NAME, status).await;
     }
+    status
 }
