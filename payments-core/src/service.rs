@@ -279,8 +279,7 @@ impl<G: PaymentGateway> PaymentsService<G> {
         let mut conn = self.pool.get().await.map_err(crate::db::DbError::from)?;
         let outcome = conn
             .transaction::<_, Error, _>(async |conn| {
-                apply_intent_state(conn, &event, event_json, received_at, &owner, &intent)
-                    .await
+                apply_intent_state(conn, &event, event_json, received_at, &owner, &intent).await
             })
             .await?;
         Ok(outcome)

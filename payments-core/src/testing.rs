@@ -404,9 +404,12 @@ pub async fn count_rows(conn: &mut AsyncPgConnection, table: &str) -> i64 {
         #[diesel(sql_type = diesel::sql_types::BigInt)]
         n: i64,
     }
-    let count: Count = diesel::sql_query(format!("SELECT count(*) AS n FROM {}", db::quote_ident(table)))
-        .get_result(conn)
-        .await
-        .expect("count query");
+    let count: Count = diesel::sql_query(format!(
+        "SELECT count(*) AS n FROM {}",
+        db::quote_ident(table)
+    ))
+    .get_result(conn)
+    .await
+    .expect("count query");
     count.n
 }

@@ -24,16 +24,31 @@ impl World {
         let db = TestDatabase::create().await;
         let stripe = StripeStandIn::start().await;
         let service = service(&db, &stripe).await;
-        Self { db, stripe, service }
+        Self {
+            db,
+            stripe,
+            service,
+        }
     }
 
     /// An intent this service created for `user`, for `cents`.
     async fn intent_for(&self, user: &str, cents: i64) -> String {
-        self.service.create_payment_intent(user, cents, "").await.unwrap().intent_id
+        self.service
+            .create_payment_intent(user, cents, "")
+            .await
+            .unwrap()
+            .intent_id
     }
 
-    async fn apply(&self, event_id: &str, event_type: &str, intent_id: &str) -> Result<EventOutcome, Error> {
-        self.service.apply_stripe_event(&event_json(event_id, event_type, intent_id)).await
+    async fn apply(
+        &self,
+        event_id: &str,
+        event_type: &str,
+        intent_id: &str,
+    ) -> Result<EventOutcome, Error> {
+        self.service
+            .apply_stripe_event(&event_json(event_id, event_type, intent_id))
+            .await
     }
 
     async fn balance(&self, user: &str) -> i64 {
@@ -42,7 +57,10 @@ impl World {
 
     async fn payment(&self, intent_id: &str) -> payments::PaymentRow {
         let mut conn = self.db.connection().await;
-        payments::find_by_intent(&mut conn, intent_id).await.unwrap().expect("payment row")
+        payments::find_by_intent(&mut conn, intent_id)
+            .await
+            .unwrap()
+            .expect("payment row")
     }
 
     /// The invariant every test ends with.
@@ -58,7 +76,10 @@ async fn a_succeeded_event_credits_amount_received_from_stripe_not_the_event() {
     world.stripe.succeed(&intent);
 
     // The event claims 999999 cents; Stripe's API says 2000.
-    let outcome = world.apply("evt_1", "payment_intent.succeeded", &intent).await.unwrap();
+    let outcome = world
+        .apply("evt_1", "payment_intent.succeeded", &intent)
+        .await
+        .unwrap();
 
     assert_eq!(outcome, EventOutcome::Applied);
     assert_eq!(world.balance("alice").await, 2000);
@@ -69,12 +90,21 @@ async fn a_succeeded_event_credits_amount_received_from_stripe_not_the_event() {
     let entries = ledger::for_user(&mut conn, "alice").await.unwrap();
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0].amount_cents, 2000);
-    assert_eq!(entries[0].stripe_intent_id.as_deref(), Some(intent.as_str()));
+    assert_eq!(
+        entries[0].stripe_intent_id.as_deref(),
+        Some(intent.as_str())
+    );
     assert_eq!(entries[0].stripe_event_id.as_deref(), Some("evt_1"));
-    let event = stripe_events::find(&mut conn, "evt_1").await.unwrap().unwrap();
+    let event = stripe_events::find(&mut conn, "evt_1")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(event.outcome, "applied");
     assert_eq!(event.user_id.as_deref(), Some("alice"));
-    assert_eq!(event.payload, event_json("evt_1", "payment_intent.succeeded", &intent));
+    assert_eq!(
+        event.payload,
+        event_json("evt_1", "payment_intent.succeeded", &intent)
+    );
     world.check_ledger().await;
 }
 
@@ -87,8 +117,14 @@ async fn the_same_event_applied_20_times_concurrently_credits_once() {
     let attempts = (0..20).map(|_| world.apply("evt_same", "payment_intent.succeeded", &intent));
     let outcomes = join_all(attempts).await;
 
-    let applied = outcomes.iter().filter(|o| **o == Ok(EventOutcome::Applied)).count();
-    let duplicates = outcomes.iter().filter(|o| **o == Ok(EventOutcome::Duplicate)).count();
+    let applied = outcomes
+        .iter()
+        .filter(|o| **o == Ok(EventOutcome::Applied))
+        .count();
+    let duplicates = outcomes
+        .iter()
+        .filter(|o| **o == Ok(EventOutcome::Duplicate))
+        .count();
     assert_eq!((applied, duplicates), (1, 19), "{outcomes:?}");
     assert_eq!(world.balance("bob").await, 1000);
     let mut conn = world.db.connection().await;
@@ -104,10 +140,16 @@ async fn different_events_for_one_intent_credit_once_even_concurrently() {
     world.stripe.succeed(&intent);
 
     let ids: Vec<String> = (0..10).map(|i| format!("evt_{i}")).collect();
-    let outcomes =
-        join_all(ids.iter().map(|id| world.apply(id, "payment_intent.succeeded", &intent))).await;
+    let outcomes = join_all(
+        ids.iter()
+            .map(|id| world.apply(id, "payment_intent.succeeded", &intent)),
+    )
+    .await;
 
-    assert!(outcomes.iter().all(|o| *o == Ok(EventOutcome::Applied)), "{outcomes:?}");
+    assert!(
+        outcomes.iter().all(|o| *o == Ok(EventOutcome::Applied)),
+        "{outcomes:?}"
+    );
     assert_eq!(world.balance("carol").await, 5000);
     let mut conn = world.db.connection().await;
     assert_eq!(count_rows(&mut conn, "ledger_entries").await, 1);
@@ -120,11 +162,19 @@ async fn a_late_payment_failed_does_not_undo_succeeded() {
     let world = World::new().await;
     let intent = world.intent_for("dave", 500).await;
     world.stripe.succeed(&intent);
-    world.apply("evt_ok", "payment_intent.succeeded", &intent).await.unwrap();
+    world
+        .apply("evt_ok", "payment_intent.succeeded", &intent)
+        .await
+        .unwrap();
 
     // Even if Stripe's answer were stale, a final status never moves.
-    world.stripe.decline(&intent, "generic_decline", "Your card was declined.");
-    let outcome = world.apply("evt_late_fail", "payment_intent.payment_failed", &intent).await.unwrap();
+    world
+        .stripe
+        .decline(&intent, "generic_decline", "Your card was declined.");
+    let outcome = world
+        .apply("evt_late_fail", "payment_intent.payment_failed", &intent)
+        .await
+        .unwrap();
 
     assert_eq!(outcome, EventOutcome::Applied);
     let payment = world.payment(&intent).await;
@@ -140,16 +190,28 @@ async fn a_succeeded_event_for_an_intent_stripe_reports_unpaid_credits_nothing()
     let intent = world.intent_for("erin", 1000).await;
     // Stripe still says requires_payment_method: the event is forged or early.
 
-    let outcome = world.apply("evt_forged", "payment_intent.succeeded", &intent).await.unwrap();
+    let outcome = world
+        .apply("evt_forged", "payment_intent.succeeded", &intent)
+        .await
+        .unwrap();
 
     assert_eq!(outcome, EventOutcome::Applied);
     assert_eq!(world.balance("erin").await, 0);
-    assert_eq!(world.payment(&intent).await.status, "requires_payment_method");
-    assert_eq!(count_rows(&mut world.db.connection().await, "ledger_entries").await, 0);
+    assert_eq!(
+        world.payment(&intent).await.status,
+        "requires_payment_method"
+    );
+    assert_eq!(
+        count_rows(&mut world.db.connection().await, "ledger_entries").await,
+        0
+    );
 
     // When the payment really succeeds, the next event credits it.
     world.stripe.succeed(&intent);
-    world.apply("evt_real", "payment_intent.succeeded", &intent).await.unwrap();
+    world
+        .apply("evt_real", "payment_intent.succeeded", &intent)
+        .await
+        .unwrap();
     assert_eq!(world.balance("erin").await, 1000);
     world.check_ledger().await;
 }
@@ -167,16 +229,25 @@ async fn an_intent_this_service_did_not_create_is_ignored() {
         last_payment_error: None,
     });
 
-    let outcome = world.apply("evt_foreign", "payment_intent.succeeded", "pi_foreign").await.unwrap();
+    let outcome = world
+        .apply("evt_foreign", "payment_intent.succeeded", "pi_foreign")
+        .await
+        .unwrap();
 
     assert_eq!(outcome, EventOutcome::Ignored);
     assert_eq!(world.balance("mallory").await, 0);
     let mut conn = world.db.connection().await;
-    let event = stripe_events::find(&mut conn, "evt_foreign").await.unwrap().unwrap();
+    let event = stripe_events::find(&mut conn, "evt_foreign")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(event.outcome, "ignored");
     assert_eq!(count_rows(&mut conn, "payments").await, 0);
     // Redelivery is a duplicate, not an error Stripe would retry forever.
-    let again = world.apply("evt_foreign", "payment_intent.succeeded", "pi_foreign").await.unwrap();
+    let again = world
+        .apply("evt_foreign", "payment_intent.succeeded", "pi_foreign")
+        .await
+        .unwrap();
     assert_eq!(again, EventOutcome::Duplicate);
     world.check_ledger().await;
 }
@@ -184,47 +255,94 @@ async fn an_intent_this_service_did_not_create_is_ignored() {
 #[tokio::test]
 async fn an_intent_stripe_does_not_know_is_ignored() {
     let world = World::new().await;
-    let outcome = world.apply("evt_ghost", "payment_intent.succeeded", "pi_doesnotexist").await.unwrap();
+    let outcome = world
+        .apply("evt_ghost", "payment_intent.succeeded", "pi_doesnotexist")
+        .await
+        .unwrap();
     assert_eq!(outcome, EventOutcome::Ignored);
     // An object id that is not a PaymentIntent id never reaches Stripe.
-    let outcome = world.apply("evt_path", "payment_intent.succeeded", "pi_1/cancel").await.unwrap();
+    let outcome = world
+        .apply("evt_path", "payment_intent.succeeded", "pi_1/cancel")
+        .await
+        .unwrap();
     assert_eq!(outcome, EventOutcome::Ignored);
-    assert_eq!(world.stripe.requests_to("GET", "/v1/payment_intents/pi_1").await.len(), 0);
+    assert_eq!(
+        world
+            .stripe
+            .requests_to("GET", "/v1/payment_intents/pi_1")
+            .await
+            .len(),
+        0
+    );
     world.check_ledger().await;
 }
 
 #[tokio::test]
 async fn other_event_types_are_recorded_and_ignored() {
     let world = World::new().await;
-    let outcome = world.apply("evt_cus", "customer.created", "cus_123").await.unwrap();
+    let outcome = world
+        .apply("evt_cus", "customer.created", "cus_123")
+        .await
+        .unwrap();
     assert_eq!(outcome, EventOutcome::Ignored);
-    assert_eq!(world.apply("evt_cus", "customer.created", "cus_123").await.unwrap(), EventOutcome::Duplicate);
-    assert!(world.stripe.requests_to("GET", "/v1").await.is_empty(), "ignored types need no Stripe call");
+    assert_eq!(
+        world
+            .apply("evt_cus", "customer.created", "cus_123")
+            .await
+            .unwrap(),
+        EventOutcome::Duplicate
+    );
+    assert!(
+        world.stripe.requests_to("GET", "/v1").await.is_empty(),
+        "ignored types need no Stripe call"
+    );
     let mut conn = world.db.connection().await;
-    let event = stripe_events::find(&mut conn, "evt_cus").await.unwrap().unwrap();
-    assert_eq!((event.event_type.as_str(), event.outcome.as_str()), ("customer.created", "ignored"));
+    let event = stripe_events::find(&mut conn, "evt_cus")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (event.event_type.as_str(), event.outcome.as_str()),
+        ("customer.created", "ignored")
+    );
 }
 
 #[tokio::test]
 async fn a_payment_failure_records_stripes_code_and_message() {
     let world = World::new().await;
     let intent = world.intent_for("frank", 1000).await;
-    world.stripe.decline(&intent, "insufficient_funds", "Your card has insufficient funds.");
+    world.stripe.decline(
+        &intent,
+        "insufficient_funds",
+        "Your card has insufficient funds.",
+    );
 
-    let outcome = world.apply("evt_fail", "payment_intent.payment_failed", &intent).await.unwrap();
+    let outcome = world
+        .apply("evt_fail", "payment_intent.payment_failed", &intent)
+        .await
+        .unwrap();
 
     assert_eq!(outcome, EventOutcome::Applied);
     let payment = world.payment(&intent).await;
     assert_eq!(payment.status, "requires_payment_method");
     assert_eq!(payment.failure_code.as_deref(), Some("insufficient_funds"));
-    assert_eq!(payment.failure_message.as_deref(), Some("Your card has insufficient funds."));
+    assert_eq!(
+        payment.failure_message.as_deref(),
+        Some("Your card has insufficient funds.")
+    );
     assert_eq!(world.balance("frank").await, 0);
 
     // The customer retries with another card and pays.
     world.stripe.succeed(&intent);
-    world.apply("evt_ok", "payment_intent.succeeded", &intent).await.unwrap();
+    world
+        .apply("evt_ok", "payment_intent.succeeded", &intent)
+        .await
+        .unwrap();
     let payment = world.payment(&intent).await;
-    assert_eq!((payment.status.as_str(), payment.failure_code), ("succeeded", None));
+    assert_eq!(
+        (payment.status.as_str(), payment.failure_code),
+        ("succeeded", None)
+    );
     assert_eq!(world.balance("frank").await, 1000);
     world.check_ledger().await;
 }
@@ -235,16 +353,25 @@ async fn statuses_only_move_forward_whatever_order_events_arrive_in() {
     let intent = world.intent_for("gina", 2000).await;
 
     world.stripe.set_status(&intent, "processing");
-    world.apply("evt_processing", "payment_intent.processing", &intent).await.unwrap();
+    world
+        .apply("evt_processing", "payment_intent.processing", &intent)
+        .await
+        .unwrap();
     assert_eq!(world.payment(&intent).await.status, "processing");
 
     // A stale requires_action delivered late cannot move processing back.
     world.stripe.set_status(&intent, "requires_action");
-    world.apply("evt_action", "payment_intent.requires_action", &intent).await.unwrap();
+    world
+        .apply("evt_action", "payment_intent.requires_action", &intent)
+        .await
+        .unwrap();
     assert_eq!(world.payment(&intent).await.status, "processing");
 
     world.stripe.set_status(&intent, "canceled");
-    world.apply("evt_cancel", "payment_intent.canceled", &intent).await.unwrap();
+    world
+        .apply("evt_cancel", "payment_intent.canceled", &intent)
+        .await
+        .unwrap();
     assert_eq!(world.payment(&intent).await.status, "canceled");
     assert_eq!(world.balance("gina").await, 0);
     world.check_ledger().await;
@@ -253,11 +380,20 @@ async fn statuses_only_move_forward_whatever_order_events_arrive_in() {
 #[tokio::test]
 async fn malformed_events_are_invalid_and_write_nothing() {
     let world = World::new().await;
-    for bad in ["", "{", "[]", r#"{"id":"evt_1"}"#, r#"{"id":"","type":"x","data":{"object":{}}}"#] {
+    for bad in [
+        "",
+        "{",
+        "[]",
+        r#"{"id":"evt_1"}"#,
+        r#"{"id":"","type":"x","data":{"object":{}}}"#,
+    ] {
         let err = world.service.apply_stripe_event(bad).await.unwrap_err();
         assert!(matches!(err, Error::InvalidArgument(_)), "{bad:?}: {err:?}");
     }
-    assert_eq!(count_rows(&mut world.db.connection().await, "stripe_events").await, 0);
+    assert_eq!(
+        count_rows(&mut world.db.connection().await, "stripe_events").await,
+        0
+    );
 }
 
 #[tokio::test]
@@ -265,14 +401,26 @@ async fn stripe_unavailable_leaves_the_event_unrecorded_so_a_retry_applies_it() 
     let world = World::new().await;
     let intent = world.intent_for("hank", 1000).await;
     world.stripe.succeed(&intent);
-    world.stripe.fail_next("GET", 3, stripe_error(500, "api_error", "", "boom")).await;
+    world
+        .stripe
+        .fail_next("GET", 3, stripe_error(500, "api_error", "", "boom"))
+        .await;
 
-    let err = world.apply("evt_retry", "payment_intent.succeeded", &intent).await.unwrap_err();
+    let err = world
+        .apply("evt_retry", "payment_intent.succeeded", &intent)
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::Unavailable(_)), "{err:?}");
-    assert_eq!(count_rows(&mut world.db.connection().await, "stripe_events").await, 0);
+    assert_eq!(
+        count_rows(&mut world.db.connection().await, "stripe_events").await,
+        0
+    );
 
     // Stripe redelivers the same event later.
-    let outcome = world.apply("evt_retry", "payment_intent.succeeded", &intent).await.unwrap();
+    let outcome = world
+        .apply("evt_retry", "payment_intent.succeeded", &intent)
+        .await
+        .unwrap();
     assert_eq!(outcome, EventOutcome::Applied);
     assert_eq!(world.balance("hank").await, 1000);
     world.check_ledger().await;
@@ -290,17 +438,26 @@ async fn a_paid_intent_whose_row_was_never_stored_is_recovered_and_credited() {
         status: "succeeded".into(),
         metadata: HashMap::from([
             ("user_id".into(), "ivy".into()),
-            ("created_by".into(), payments_core::stripe::CREATED_BY_MARKER.into()),
+            (
+                "created_by".into(),
+                payments_core::stripe::CREATED_BY_MARKER.into(),
+            ),
         ]),
         last_payment_error: None,
     });
 
-    let outcome = world.apply("evt_orphan", "payment_intent.succeeded", "pi_orphan").await.unwrap();
+    let outcome = world
+        .apply("evt_orphan", "payment_intent.succeeded", "pi_orphan")
+        .await
+        .unwrap();
 
     assert_eq!(outcome, EventOutcome::Applied);
     assert_eq!(world.balance("ivy").await, 2000);
     let payment = world.payment("pi_orphan").await;
-    assert_eq!((payment.user_id.as_str(), payment.amount_cents), ("ivy", 2000));
+    assert_eq!(
+        (payment.user_id.as_str(), payment.amount_cents),
+        ("ivy", 2000)
+    );
     world.check_ledger().await;
 }
 
@@ -308,11 +465,30 @@ async fn a_paid_intent_whose_row_was_never_stored_is_recovered_and_credited() {
 async fn balances_of_several_users_stay_equal_to_their_ledgers() {
     let world = World::new().await;
     let mut expected = HashMap::new();
-    for (n, (user, cents)) in [("u1", 500), ("u2", 1000), ("u1", 2000), ("u3", 5000), ("u2", 500)].into_iter().enumerate() {
+    for (n, (user, cents)) in [
+        ("u1", 500),
+        ("u2", 1000),
+        ("u1", 2000),
+        ("u3", 5000),
+        ("u2", 500),
+    ]
+    .into_iter()
+    .enumerate()
+    {
         let intent = world.intent_for(user, cents).await;
         world.stripe.succeed(&intent);
-        world.apply(&format!("evt_{n}"), "payment_intent.succeeded", &intent).await.unwrap();
-        world.apply(&format!("evt_{n}_again"), "payment_intent.succeeded", &intent).await.unwrap();
+        world
+            .apply(&format!("evt_{n}"), "payment_intent.succeeded", &intent)
+            .await
+            .unwrap();
+        world
+            .apply(
+                &format!("evt_{n}_again"),
+                "payment_intent.succeeded",
+                &intent,
+            )
+            .await
+            .unwrap();
         *expected.entry(user).or_insert(0) += cents;
     }
     let mut conn = world.db.connection().await;

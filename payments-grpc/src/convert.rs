@@ -5,42 +5,38 @@ use tonic::Status;
 
 use crate::proto::{self, apply_stripe_event_response::Outcome};
 
-impl From<CreatedIntent> for proto::CreatePaymentIntentResponse {
-    fn from(intent: CreatedIntent) -> Self {
-        Self {
-            client_secret: intent.client_secret,
-            intent_id: intent.intent_id,
-            amount: intent.amount_cents,
-            currency: intent.currency,
-            status: intent.status,
-        }
+// Free functions: the orphan rule forbids `From` between two foreign crates' types.
+
+pub fn created_intent(intent: CreatedIntent) -> proto::CreatePaymentIntentResponse {
+    proto::CreatePaymentIntentResponse {
+        client_secret: intent.client_secret,
+        intent_id: intent.intent_id,
+        amount: intent.amount_cents,
+        currency: intent.currency,
+        status: intent.status,
     }
 }
 
-impl From<Balance> for proto::GetBalanceResponse {
-    fn from(balance: Balance) -> Self {
-        Self {
-            user_id: balance.user_id,
-            balance_cents: balance.balance_cents,
-            currency: balance.currency,
-            updated_at: balance.updated_at.map(|at| prost_types::Timestamp {
-                seconds: at.timestamp(),
-                nanos: at.timestamp_subsec_nanos() as i32,
-            }),
-        }
+pub fn balance(balance: Balance) -> proto::GetBalanceResponse {
+    proto::GetBalanceResponse {
+        user_id: balance.user_id,
+        balance_cents: balance.balance_cents,
+        currency: balance.currency,
+        updated_at: balance.updated_at.map(|at| prost_types::Timestamp {
+            seconds: at.timestamp(),
+            nanos: at.timestamp_subsec_nanos() as i32,
+        }),
     }
 }
 
-impl From<EventOutcome> for proto::ApplyStripeEventResponse {
-    fn from(outcome: EventOutcome) -> Self {
-        let outcome = match outcome {
-            EventOutcome::Applied => Outcome::Applied,
-            EventOutcome::Duplicate => Outcome::Duplicate,
-            EventOutcome::Ignored => Outcome::Ignored,
-        };
-        Self {
-            outcome: outcome.into(),
-        }
+pub fn event_outcome(outcome: EventOutcome) -> proto::ApplyStripeEventResponse {
+    let outcome = match outcome {
+        EventOutcome::Applied => Outcome::Applied,
+        EventOutcome::Duplicate => Outcome::Duplicate,
+        EventOutcome::Ignored => Outcome::Ignored,
+    };
+    proto::ApplyStripeEventResponse {
+        outcome: outcome.into(),
     }
 }
 
@@ -110,7 +106,7 @@ mod tests {
             currency: "usd".into(),
             updated_at: Some(at),
         };
-        let response = proto::GetBalanceResponse::from(balance);
+        let response = super::balance(balance);
         assert_eq!(
             response.updated_at,
             Some(prost_types::Timestamp {

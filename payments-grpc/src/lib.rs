@@ -20,19 +20,11 @@ use tonic_health::server::HealthReporter;
 
 pub use service::GrpcPaymentsService;
 
-/// Generated from `proto/payments/v1/payments.proto`.
-pub mod proto {
-    tonic::include_proto!("payments.v1");
-
-    /// The encoded descriptors, served by reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] =
-        include_bytes!(concat!(env!("OUT_DIR"), "/payments_descriptor.bin"));
-}
+pub use payments_proto as proto;
 
 use proto::payments_service_server::PaymentsServiceServer;
 
-/// The fully qualified service name, as health checks ask for it.
-pub const SERVICE_NAME: &str = "payments.v1.PaymentsService";
+pub use payments_proto::SERVICE_NAME;
 
 /// Serves the payments service, health and reflection on `listener` until
 /// `shutdown` resolves, then drains in-flight calls.
@@ -61,7 +53,8 @@ pub async fn serve<G: PaymentGateway>(
         async move {
             loop {
                 tokio::time::sleep(Duration::from_secs(2)).await;
-                database_status = report_database_health(&core, &health, Some(database_status)).await;
+                database_status =
+                    report_database_health(&core, &health, Some(database_status)).await;
             }
         }
     });

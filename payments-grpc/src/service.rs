@@ -4,7 +4,7 @@ use payments_core::PaymentsService;
 use payments_core::stripe::PaymentGateway;
 use tonic::{Request, Response, Status};
 
-use crate::convert::to_status;
+use crate::convert::{self, to_status};
 use crate::proto::{self, payments_service_server::PaymentsService as PaymentsServiceRpc};
 
 /// The gRPC face of the core use cases.
@@ -34,7 +34,7 @@ impl<G: PaymentGateway> PaymentsServiceRpc for GrpcPaymentsService<G> {
             )
             .await
             .map_err(to_status)?;
-        Ok(Response::new(intent.into()))
+        Ok(Response::new(convert::created_intent(intent)))
     }
 
     async fn get_balance(
@@ -46,7 +46,7 @@ impl<G: PaymentGateway> PaymentsServiceRpc for GrpcPaymentsService<G> {
             .get_balance(&request.into_inner().user_id)
             .await
             .map_err(to_status)?;
-        Ok(Response::new(balance.into()))
+        Ok(Response::new(convert::balance(balance)))
     }
 
     async fn apply_stripe_event(
@@ -58,6 +58,6 @@ impl<G: PaymentGateway> PaymentsServiceRpc for GrpcPaymentsService<G> {
             .apply_stripe_event(&request.into_inner().event_json)
             .await
             .map_err(to_status)?;
-        Ok(Response::new(outcome.into()))
+        Ok(Response::new(convert::event_outcome(outcome)))
     }
 }

@@ -14,7 +14,9 @@ use payments_core::testing::{
 use payments_grpc::auth::InternalToken;
 use payments_grpc::proto::apply_stripe_event_response::Outcome;
 use payments_grpc::proto::payments_service_client::PaymentsServiceClient;
-use payments_grpc::proto::{ApplyStripeEventRequest, CreatePaymentIntentRequest, GetBalanceRequest};
+use payments_grpc::proto::{
+    ApplyStripeEventRequest, CreatePaymentIntentRequest, GetBalanceRequest,
+};
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
@@ -38,7 +40,11 @@ impl TestServer {
     async fn start_with(stripe_config: StripeConfig, stripe: StripeStandIn) -> Self {
         let db = TestDatabase::create().await;
         let gateway = StripeGateway::new(&stripe_config).unwrap();
-        let core = Arc::new(PaymentsService::new(db.pool().await, gateway, Tiers::default()));
+        let core = Arc::new(PaymentsService::new(
+            db.pool().await,
+            gateway,
+            Tiers::default(),
+        ));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -46,25 +52,57 @@ impl TestServer {
         tokio::spawn(payments_grpc::serve(core, token, listener, async {
             let _ = stopped.await;
         }));
-        let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
-        Self { db, stripe, channel, _stop: stop }
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        Self {
+            db,
+            stripe,
+            channel,
+            _stop: stop,
+        }
     }
 
     fn client(&self) -> PaymentsServiceClient<Channel> {
         PaymentsServiceClient::new(self.channel.clone())
     }
 
-    async fn create(&self, user: &str, cents: i64, key: &str) -> Result<payments_grpc::proto::CreatePaymentIntentResponse, Status> {
-        let request = CreatePaymentIntentRequest { user_id: user.into(), amount_cents: cents, idempotency_key: key.into() };
-        self.client().create_payment_intent(authed(request)).await.map(tonic::Response::into_inner)
+    async fn create(
+        &self,
+        user: &str,
+        cents: i64,
+        key: &str,
+    ) -> Result<payments_grpc::proto::CreatePaymentIntentResponse, Status> {
+        let request = CreatePaymentIntentRequest {
+            user_id: user.into(),
+            amount_cents: cents,
+            idempotency_key: key.into(),
+        };
+        self.client()
+            .create_payment_intent(authed(request))
+            .await
+            .map(tonic::Response::into_inner)
     }
 
-    async fn balance(&self, user: &str) -> Result<payments_grpc::proto::GetBalanceResponse, Status> {
-        self.client().get_balance(authed(GetBalanceRequest { user_id: user.into() })).await.map(tonic::Response::into_inner)
+    async fn balance(
+        &self,
+        user: &str,
+    ) -> Result<payments_grpc::proto::GetBalanceResponse, Status> {
+        self.client()
+            .get_balance(authed(GetBalanceRequest {
+                user_id: user.into(),
+            }))
+            .await
+            .map(tonic::Response::into_inner)
     }
 
     async fn apply(&self, event_json: String) -> Result<Outcome, Status> {
-        let response = self.client().apply_stripe_event(authed(ApplyStripeEventRequest { event_json })).await?;
+        let response = self
+            .client()
+            .apply_stripe_event(authed(ApplyStripeEventRequest { event_json }))
+            .await?;
         Ok(response.into_inner().outcome())
     }
 
@@ -79,7 +117,9 @@ fn authed<T>(message: T) -> Request<T> {
 
 fn with_authorization<T>(message: T, value: &str) -> Request<T> {
     let mut request = Request::new(message);
-    request.metadata_mut().insert("authorization", value.parse().unwrap());
+    request
+        .metadata_mut()
+        .insert("authorization", value.parse().unwrap());
     request
 }
 
@@ -97,29 +137,66 @@ async fn create_payment_intent_sends_stripe_exactly_the_tier_and_stores_the_paym
     let intent = server.create("user-1", 1000, "order-1").await.unwrap();
 
     assert!(intent.intent_id.starts_with("pi_"));
-    assert_eq!(intent.client_secret, format!("{}_secret_test", intent.intent_id));
-    assert_eq!((intent.amount, intent.currency.as_str(), intent.status.as_str()), (1000, "usd", "requires_payment_method"));
+    assert_eq!(
+        intent.client_secret,
+        format!("{}_secret_test", intent.intent_id)
+    );
+    assert_eq!(
+        (
+            intent.amount,
+            intent.currency.as_str(),
+            intent.status.as_str()
+        ),
+        (1000, "usd", "requires_payment_method")
+    );
 
-    let creates = server.stripe.requests_to("POST", "/v1/payment_intents").await;
+    let creates = server
+        .stripe
+        .requests_to("POST", "/v1/payment_intents")
+        .await;
     assert_eq!(creates.len(), 1);
     let request = &creates[0];
     let form = form_fields(request);
     assert_eq!(form.get("amount").map(String::as_str), Some("1000"));
     assert_eq!(form.get("currency").map(String::as_str), Some("usd"));
-    assert_eq!(form.get("automatic_payment_methods[enabled]").map(String::as_str), Some("true"));
-    assert_eq!(form.get("metadata[user_id]").map(String::as_str), Some("user-1"));
-    assert_eq!(form.get("metadata[created_by]").map(String::as_str), Some("credits-topup"));
+    assert_eq!(
+        form.get("automatic_payment_methods[enabled]")
+            .map(String::as_str),
+        Some("true")
+    );
+    assert_eq!(
+        form.get("metadata[user_id]").map(String::as_str),
+        Some("user-1")
+    );
+    assert_eq!(
+        form.get("metadata[created_by]").map(String::as_str),
+        Some("credits-topup")
+    );
     assert_eq!(
         request.headers.get("content-type").unwrap(),
         "application/x-www-form-urlencoded"
     );
-    assert_eq!(request.headers.get("authorization").unwrap(), "Bearer sk_test_standin");
-    let key = request.headers.get("idempotency-key").expect("an Idempotency-Key").to_str().unwrap();
+    assert_eq!(
+        request.headers.get("authorization").unwrap(),
+        "Bearer sk_test_standin"
+    );
+    let key = request
+        .headers
+        .get("idempotency-key")
+        .expect("an Idempotency-Key")
+        .to_str()
+        .unwrap();
     assert!(key.starts_with("topup-") && key.len() == 70, "{key}");
 
     let mut conn = server.db.connection().await;
-    let row = payments_core::db::payments::find_by_intent(&mut conn, &intent.intent_id).await.unwrap().unwrap();
-    assert_eq!((row.user_id.as_str(), row.amount_cents, row.status.as_str()), ("user-1", 1000, "requires_payment_method"));
+    let row = payments_core::db::payments::find_by_intent(&mut conn, &intent.intent_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (row.user_id.as_str(), row.amount_cents, row.status.as_str()),
+        ("user-1", 1000, "requires_payment_method")
+    );
     assert_eq!(row.idempotency_key.as_deref(), Some("order-1"));
 }
 
@@ -130,7 +207,14 @@ async fn the_same_idempotency_key_returns_the_same_intent_and_creates_nothing_ne
     let again = server.create("user-1", 2000, "order-7").await.unwrap();
 
     assert_eq!(first, again);
-    assert_eq!(server.stripe.requests_to("POST", "/v1/payment_intents").await.len(), 1);
+    assert_eq!(
+        server
+            .stripe
+            .requests_to("POST", "/v1/payment_intents")
+            .await
+            .len(),
+        1
+    );
     assert_eq!(server.stripe.intent_count(), 1);
     assert_eq!(server.rows("payments").await, 1);
 
@@ -164,7 +248,13 @@ async fn reusing_a_key_for_another_amount_is_a_failed_precondition() {
     let status = server.create("user-1", 2000, "order-9").await.unwrap_err();
 
     assert_eq!(status.code(), Code::FailedPrecondition);
-    assert!(status.message().contains("already used for a payment of 1000 cents"), "{}", status.message());
+    assert!(
+        status
+            .message()
+            .contains("already used for a payment of 1000 cents"),
+        "{}",
+        status.message()
+    );
     assert_eq!(server.stripe.intent_count(), 1);
     assert_eq!(server.rows("payments").await, 1);
 }
@@ -173,12 +263,22 @@ async fn reusing_a_key_for_another_amount_is_a_failed_precondition() {
 async fn invalid_arguments_are_refused_before_stripe_is_called() {
     let server = TestServer::start().await;
     let cases = [
-        ("user-1", 999, "", "not a top-up tier; allowed: 500, 1000, 2000, 5000"),
+        (
+            "user-1",
+            999,
+            "",
+            "not a top-up tier; allowed: 500, 1000, 2000, 5000",
+        ),
         ("user-1", -500, "", "not a top-up tier"),
         ("user-1", 0, "", "not a top-up tier"),
         ("user-1", i64::MAX, "", "not a top-up tier"),
         ("", 500, "", "user_id must be 1 to 128 characters"),
-        (&"u".repeat(129), 500, "", "user_id must be 1 to 128 characters"),
+        (
+            &"u".repeat(129),
+            500,
+            "",
+            "user_id must be 1 to 128 characters",
+        ),
         ("user-1", 500, "has space", "idempotency_key must be"),
     ];
     for (user, cents, key, expected) in cases {
@@ -190,9 +290,16 @@ async fn invalid_arguments_are_refused_before_stripe_is_called() {
     assert_eq!(status.code(), Code::InvalidArgument);
     let status = server.apply("not json".into()).await.unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
-    assert!(status.message().starts_with("not a Stripe event"), "{}", status.message());
+    assert!(
+        status.message().starts_with("not a Stripe event"),
+        "{}",
+        status.message()
+    );
 
-    assert!(server.stripe.requests_to("POST", "/v1").await.is_empty(), "Stripe was called");
+    assert!(
+        server.stripe.requests_to("POST", "/v1").await.is_empty(),
+        "Stripe was called"
+    );
     assert_eq!(server.rows("payments").await, 0);
     assert_eq!(server.rows("stripe_events").await, 0);
 }
@@ -201,13 +308,38 @@ async fn invalid_arguments_are_refused_before_stripe_is_called() {
 async fn calls_without_the_internal_token_are_unauthenticated() {
     let server = TestServer::start().await;
     let mut client = server.client();
-    for header in [None, Some("Bearer wrong"), Some("test-internal-token"), Some("Bearer ")] {
-        let create = CreatePaymentIntentRequest { user_id: "u".into(), amount_cents: 500, idempotency_key: String::new() };
+    for header in [
+        None,
+        Some("Bearer wrong"),
+        Some("test-internal-token"),
+        Some("Bearer "),
+    ] {
+        let create = CreatePaymentIntentRequest {
+            user_id: "u".into(),
+            amount_cents: 500,
+            idempotency_key: String::new(),
+        };
         let statuses = [
-            client.create_payment_intent(maybe_authed(create, header)).await.unwrap_err(),
-            client.get_balance(maybe_authed(GetBalanceRequest { user_id: "u".into() }, header)).await.unwrap_err(),
             client
-                .apply_stripe_event(maybe_authed(ApplyStripeEventRequest { event_json: "{}".into() }, header))
+                .create_payment_intent(maybe_authed(create, header))
+                .await
+                .unwrap_err(),
+            client
+                .get_balance(maybe_authed(
+                    GetBalanceRequest {
+                        user_id: "u".into(),
+                    },
+                    header,
+                ))
+                .await
+                .unwrap_err(),
+            client
+                .apply_stripe_event(maybe_authed(
+                    ApplyStripeEventRequest {
+                        event_json: "{}".into(),
+                    },
+                    header,
+                ))
                 .await
                 .unwrap_err(),
         ];
@@ -221,15 +353,27 @@ async fn calls_without_the_internal_token_are_unauthenticated() {
 #[tokio::test]
 async fn stripe_failing_with_500_is_unavailable_retried_with_one_key_and_leaves_no_row() {
     let server = TestServer::start().await;
-    server.stripe.fail_next("POST", 3, stripe_error(500, "api_error", "", "Stripe is down")).await;
+    server
+        .stripe
+        .fail_next(
+            "POST",
+            3,
+            stripe_error(500, "api_error", "", "Stripe is down"),
+        )
+        .await;
 
     let status = server.create("user-1", 1000, "order-1").await.unwrap_err();
 
     assert_eq!(status.code(), Code::Unavailable);
-    let attempts = server.stripe.requests_to("POST", "/v1/payment_intents").await;
+    let attempts = server
+        .stripe
+        .requests_to("POST", "/v1/payment_intents")
+        .await;
     assert_eq!(attempts.len(), 3, "one request and two retries");
-    let keys: std::collections::HashSet<_> =
-        attempts.iter().map(|r| r.headers.get("idempotency-key").unwrap().clone()).collect();
+    let keys: std::collections::HashSet<_> = attempts
+        .iter()
+        .map(|r| r.headers.get("idempotency-key").unwrap().clone())
+        .collect();
     assert_eq!(keys.len(), 1, "every retry reuses the key");
     assert_eq!(server.rows("payments").await, 0);
 
@@ -237,18 +381,43 @@ async fn stripe_failing_with_500_is_unavailable_retried_with_one_key_and_leaves_
     let intent = server.create("user-1", 1000, "order-1").await.unwrap();
     assert_eq!(server.stripe.intent_count(), 1);
     assert_eq!(server.rows("payments").await, 1);
-    let last = server.stripe.requests_to("POST", "/v1/payment_intents").await;
-    assert_eq!(last.last().unwrap().headers.get("idempotency-key"), keys.iter().next());
+    let last = server
+        .stripe
+        .requests_to("POST", "/v1/payment_intents")
+        .await;
+    assert_eq!(
+        last.last().unwrap().headers.get("idempotency-key"),
+        keys.iter().next()
+    );
     assert!(intent.intent_id.starts_with("pi_"));
 }
 
 #[tokio::test]
 async fn a_429_then_success_is_retried_transparently() {
     let server = TestServer::start().await;
-    server.stripe.fail_next("POST", 1, stripe_error(429, "invalid_request_error", "rate_limit", "Too many requests")).await;
+    server
+        .stripe
+        .fail_next(
+            "POST",
+            1,
+            stripe_error(
+                429,
+                "invalid_request_error",
+                "rate_limit",
+                "Too many requests",
+            ),
+        )
+        .await;
     let intent = server.create("user-1", 500, "k").await.unwrap();
     assert_eq!(intent.amount, 500);
-    assert_eq!(server.stripe.requests_to("POST", "/v1/payment_intents").await.len(), 2);
+    assert_eq!(
+        server
+            .stripe
+            .requests_to("POST", "/v1/payment_intents")
+            .await
+            .len(),
+        2
+    );
     assert_eq!(server.stripe.intent_count(), 1);
 }
 
@@ -263,13 +432,21 @@ async fn stripe_timing_out_is_unavailable_and_leaves_no_row() {
     let server = TestServer::start_with(config, stripe).await;
     server
         .stripe
-        .fail_next("POST", 2, ResponseTemplate::new(200).set_delay(Duration::from_secs(5)))
+        .fail_next(
+            "POST",
+            2,
+            ResponseTemplate::new(200).set_delay(Duration::from_secs(5)),
+        )
         .await;
 
     let status = server.create("user-1", 1000, "").await.unwrap_err();
 
     assert_eq!(status.code(), Code::Unavailable);
-    assert!(status.message().contains("timed out"), "{}", status.message());
+    assert!(
+        status.message().contains("timed out"),
+        "{}",
+        status.message()
+    );
     assert_eq!(server.rows("payments").await, 0);
 }
 
@@ -281,7 +458,12 @@ async fn stripe_refusing_the_key_reuse_is_a_failed_precondition() {
         .fail_next(
             "POST",
             1,
-            stripe_error(400, "idempotency_error", "idempotency_key_in_use", "Keys for idempotent requests can only be used with the same parameters"),
+            stripe_error(
+                400,
+                "idempotency_error",
+                "idempotency_key_in_use",
+                "Keys for idempotent requests can only be used with the same parameters",
+            ),
         )
         .await;
     let status = server.create("user-1", 1000, "k").await.unwrap_err();
@@ -294,18 +476,38 @@ async fn stripe_refusing_the_api_key_is_internal_without_details() {
     let server = TestServer::start().await;
     server
         .stripe
-        .fail_next("POST", 1, stripe_error(401, "invalid_request_error", "", "Invalid API Key provided: sk_test_****din"))
+        .fail_next(
+            "POST",
+            1,
+            stripe_error(
+                401,
+                "invalid_request_error",
+                "",
+                "Invalid API Key provided: sk_test_****din",
+            ),
+        )
         .await;
     let status = server.create("user-1", 1000, "").await.unwrap_err();
     assert_eq!(status.code(), Code::Internal);
-    assert!(!status.message().contains("sk_test"), "{}", status.message());
+    assert!(
+        !status.message().contains("sk_test"),
+        "{}",
+        status.message()
+    );
 }
 
 #[tokio::test]
 async fn a_user_who_never_paid_has_a_zero_balance() {
     let server = TestServer::start().await;
     let balance = server.balance("newcomer").await.unwrap();
-    assert_eq!((balance.user_id.as_str(), balance.balance_cents, balance.currency.as_str()), ("newcomer", 0, "usd"));
+    assert_eq!(
+        (
+            balance.user_id.as_str(),
+            balance.balance_cents,
+            balance.currency.as_str()
+        ),
+        ("newcomer", 0, "usd")
+    );
     assert_eq!(balance.updated_at, None);
 }
 
@@ -332,9 +534,19 @@ async fn stripe_unreachable_during_an_event_is_unavailable_so_stripe_retries() {
     let server = TestServer::start().await;
     let intent = server.create("user-1", 500, "").await.unwrap();
     server.stripe.succeed(&intent.intent_id);
-    server.stripe.fail_next("GET", 3, stripe_error(503, "api_error", "", "unavailable")).await;
+    server
+        .stripe
+        .fail_next("GET", 3, stripe_error(503, "api_error", "", "unavailable"))
+        .await;
 
-    let status = server.apply(event_json("evt_1", "payment_intent.succeeded", &intent.intent_id)).await.unwrap_err();
+    let status = server
+        .apply(event_json(
+            "evt_1",
+            "payment_intent.succeeded",
+            &intent.intent_id,
+        ))
+        .await
+        .unwrap_err();
 
     assert_eq!(status.code(), Code::Unavailable);
     assert_eq!(server.balance("user-1").await.unwrap().balance_cents, 0);
@@ -347,9 +559,15 @@ async fn the_database_gone_is_unavailable() {
     server.create("user-1", 500, "").await.unwrap();
     // Drop the test database under the running server.
     let (maintenance, name) = payments_core::db::maintenance_url(&server.db.url).unwrap();
-    let mut conn = <diesel_async::AsyncPgConnection as diesel_async::AsyncConnection>::establish(&maintenance).await.unwrap();
+    let mut conn =
+        <diesel_async::AsyncPgConnection as diesel_async::AsyncConnection>::establish(&maintenance)
+            .await
+            .unwrap();
     diesel_async::RunQueryDsl::execute(
-        diesel::sql_query(format!("DROP DATABASE {} WITH (FORCE)", payments_core::db::quote_ident(&name))),
+        diesel::sql_query(format!(
+            "DROP DATABASE {} WITH (FORCE)",
+            payments_core::db::quote_ident(&name)
+        )),
         &mut conn,
     )
     .await
@@ -357,7 +575,10 @@ async fn the_database_gone_is_unavailable() {
 
     let status = server.balance("user-1").await.unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
-    let status = server.apply(event_json("evt_1", "customer.created", "cus_1")).await.unwrap_err();
+    let status = server
+        .apply(event_json("evt_1", "customer.created", "cus_1"))
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
 }
 
@@ -370,23 +591,41 @@ async fn health_and_reflection_need_no_token() {
     let mut health = HealthClient::new(server.channel.clone());
     let status = wait_for_serving(&mut health, "payments.v1.PaymentsService").await;
     assert_eq!(status, ServingStatus::Serving);
-    let unknown = health.check(HealthCheckRequest { service: "nope".into() }).await.unwrap_err();
+    let unknown = health
+        .check(HealthCheckRequest {
+            service: "nope".into(),
+        })
+        .await
+        .unwrap_err();
     assert_eq!(unknown.code(), Code::NotFound);
 
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
     use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
     use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-    use tonic_reflection::pb::v1::ServerReflectionRequest;
     let mut reflection = ServerReflectionClient::new(server.channel.clone());
-    let request = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
-    let mut responses = reflection.server_reflection_info(futures::stream::iter([request])).await.unwrap().into_inner();
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = reflection
+        .server_reflection_info(futures::stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
     let response = responses.message().await.unwrap().unwrap();
     let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
         panic!("unexpected reflection answer {response:?}");
     };
     let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-    assert!(names.contains(&"payments.v1.PaymentsService".to_owned()), "{names:?}");
-    assert!(names.contains(&"grpc.health.v1.Health".to_owned()), "{names:?}");
+    assert!(
+        names.contains(&"payments.v1.PaymentsService".to_owned()),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"grpc.health.v1.Health".to_owned()),
+        "{names:?}"
+    );
 }
 
 async fn wait_for_serving(
@@ -396,7 +635,9 @@ async fn wait_for_serving(
     use tonic_health::pb::HealthCheckRequest;
     // Watch streams every status change; the first is the current one.
     let mut updates = health
-        .watch(HealthCheckRequest { service: service.into() })
+        .watch(HealthCheckRequest {
+            service: service.into(),
+        })
         .await
         .unwrap()
         .into_inner();

@@ -3,7 +3,7 @@ use std::{env, fs, path::PathBuf};
 use prost::Message;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let proto_root = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?).join("../proto");
+    let proto_root = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?);
     let proto = proto_root.join("payments/v1/payments.proto");
     println!("cargo:rerun-if-changed={}", proto.display());
 

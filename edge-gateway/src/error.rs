@@ -1,0 +1,213 @@
+//! One error type for every route, answered as `application/problem+json`.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use tonic::Code;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    /// Last part of the problem `type` URI.
+    pub kind: &'static str,
+    pub title: &'static str,
+    pub detail: String,
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    type_: String,
+    title: &'a str,
+    status: u16,
+    detail: &'a str,
+}
+
+impl ApiError {
+    fn new(
+        status: StatusCode,
+        kind: &'static str,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> Self {
+        Self {
+            status,
+            kind,
+            title,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn unauthorized(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "Missing or invalid ID token",
+            detail,
+        )
+    }
+
+    pub fn malformed_json(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "malformed-json",
+            "The body is not valid JSON",
+            detail,
+        )
+    }
+
+    pub fn invalid_amount(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-amount",
+            "The amount is not a top-up tier",
+            detail,
+        )
+    }
+
+    pub fn invalid_request(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-request",
+            "The request is not valid",
+            detail,
+        )
+    }
+
+    pub fn invalid_webhook(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-webhook",
+            "Not a validly signed Stripe event",
+            detail,
+        )
+    }
+
+    pub fn too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too-large",
+            "The body is too large",
+            format!("the limit is {limit} bytes"),
+        )
+    }
+
+    pub fn conflict(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "idempotency-conflict",
+            "The idempotency key was used for another request",
+            detail,
+        )
+    }
+
+    pub fn unavailable(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "The payments service is unavailable",
+            detail,
+        )
+    }
+
+    pub fn not_found() -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            "No such route",
+            "see the README for the routes",
+        )
+    }
+
+    pub fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "Internal error",
+            "the error was logged",
+        )
+    }
+
+    /// The one place gRPC statuses become HTTP answers.
+    pub fn from_grpc(status: &tonic::Status) -> Self {
+        let message = status.message().to_owned();
+        match status.code() {
+            Code::InvalidArgument => Self::invalid_request(message),
+            Code::Unauthenticated => {
+                // The edge's own token was refused: a deployment error, not the caller's.
+                tracing::error!("payments-grpc refused the internal token");
+                Self::internal()
+            }
+            Code::AlreadyExists | Code::FailedPrecondition => Self::conflict(message),
+            Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => {
+                tracing::warn!(grpc_code = ?status.code(), %message, "payments-grpc unavailable");
+                Self::unavailable("try again shortly")
+            }
+            code => {
+                tracing::error!(grpc_code = ?code, %message, "payments-grpc failed");
+                Self::internal()
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let problem = Problem {
+            type_: format!("urn:credits-topup:problem:{}", self.kind),
+            title: self.title,
+            status: self.status.as_u16(),
+            detail: &self.detail,
+        };
+        let body = serde_json::to_vec(&problem).unwrap_or_default();
+        let mut response = (self.status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if self.status == StatusCode::UNAUTHORIZED {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(r#"Bearer error="invalid_token""#),
+            );
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_codes_map_to_http_statuses() {
+        let cases = [
+            (Code::InvalidArgument, StatusCode::UNPROCESSABLE_ENTITY),
+            (Code::Unauthenticated, StatusCode::INTERNAL_SERVER_ERROR),
+            (Code::AlreadyExists, StatusCode::CONFLICT),
+            (Code::FailedPrecondition, StatusCode::CONFLICT),
+            (Code::Unavailable, StatusCode::SERVICE_UNAVAILABLE),
+            (Code::DeadlineExceeded, StatusCode::SERVICE_UNAVAILABLE),
+            (Code::Internal, StatusCode::INTERNAL_SERVER_ERROR),
+            (Code::Unknown, StatusCode::INTERNAL_SERVER_ERROR),
+        ];
+        for (code, http) in cases {
+            assert_eq!(
+                ApiError::from_grpc(&tonic::Status::new(code, "m")).status,
+                http,
+                "{code:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn internal_errors_leak_nothing() {
+        let err = ApiError::from_grpc(&tonic::Status::internal("relation payments does not exist"));
+        assert!(!err.detail.contains("relation"));
+        let err = ApiError::from_grpc(&tonic::Status::unavailable(
+            "connection refused 10.0.0.7:5432",
+        ));
+        assert!(!err.detail.contains("10.0.0.7"));
+    }
+}

@@ -1,0 +1,190 @@
+//! Google's key set, fetched over HTTPS and cached per `Cache-Control:
+//! max-age`; one refresh at a time; an unknown `kid` refetches at most once a
+//! minute; the last good set is kept when a refresh fails.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper::body::Bytes;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tokio::sync::{Mutex, RwLock};
+use tokio::time::Instant;
+
+use crate::firebase::KeySet;
+
+/// Google's default `kid` → X.509 certificate map for Firebase ID tokens.
+pub const GOOGLE_X509_URL: &str =
+    "https://www.googleapis.com/robot/v1/metadata/x509/securetoken@system.gserviceaccount.com";
+
+const DEFAULT_MAX_AGE: Duration = Duration::from_secs(300);
+const UNKNOWN_KID_INTERVAL: Duration = Duration::from_secs(60);
+/// After a failed refresh, the last good set serves this long before a retry.
+const FAILED_REFRESH_BACKOFF: Duration = Duration::from_secs(5);
+const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+const MAX_KEY_SET_BYTES: usize = 1 << 20;
+
+#[derive(Debug, thiserror::Error)]
+#[error("no Firebase keys available: {0}")]
+pub struct KeysUnavailable(String);
+
+struct Cached {
+    keys: Option<Arc<KeySet>>,
+    /// Fetch again after this instant.
+    refresh_at: Instant,
+    last_fetch: Option<Instant>,
+}
+
+pub struct KeyCache {
+    url: hyper::Uri,
+    client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
+    cached: RwLock<Cached>,
+    /// Held while fetching, so concurrent requests make one fetch.
+    fetching: Mutex<()>,
+}
+
+impl KeyCache {
+    pub fn new(url: &str) -> Result<Self, String> {
+        let url: hyper::Uri = url
+            .parse()
+            .map_err(|err| format!("FIREBASE_JWKS_URL: {err}"))?;
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_webpki_roots()
+            .https_or_http()
+            .enable_http1()
+            .build();
+        Ok(Self {
+            url,
+            client: Client::builder(TokioExecutor::new()).build(connector),
+            cached: RwLock::new(Cached {
+                keys: None,
+                refresh_at: Instant::now(),
+                last_fetch: None,
+            }),
+            fetching: Mutex::new(()),
+        })
+    }
+
+    /// The current key set, refreshed first when its max-age has passed.
+    pub async fn keys(&self) -> Result<Arc<KeySet>, KeysUnavailable> {
+        {
+            let cached = self.cached.read().await;
+            if let Some(keys) = &cached.keys
+                && Instant::now() < cached.refresh_at
+            {
+                return Ok(keys.clone());
+            }
+        }
+        self.refresh(|cached| cached.keys.is_some() && Instant::now() < cached.refresh_at)
+            .await
+    }
+
+    /// A refetch because a token names an unknown `kid`: at most once a minute.
+    pub async fn keys_after_unknown_kid(&self) -> Result<Arc<KeySet>, KeysUnavailable> {
+        self.refresh(|cached| {
+            cached.keys.is_some()
+                && cached
+                    .last_fetch
+                    .is_some_and(|at| at.elapsed() < UNKNOWN_KID_INTERVAL)
+        })
+        .await
+    }
+
+    /// Fetches unless `fresh_enough` says another caller just did.
+    async fn refresh(
+        &self,
+        fresh_enough: impl Fn(&Cached) -> bool,
+    ) -> Result<Arc<KeySet>, KeysUnavailable> {
+        let _one_at_a_time = self.fetching.lock().await;
+        {
+            let cached = self.cached.read().await;
+            if fresh_enough(&cached) {
+                return cached
+                    .keys
+                    .clone()
+                    .ok_or_else(|| KeysUnavailable("never fetched".into()));
+            }
+        }
+        let fetched = self.fetch().await;
+        let mut cached = self.cached.write().await;
+        let now = Instant::now();
+        cached.last_fetch = Some(now);
+        match fetched {
+            Ok((keys, max_age)) => {
+                tracing::info!(
+                    keys = keys.len(),
+                    max_age_secs = max_age.as_secs(),
+                    "Firebase keys refreshed"
+                );
+                let keys = Arc::new(keys);
+                cached.keys = Some(keys.clone());
+                cached.refresh_at = now + max_age;
+                Ok(keys)
+            }
+            Err(reason) => {
+                tracing::warn!(%reason, "Firebase key refresh failed; keeping the last good keys");
+                cached.refresh_at = now + FAILED_REFRESH_BACKOFF;
+                cached.keys.clone().ok_or(KeysUnavailable(reason))
+            }
+        }
+    }
+
+    async fn fetch(&self) -> Result<(KeySet, Duration), String> {
+        let request = hyper::Request::get(self.url.clone())
+            .body(Empty::new())
+            .map_err(|err| err.to_string())?;
+        let response = tokio::time::timeout(FETCH_TIMEOUT, self.client.request(request))
+            .await
+            .map_err(|_| "timed out".to_owned())?
+            .map_err(|err| err.to_string())?;
+        if !response.status().is_success() {
+            return Err(format!("HTTP {}", response.status()));
+        }
+        let max_age = response
+            .headers()
+            .get(hyper::header::CACHE_CONTROL)
+            .and_then(|value| value.to_str().ok())
+            .and_then(max_age)
+            .unwrap_or(DEFAULT_MAX_AGE);
+        let body = tokio::time::timeout(
+            FETCH_TIMEOUT,
+            Limited::new(response.into_body(), MAX_KEY_SET_BYTES).collect(),
+        )
+        .await
+        .map_err(|_| "timed out".to_owned())?
+        .map_err(|err| err.to_string())?
+        .to_bytes();
+        let keys = KeySet::parse(&body).map_err(|err| err.to_string())?;
+        Ok((keys, max_age))
+    }
+}
+
+/// `max-age` of a Cache-Control value.
+pub fn max_age(cache_control: &str) -> Option<Duration> {
+    cache_control.split(',').find_map(|directive| {
+        let (name, value) = directive.trim().split_once('=')?;
+        name.eq_ignore_ascii_case("max-age")
+            .then(|| value.trim().trim_matches('"').parse().ok())
+            .flatten()
+            .map(Duration::from_secs)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_age_is_read_from_cache_control() {
+        assert_eq!(
+            max_age("public, max-age=19204, must-revalidate, no-transform"),
+            Some(Duration::from_secs(19204))
+        );
+        assert_eq!(max_age("max-age=60"), Some(Duration::from_secs(60)));
+        assert_eq!(max_age("no-cache"), None);
+        assert_eq!(max_age("max-age=soon"), None);
+    }
+}

@@ -1,0 +1,307 @@
+//! The REST routes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use payments_proto::apply_stripe_event_response::Outcome;
+use payments_proto::{ApplyStripeEventRequest, CreatePaymentIntentRequest, GetBalanceRequest};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::error::ApiError;
+use crate::firebase::{TokenError, TokenVerifier};
+use crate::keys::KeyCache;
+use crate::stripe_signature::{self, WebhookSecret};
+use crate::upstream::Upstream;
+use crate::{amount, now_unix};
+
+/// Bodies of the SPA's calls are tiny.
+const API_BODY_LIMIT: usize = 16 * 1024;
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+pub struct AppState {
+    pub verifier: TokenVerifier,
+    pub keys: KeyCache,
+    pub webhook_secrets: Vec<WebhookSecret>,
+    pub upstream: Upstream,
+    pub tiers_usd: Vec<u32>,
+    pub webhook_body_limit: usize,
+    pub cors_allowed_origins: Vec<HeaderValue>,
+}
+
+pub fn router(state: Arc<AppState>, request_timeout: Duration) -> Router {
+    let cors = (!state.cors_allowed_origins.is_empty()).then(|| {
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(state.cors_allowed_origins.clone()))
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                HeaderName::from_static("idempotency-key"),
+            ])
+            .expose_headers([REQUEST_ID])
+            .max_age(Duration::from_secs(600))
+    });
+    let api = Router::new()
+        .route(
+            "/payments/create-payment-intent",
+            post(create_payment_intent),
+        )
+        .route("/balance", get(balance));
+    let api = match cors {
+        Some(cors) => api.layer(cors),
+        None => api,
+    };
+    Router::new()
+        .merge(api)
+        .route("/stripe/webhook", post(stripe_webhook))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(|| async { ApiError::not_found() })
+        .with_state(state)
+        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, request_timeout))
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<Body>| {
+            let id = request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
+            tracing::info_span!("http", method = %request.method(), path = %request.uri().path(), request_id = %id)
+        }))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+/// The caller, as proven by a valid Firebase ID token.
+pub struct AuthenticatedUser {
+    pub user_id: String,
+    pub request_id: Option<String>,
+}
+
+impl FromRequestParts<Arc<AppState>> for AuthenticatedUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, ApiError> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|token| !token.is_empty())
+            .ok_or_else(|| {
+                ApiError::unauthorized("send Authorization: Bearer <Firebase ID token>")
+            })?;
+        let keys = state.keys.keys().await.map_err(|err| {
+            tracing::error!(error = %err, "cannot verify ID tokens");
+            ApiError::unavailable("ID tokens cannot be verified right now")
+        })?;
+        let verified = match state.verifier.verify(token, &keys, now_unix()) {
+            // Google rotates keys: refetch once (at most once a minute) and retry.
+            Err(TokenError::UnknownKid) => match state.keys.keys_after_unknown_kid().await {
+                Ok(keys) => state.verifier.verify(token, &keys, now_unix()),
+                Err(_) => Err(TokenError::UnknownKid),
+            },
+            other => other,
+        };
+        let user_id = verified.map_err(|err| {
+            tracing::info!(reason = %err, "ID token refused");
+            ApiError::unauthorized(err.to_string())
+        })?;
+        Ok(Self {
+            user_id,
+            request_id: request_id(&parts.headers),
+        })
+    }
+}
+
+fn request_id(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| ApiError::too_large(limit))
+}
+
+#[derive(Serialize, Deserialize, Debug, PartialEq, Eq)]
+pub struct CreatedIntent {
+    pub client_secret: String,
+    pub intent_id: String,
+    pub amount: i64,
+    pub currency: String,
+    pub status: String,
+}
+
+async fn create_payment_intent(
+    State(state): State<Arc<AppState>>,
+    user: AuthenticatedUser,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<CreatedIntent>, ApiError> {
+    let body = read_body(body, API_BODY_LIMIT).await?;
+    let amount_cents = amount::top_up_cents(&body, &state.tiers_usd)?;
+    let idempotency_key = match headers.get("idempotency-key") {
+        Some(value) => value
+            .to_str()
+            .map_err(|_| ApiError::invalid_request("Idempotency-Key must be visible ASCII"))?
+            .to_owned(),
+        None => String::new(),
+    };
+    let request = CreatePaymentIntentRequest {
+        user_id: user.user_id,
+        amount_cents,
+        idempotency_key,
+    };
+    let intent = state
+        .upstream
+        .client()
+        .create_payment_intent(state.upstream.request(request, user.request_id.as_deref()))
+        .await
+        .map_err(|status| ApiError::from_grpc(&status))?
+        .into_inner();
+    Ok(Json(CreatedIntent {
+        client_secret: intent.client_secret,
+        intent_id: intent.intent_id,
+        amount: intent.amount,
+        currency: intent.currency,
+        status: intent.status,
+    }))
+}
+
+#[derive(Serialize, Deserialize, Debug, PartialEq, Eq)]
+pub struct BalanceBody {
+    pub balance_cents: i64,
+    pub currency: String,
+    /// RFC 3339, or null for a user who never paid.
+    pub updated_at: Option<String>,
+}
+
+async fn balance(
+    State(state): State<Arc<AppState>>,
+    user: AuthenticatedUser,
+) -> Result<Json<BalanceBody>, ApiError> {
+    let request = GetBalanceRequest {
+        user_id: user.user_id,
+    };
+    let balance = state
+        .upstream
+        .client()
+        .get_balance(state.upstream.request(request, user.request_id.as_deref()))
+        .await
+        .map_err(|status| ApiError::from_grpc(&status))?
+        .into_inner();
+    let updated_at = balance.updated_at.and_then(|ts| {
+        let at = chrono::DateTime::from_timestamp(ts.seconds, u32::try_from(ts.nanos).ok()?)?;
+        Some(at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+    });
+    Ok(Json(BalanceBody {
+        balance_cents: balance.balance_cents,
+        currency: balance.currency,
+        updated_at,
+    }))
+}
+
+/// Only the shape that makes a body a Stripe event.
+#[derive(Deserialize)]
+struct EventShape {
+    id: String,
+    #[serde(rename = "type")]
+    event_type: String,
+    #[serde(default)]
+    object: Option<String>,
+    #[allow(dead_code)]
+    data: serde_json::Value,
+}
+
+async fn stripe_webhook(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let body = read_body(body, state.webhook_body_limit).await?;
+    let signature = headers
+        .get("stripe-signature")
+        .and_then(|v| v.to_str().ok());
+    stripe_signature::verify(
+        signature,
+        &body,
+        &state.webhook_secrets,
+        now_unix(),
+        stripe_signature::DEFAULT_TOLERANCE_SECS,
+    )
+    .map_err(|err| {
+        tracing::warn!(reason = %err, "webhook signature refused");
+        ApiError::invalid_webhook(err.to_string())
+    })?;
+    let event: EventShape = serde_json::from_slice(&body)
+        .map_err(|err| ApiError::invalid_webhook(format!("not a Stripe event: {err}")))?;
+    if event.id.is_empty()
+        || event.event_type.is_empty()
+        || event.object.as_deref().is_some_and(|o| o != "event")
+    {
+        return Err(ApiError::invalid_webhook("not a Stripe event"));
+    }
+    // serde_json accepted the bytes, so they are UTF-8.
+    let event_json =
+        String::from_utf8(body.to_vec()).map_err(|_| ApiError::invalid_webhook("not UTF-8"))?;
+    let request = ApplyStripeEventRequest { event_json };
+    let outcome = state
+        .upstream
+        .client()
+        .apply_stripe_event(
+            state
+                .upstream
+                .request(request, request_id(&headers).as_deref()),
+        )
+        .await
+        .map_err(|status| match status.code() {
+            // The edge checked the shape; payments-grpc may still refuse the content.
+            tonic::Code::InvalidArgument => ApiError::invalid_webhook(status.message().to_owned()),
+            _ => ApiError::from_grpc(&status),
+        })?
+        .into_inner()
+        .outcome();
+    let outcome = match outcome {
+        Outcome::Applied => "applied",
+        Outcome::Duplicate => "duplicate",
+        Outcome::Ignored => "ignored",
+        Outcome::Unspecified => {
+            tracing::error!(event_id = %event.id, "payments-grpc answered no outcome");
+            return Err(ApiError::internal());
+        }
+    };
+    tracing::info!(event_id = %event.id, event_type = %event.event_type, outcome, "webhook handled");
+    Ok((
+        StatusCode::OK,
+        Json(json!({"received": true, "outcome": outcome})),
+    )
+        .into_response())
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> Result<Json<serde_json::Value>, ApiError> {
+    state
+        .upstream
+        .ready()
+        .await
+        .map_err(ApiError::unavailable)?;
+    Ok(Json(json!({"status": "ready"})))
+}

@@ -1,0 +1,78 @@
+//! The one gRPC channel to payments-grpc, reused by every request.
+
+use std::time::Duration;
+
+use payments_proto::payments_service_client::PaymentsServiceClient;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::transport::{Channel, Endpoint};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(Clone)]
+pub struct Upstream {
+    channel: Channel,
+    authorization: MetadataValue<Ascii>,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Upstream(<internal token redacted>)")
+    }
+}
+
+impl Upstream {
+    /// Connects lazily: the edge starts, and answers 503, while payments-grpc is down.
+    pub fn new(url: &str, internal_token: &str) -> anyhow::Result<Self> {
+        let channel = Endpoint::from_shared(url.to_owned())?
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(CALL_TIMEOUT)
+            .tcp_nodelay(true)
+            .connect_lazy();
+        let mut authorization: MetadataValue<Ascii> = format!("Bearer {internal_token}").parse()?;
+        authorization.set_sensitive(true);
+        Ok(Self {
+            channel,
+            authorization,
+        })
+    }
+
+    pub fn client(&self) -> PaymentsServiceClient<Channel> {
+        PaymentsServiceClient::new(self.channel.clone())
+    }
+
+    /// A request carrying the internal token and the edge's request id.
+    pub fn request<T>(&self, message: T, request_id: Option<&str>) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        let metadata = request.metadata_mut();
+        metadata.insert("authorization", self.authorization.clone());
+        if let Some(id) = request_id.and_then(|id| id.parse().ok()) {
+            metadata.insert("x-request-id", id);
+        }
+        request
+    }
+
+    /// Whether payments-grpc reports itself SERVING.
+    pub async fn ready(&self) -> Result<(), String> {
+        let mut health = HealthClient::new(self.channel.clone());
+        let mut request = tonic::Request::new(HealthCheckRequest {
+            service: payments_proto::SERVICE_NAME.into(),
+        });
+        request.set_timeout(READINESS_TIMEOUT);
+        match tokio::time::timeout(READINESS_TIMEOUT, health.check(request)).await {
+            Ok(Ok(response)) if response.get_ref().status() == ServingStatus::Serving => Ok(()),
+            Ok(Ok(response)) => Err(format!(
+                "payments-grpc is {:?}",
+                response.get_ref().status()
+            )),
+            Ok(Err(status)) => Err(format!(
+                "payments-grpc health check failed: {}",
+                status.code()
+            )),
+            Err(_) => Err("payments-grpc health check timed out".into()),
+        }
+    }
+}
