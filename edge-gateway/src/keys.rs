@@ -98,10 +98,13 @@ impl KeyCache {
         &self,
         fresh_enough: impl Fn(&Cached) -> bool,
     ) -> Result<Arc<KeySet>, KeysUnavailable> {
+        let asked_at = Instant::now();
         let _one_at_a_time = self.fetching.lock().await;
         {
             let cached = self.cached.read().await;
-            if fresh_enough(&cached) {
+            // A fetch that finished while this caller waited answers it too.
+            let fetched_meanwhile = cached.last_fetch.is_some_and(|at| at >= asked_at);
+            if fresh_enough(&cached) || fetched_meanwhile {
                 return cached
                     .keys
                     .clone()

@@ -1,0 +1,616 @@
+//! The REST routes through a real edge on an ephemeral port, in front of the
+//! real gRPC service (real Postgres, Stripe stand-in), with tokens signed by
+//! the test key pair and the key set served over HTTP.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use edge_gateway::AppState;
+use edge_gateway::firebase::TokenVerifier;
+use edge_gateway::keys::KeyCache;
+use edge_gateway::stripe_signature::WebhookSecret;
+use edge_gateway::testing::{
+    JWKS_JSON, KID, X509_MAP_JSON, claims, id_token, sign, stripe_signature,
+};
+use edge_gateway::upstream::Upstream;
+use payments_core::PaymentsService;
+use payments_core::domain::Tiers;
+use payments_core::stripe::StripeGateway;
+use payments_core::testing::{
+    StripeStandIn, TestDatabase, assert_balances_match_ledger, count_rows, event_json,
+};
+use payments_grpc::auth::InternalToken;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const PROJECT: &str = "demo-project";
+const INTERNAL_TOKEN: &str = "edge-test-internal-token";
+const WEBHOOK_SECRET: &str = "whsec_edge_test";
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// payments-grpc in process, restartable on the same port.
+struct Grpc {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    done: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Grpc {
+    async fn start(db: &TestDatabase, stripe: &StripeStandIn, addr: SocketAddr) -> Self {
+        let gateway = StripeGateway::new(&stripe.config()).unwrap();
+        let core = Arc::new(PaymentsService::new(
+            db.pool().await,
+            gateway,
+            Tiers::default(),
+        ));
+        let listener = TcpListener::bind(addr).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let token = InternalToken::new(INTERNAL_TOKEN.into()).unwrap();
+        let done = tokio::spawn(async move {
+            payments_grpc::serve(core, token, listener, async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+        });
+        Self {
+            addr,
+            stop: Some(stop),
+            done: Some(done),
+        }
+    }
+
+    async fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(done) = self.done.take() {
+            done.await.unwrap();
+        }
+    }
+}
+
+struct Stack {
+    db: TestDatabase,
+    stripe: StripeStandIn,
+    keys: MockServer,
+    grpc: Grpc,
+    edge: String,
+    http: reqwest::Client,
+}
+
+impl Stack {
+    async fn start() -> Self {
+        Self::start_with_keys(JWKS_JSON, 0).await
+    }
+
+    async fn start_with_keys(key_set: &str, max_age_secs: u32) -> Self {
+        let db = TestDatabase::create().await;
+        let stripe = StripeStandIn::start().await;
+        let grpc = Grpc::start(&db, &stripe, "127.0.0.1:0".parse().unwrap()).await;
+        let keys = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path("/keys"))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_raw(key_set.as_bytes().to_vec(), "application/json")
+                    .insert_header(
+                        "cache-control",
+                        format!("public, max-age={max_age_secs}").as_str(),
+                    ),
+            )
+            .with_priority(10)
+            .mount(&keys)
+            .await;
+        let state = Arc::new(AppState {
+            verifier: TokenVerifier::new(PROJECT, 60),
+            keys: KeyCache::new(&format!("{}/keys", keys.uri())).unwrap(),
+            webhook_secrets: WebhookSecret::parse_list(&format!(
+                "whsec_old_rotated,{WEBHOOK_SECRET}"
+            )),
+            upstream: Upstream::new(&format!("http://{}", grpc.addr), INTERNAL_TOKEN).unwrap(),
+            tiers_usd: vec![5, 10, 20, 50],
+            webhook_body_limit: 64 * 1024,
+            cors_allowed_origins: vec!["https://app.example".parse().unwrap()],
+        });
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let edge = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(edge_gateway::serve(
+            listener,
+            state,
+            Duration::from_secs(10),
+            std::future::pending(),
+        ));
+        Self {
+            db,
+            stripe,
+            keys,
+            grpc,
+            edge,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    fn token(&self, user: &str) -> String {
+        id_token(PROJECT, user, now())
+    }
+
+    async fn create(&self, token: &str, body: &str) -> reqwest::Response {
+        self.http
+            .post(format!("{}/payments/create-payment-intent", self.edge))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn balance(&self, token: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}/balance", self.edge))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn webhook(&self, body: &str, signature: &str) -> reqwest::Response {
+        self.http
+            .post(format!("{}/stripe/webhook", self.edge))
+            .header("stripe-signature", signature)
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn signed_webhook(&self, body: &str) -> reqwest::Response {
+        self.webhook(
+            body,
+            &stripe_signature(WEBHOOK_SECRET, now(), body.as_bytes()),
+        )
+        .await
+    }
+
+    async fn rows(&self, table: &str) -> i64 {
+        count_rows(&mut self.db.connection().await, table).await
+    }
+}
+
+/// Asserts a problem+json answer and returns its body.
+async fn problem(response: reqwest::Response, status: StatusCode) -> Value {
+    assert_eq!(response.status(), status);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], status.as_u16());
+    assert!(
+        body["type"]
+            .as_str()
+            .unwrap()
+            .starts_with("urn:credits-topup:problem:"),
+        "{body}"
+    );
+    assert!(
+        body["title"].is_string() && body["detail"].is_string(),
+        "{body}"
+    );
+    body
+}
+
+#[tokio::test]
+async fn a_top_up_end_to_end_through_the_edge() {
+    let stack = Stack::start().await;
+    let token = stack.token("alice");
+
+    let response = stack
+        .create(&token, r#"{"amount_usd": 20, "user_id": "mallory"}"#)
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let intent: Value = response.json().await.unwrap();
+    let intent_id = intent["intent_id"].as_str().unwrap().to_owned();
+    assert_eq!(intent["amount"], 2000);
+    assert_eq!(intent["currency"], "usd");
+    assert_eq!(intent["status"], "requires_payment_method");
+    assert_eq!(intent["client_secret"], format!("{intent_id}_secret_test"));
+    // The user comes from the token, never from the body.
+    assert_eq!(
+        stack.stripe.intent(&intent_id).unwrap().metadata["user_id"],
+        "alice"
+    );
+
+    stack.stripe.succeed(&intent_id);
+    let event = event_json("evt_edge_1", "payment_intent.succeeded", &intent_id);
+    let response = stack.signed_webhook(&event).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.json::<Value>().await.unwrap()["outcome"],
+        "applied"
+    );
+    let again = stack.signed_webhook(&event).await;
+    assert_eq!(again.json::<Value>().await.unwrap()["outcome"], "duplicate");
+
+    let response = stack.balance(&token).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let balance: Value = response.json().await.unwrap();
+    assert_eq!(balance["balance_cents"], 2000);
+    assert_eq!(balance["currency"], "usd");
+    assert!(
+        balance["updated_at"].as_str().unwrap().ends_with('Z'),
+        "{balance}"
+    );
+    assert_eq!(
+        stack
+            .balance(&stack.token("mallory"))
+            .await
+            .json::<Value>()
+            .await
+            .unwrap()["balance_cents"],
+        0
+    );
+    assert_balances_match_ledger(&mut stack.db.connection().await).await;
+}
+
+#[tokio::test]
+async fn the_idempotency_key_header_reaches_grpc() {
+    let stack = Stack::start().await;
+    let token = stack.token("bob");
+    let send = || {
+        stack
+            .http
+            .post(format!("{}/payments/create-payment-intent", stack.edge))
+            .bearer_auth(&token)
+            .header("idempotency-key", "checkout-42")
+            .body(r#"{"amount_usd": 10}"#)
+            .send()
+    };
+    let first: Value = send().await.unwrap().json().await.unwrap();
+    let second: Value = send().await.unwrap().json().await.unwrap();
+    assert_eq!(first, second);
+    assert_eq!(stack.stripe.intent_count(), 1);
+
+    let conflict = stack
+        .http
+        .post(format!("{}/payments/create-payment-intent", stack.edge))
+        .bearer_auth(&token)
+        .header("idempotency-key", "checkout-42")
+        .body(r#"{"amount_usd": 20}"#)
+        .send()
+        .await
+        .unwrap();
+    problem(conflict, StatusCode::CONFLICT).await;
+}
+
+#[tokio::test]
+async fn bad_tokens_are_401_with_www_authenticate() {
+    let stack = Stack::start().await;
+    let mut expired_claims = claims(PROJECT, "alice", now());
+    expired_claims["exp"] = json!(now() - 3600);
+    let mut wrong_aud = claims(PROJECT, "alice", now());
+    wrong_aud["aud"] = json!("other-project");
+    let tokens = [
+        None,
+        Some("garbage".to_owned()),
+        Some(sign(
+            &expired_claims,
+            KID,
+            edge_gateway::testing::PRIVATE_KEY_PEM,
+        )),
+        Some(sign(
+            &wrong_aud,
+            KID,
+            edge_gateway::testing::PRIVATE_KEY_PEM,
+        )),
+        Some(sign(
+            &claims(PROJECT, "alice", now()),
+            KID,
+            edge_gateway::testing::OTHER_PRIVATE_KEY_PEM,
+        )),
+        Some(sign(
+            &claims(PROJECT, "alice", now()),
+            "unknown-kid",
+            edge_gateway::testing::PRIVATE_KEY_PEM,
+        )),
+    ];
+    for token in tokens {
+        let mut request = stack.http.get(format!("{}/balance", stack.edge));
+        if let Some(token) = &token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(
+            response.headers()["www-authenticate"],
+            r#"Bearer error="invalid_token""#
+        );
+        problem(response, StatusCode::UNAUTHORIZED).await;
+        let response = stack
+            .create(token.as_deref().unwrap_or(""), r#"{"amount_usd": 10}"#)
+            .await;
+        problem(response, StatusCode::UNAUTHORIZED).await;
+    }
+    assert!(stack.stripe.requests_to("POST", "/v1").await.is_empty());
+}
+
+#[tokio::test]
+async fn bad_amounts_are_422_naming_the_tiers_and_stripe_is_never_called() {
+    let stack = Stack::start().await;
+    let token = stack.token("carol");
+    for body in [
+        r#"{"amount_usd": 7}"#,
+        r#"{"amount_usd": -10}"#,
+        r#"{"amount_usd": 10.001}"#,
+        r#"{"amount_usd": "ten"}"#,
+        r#"{}"#,
+    ] {
+        let body = problem(
+            stack.create(&token, body).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+        assert!(
+            body["detail"].as_str().unwrap().contains("5, 10, 20, 50"),
+            "{body}"
+        );
+    }
+    problem(
+        stack.create(&token, "{not json").await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    let huge = format!(r#"{{"amount_usd": 10, "pad": "{}"}}"#, "x".repeat(20_000));
+    problem(
+        stack.create(&token, &huge).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+    )
+    .await;
+    assert!(
+        stack.stripe.requests_to("POST", "/v1").await.is_empty(),
+        "Stripe was called"
+    );
+    assert_eq!(stack.rows("payments").await, 0);
+}
+
+#[tokio::test]
+async fn bad_webhooks_are_400_and_change_nothing() {
+    let stack = Stack::start().await;
+    let event = event_json("evt_bad", "payment_intent.succeeded", "pi_x");
+    let signature = stripe_signature(WEBHOOK_SECRET, now(), event.as_bytes());
+
+    problem(stack.webhook(&event, "").await, StatusCode::BAD_REQUEST).await;
+    problem(
+        stack
+            .webhook(
+                &event,
+                &stripe_signature("whsec_wrong", now(), event.as_bytes()),
+            )
+            .await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    problem(
+        stack
+            .webhook(&event.replace("evt_bad", "evt_bae"), &signature)
+            .await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    let stale = stripe_signature(WEBHOOK_SECRET, now() - 301, event.as_bytes());
+    problem(stack.webhook(&event, &stale).await, StatusCode::BAD_REQUEST).await;
+    // Signed correctly, but not a Stripe event.
+    let body = problem(
+        stack.signed_webhook(r#"{"hello": "world"}"#).await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not a Stripe event"),
+        "{body}"
+    );
+    problem(
+        stack.signed_webhook("not json").await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    let huge = format!(r#"{{"id": "evt_1", "pad": "{}"}}"#, "x".repeat(70_000));
+    problem(
+        stack.signed_webhook(&huge).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+    )
+    .await;
+    assert_eq!(stack.rows("stripe_events").await, 0);
+
+    // The rotated-out secret is still accepted while it is configured.
+    let rotated = stripe_signature("whsec_old_rotated", now(), event.as_bytes());
+    let response = stack.webhook(&event, &rotated).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.json::<Value>().await.unwrap()["outcome"],
+        "ignored"
+    );
+}
+
+#[tokio::test]
+async fn the_grpc_service_down_answers_503_then_200_once_it_is_back() {
+    let mut stack = Stack::start().await;
+    let token = stack.token("dave");
+    let intent: Value = stack
+        .create(&token, r#"{"amount_usd": 50}"#)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let intent_id = intent["intent_id"].as_str().unwrap().to_owned();
+    stack.stripe.succeed(&intent_id);
+    let event = event_json("evt_outage", "payment_intent.succeeded", &intent_id);
+
+    let addr = stack.grpc.addr;
+    stack.grpc.stop().await;
+    let response = stack.signed_webhook(&event).await;
+    assert!(response.status().is_server_error(), "{}", response.status());
+    problem(response, StatusCode::SERVICE_UNAVAILABLE).await;
+    problem(stack.balance(&token).await, StatusCode::SERVICE_UNAVAILABLE).await;
+    let ready = stack
+        .http
+        .get(format!("{}/readyz", stack.edge))
+        .send()
+        .await
+        .unwrap();
+    problem(ready, StatusCode::SERVICE_UNAVAILABLE).await;
+    let live = stack
+        .http
+        .get(format!("{}/healthz", stack.edge))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), StatusCode::OK);
+
+    // Stripe retries after payments-grpc is back on the same address.
+    stack.grpc = Grpc::start(&stack.db, &stack.stripe, addr).await;
+    let response = retry_until_ok(|| stack.signed_webhook(&event)).await;
+    assert_eq!(
+        response.json::<Value>().await.unwrap()["outcome"],
+        "applied"
+    );
+    let balance: Value = stack.balance(&token).await.json().await.unwrap();
+    assert_eq!(balance["balance_cents"], 5000);
+    let ready = stack
+        .http
+        .get(format!("{}/readyz", stack.edge))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+}
+
+/// Retries like Stripe does (a few times), returning the first 200.
+async fn retry_until_ok<F, Fut>(send: F) -> reqwest::Response
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = reqwest::Response>,
+{
+    let mut last = None;
+    for attempt in 0..20 {
+        let response = send().await;
+        if response.status() == StatusCode::OK {
+            return response;
+        }
+        last = Some(response.status());
+        // The channel reconnects with backoff; give it time like Stripe's retry schedule.
+        tokio::time::sleep(Duration::from_millis(100 * (attempt + 1))).await;
+    }
+    panic!("never answered 200; last status {last:?}");
+}
+
+#[tokio::test]
+async fn cached_keys_keep_working_when_the_key_url_fails() {
+    let stack = Stack::start_with_keys(X509_MAP_JSON, 0).await;
+    let token = stack.token("erin");
+    assert_eq!(stack.balance(&token).await.status(), StatusCode::OK);
+
+    // Google's key URL starts failing; max-age=0 makes every request try a refresh.
+    Mock::given(method("GET"))
+        .and(path("/keys"))
+        .respond_with(ResponseTemplate::new(500))
+        .with_priority(1)
+        .mount(&stack.keys)
+        .await;
+    for _ in 0..3 {
+        assert_eq!(stack.balance(&token).await.status(), StatusCode::OK);
+    }
+    // And an unknown kid does not hammer the failing URL.
+    let unknown = sign(
+        &claims(PROJECT, "erin", now()),
+        "new-kid",
+        edge_gateway::testing::PRIVATE_KEY_PEM,
+    );
+    for _ in 0..3 {
+        problem(stack.balance(&unknown).await, StatusCode::UNAUTHORIZED).await;
+    }
+    let fetches = stack.keys.received_requests().await.unwrap().len();
+    assert!(fetches <= 3, "{fetches} key fetches");
+}
+
+#[tokio::test]
+async fn concurrent_requests_share_one_key_fetch() {
+    let stack = Stack::start_with_keys(JWKS_JSON, 300).await;
+    let token = stack.token("frank");
+    let calls = (0..10).map(|_| stack.balance(&token));
+    for response in futures::future::join_all(calls).await {
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    // One fetch, shared by the concurrent first requests, then cached for max-age.
+    let fetches = stack.keys.received_requests().await.unwrap().len();
+    assert_eq!(fetches, 1, "{fetches} fetches for 10 concurrent requests");
+}
+
+#[tokio::test]
+async fn cors_allows_only_the_configured_origin() {
+    let stack = Stack::start().await;
+    let preflight = |origin: &'static str| {
+        stack
+            .http
+            .request(
+                reqwest::Method::OPTIONS,
+                format!("{}/payments/create-payment-intent", stack.edge),
+            )
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization,content-type,idempotency-key",
+            )
+            .send()
+    };
+    let allowed = preflight("https://app.example").await.unwrap();
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "https://app.example"
+    );
+    let refused = preflight("https://evil.example").await.unwrap();
+    assert!(
+        refused
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn every_response_carries_a_request_id_and_unknown_routes_are_problems() {
+    let stack = Stack::start().await;
+    let response = stack
+        .http
+        .get(format!("{}/nope", stack.edge))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.headers().contains_key("x-request-id"));
+    problem(response, StatusCode::NOT_FOUND).await;
+    let response = stack
+        .http
+        .get(format!("{}/healthz", stack.edge))
+        .header("x-request-id", "abc-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-request-id"], "abc-123");
+}
