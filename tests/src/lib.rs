@@ -1,0 +1,5 @@
+//! Development and test support for the whole stack: the Stripe sandbox and
+//! helpers that run payments-grpc and edge-gateway together.
+
+pub mod sandbox;
+pub mod stack;

@@ -1,0 +1,328 @@
+//! The whole stack on loopback: the sandbox, a key set server, payments-grpc
+//! and edge-gateway (in process, on ephemeral ports, each restartable), over a
+//! fresh database.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::routing::get;
+use edge_gateway::AppState;
+use edge_gateway::firebase::TokenVerifier;
+use edge_gateway::keys::KeyCache;
+use edge_gateway::stripe_signature::WebhookSecret;
+use edge_gateway::upstream::Upstream;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use payments_core::PaymentsService;
+use payments_core::domain::Tiers;
+use payments_core::stripe::{StripeConfig, StripeGateway};
+use payments_core::testing::TestDatabase;
+use payments_grpc::auth::InternalToken;
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::sandbox::{Sandbox, SandboxConfig, WebhookTarget};
+
+pub const PROJECT_ID: &str = "demo-project";
+pub const INTERNAL_TOKEN: &str = "local-internal-token";
+pub const WEBHOOK_SECRET: &str = "whsec_local_sandbox_secret";
+pub const STRIPE_SECRET_KEY: &str = "sk_test_local_sandbox";
+
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
+
+/// A server task that stops when asked and is awaited to the end.
+struct Running {
+    stop: oneshot::Sender<()>,
+    done: JoinHandle<()>,
+}
+
+impl Running {
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.done.await;
+    }
+}
+
+/// Serves the test key set (JWK Set) like Google's key URL.
+pub async fn serve_key_set(listener: TcpListener) {
+    let app = axum::Router::new().route(
+        "/jwks.json",
+        get(|| async {
+            (
+                [
+                    ("content-type", "application/json"),
+                    ("cache-control", "public, max-age=3600"),
+                ],
+                edge_gateway::testing::JWKS_JSON,
+            )
+        }),
+    );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+}
+
+pub struct Stack {
+    pub db: TestDatabase,
+    pub sandbox: Sandbox,
+    pub grpc_addr: SocketAddr,
+    pub edge_addr: SocketAddr,
+    keys_url: String,
+    grpc: Option<Running>,
+    edge: Option<Running>,
+    pub http: HttpClient,
+}
+
+impl Stack {
+    pub async fn start(sandbox_config: SandboxConfig) -> Self {
+        let db = TestDatabase::create().await;
+        let edge_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind edge");
+        let edge_addr = edge_listener.local_addr().expect("edge addr");
+        let sandbox = Sandbox::start(
+            TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind sandbox"),
+            SandboxConfig {
+                webhook: Some(WebhookTarget {
+                    url: format!("http://{edge_addr}/stripe/webhook"),
+                    secret: WEBHOOK_SECRET.into(),
+                }),
+                ..sandbox_config
+            },
+        )
+        .await;
+        let keys_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind keys");
+        let keys_url = format!(
+            "http://{}/jwks.json",
+            keys_listener.local_addr().expect("keys addr")
+        );
+        serve_key_set(keys_listener).await;
+        let grpc_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind grpc");
+        let grpc_addr = grpc_listener.local_addr().expect("grpc addr");
+        let mut stack = Self {
+            db,
+            sandbox,
+            grpc_addr,
+            edge_addr,
+            keys_url,
+            grpc: None,
+            edge: None,
+            http: HttpClient::new(),
+        };
+        stack.grpc = Some(stack.run_grpc(grpc_listener).await);
+        stack.edge = Some(stack.run_edge(edge_listener));
+        stack
+    }
+
+    pub fn edge_url(&self) -> String {
+        format!("http://{}", self.edge_addr)
+    }
+
+    async fn run_grpc(&self, listener: TcpListener) -> Running {
+        let gateway = StripeGateway::new(&StripeConfig {
+            secret_key: STRIPE_SECRET_KEY.into(),
+            api_base: self.sandbox.url(),
+            timeout: Duration::from_secs(5),
+            max_attempts: 3,
+            retry_backoff: Duration::from_millis(50),
+        })
+        .expect("gateway");
+        let core = Arc::new(PaymentsService::new(
+            self.db.pool().await,
+            gateway,
+            Tiers::default(),
+        ));
+        let token = InternalToken::new(INTERNAL_TOKEN.into()).expect("token");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let done = tokio::spawn(async move {
+            let shutdown = async {
+                let _ = stopped.await;
+            };
+            if let Err(err) = payments_grpc::serve(core, token, listener, shutdown).await {
+                tracing::error!(error = %err, "payments-grpc stopped");
+            }
+        });
+        Running { stop, done }
+    }
+
+    fn run_edge(&self, listener: TcpListener) -> Running {
+        let state = Arc::new(AppState {
+            verifier: TokenVerifier::new(PROJECT_ID, 60),
+            keys: KeyCache::new(&self.keys_url).expect("key url"),
+            webhook_secrets: WebhookSecret::parse_list(WEBHOOK_SECRET),
+            upstream: Upstream::new(&format!("http://{}", self.grpc_addr), INTERNAL_TOKEN)
+                .expect("upstream"),
+            tiers_usd: vec![5, 10, 20, 50],
+            webhook_body_limit: 256 * 1024,
+            cors_allowed_origins: Vec::new(),
+        });
+        let (stop, stopped) = oneshot::channel::<()>();
+        let done = tokio::spawn(async move {
+            let shutdown = async {
+                let _ = stopped.await;
+            };
+            let _ = edge_gateway::serve(listener, state, Duration::from_secs(15), shutdown).await;
+        });
+        Running { stop, done }
+    }
+
+    pub async fn stop_grpc(&mut self) {
+        if let Some(grpc) = self.grpc.take() {
+            grpc.stop().await;
+        }
+    }
+
+    /// Starts payments-grpc again on its address.
+    pub async fn start_grpc(&mut self) {
+        let listener = TcpListener::bind(self.grpc_addr)
+            .await
+            .expect("rebind grpc");
+        self.grpc = Some(self.run_grpc(listener).await);
+    }
+
+    /// Stops both servers and starts them again, on the same addresses.
+    pub async fn restart(&mut self) {
+        if let Some(edge) = self.edge.take() {
+            edge.stop().await;
+        }
+        self.stop_grpc().await;
+        self.start_grpc().await;
+        let listener = TcpListener::bind(self.edge_addr)
+            .await
+            .expect("rebind edge");
+        self.edge = Some(self.run_edge(listener));
+    }
+
+    /// A valid Firebase-shaped ID token for `user_id`, signed by the test key.
+    pub fn token(&self, user_id: &str) -> String {
+        edge_gateway::testing::id_token(PROJECT_ID, user_id, now_unix())
+    }
+
+    /// `POST /payments/create-payment-intent` as the SPA sends it.
+    pub async fn create_intent(&self, token: &str, amount_usd: u32) -> (u16, Value) {
+        let body = format!(r#"{{"amount_usd": {amount_usd}}}"#);
+        self.http
+            .send(
+                "POST",
+                &format!("{}/payments/create-payment-intent", self.edge_url()),
+                Some(token),
+                &[],
+                body.into_bytes(),
+            )
+            .await
+    }
+
+    /// `GET /balance`: the balance in cents.
+    pub async fn balance(&self, token: &str) -> (u16, Value) {
+        self.http
+            .send(
+                "GET",
+                &format!("{}/balance", self.edge_url()),
+                Some(token),
+                &[],
+                Vec::new(),
+            )
+            .await
+    }
+
+    /// Confirms with a test payment method, as Stripe.js does from the browser.
+    pub async fn confirm(&self, intent_id: &str, payment_method: &str) -> (u16, Value) {
+        let body = format!("payment_method={payment_method}");
+        self.http
+            .send(
+                "POST",
+                &format!(
+                    "{}/v1/payment_intents/{intent_id}/confirm",
+                    self.sandbox.url()
+                ),
+                Some(STRIPE_SECRET_KEY),
+                &[("content-type", "application/x-www-form-urlencoded")],
+                body.into_bytes(),
+            )
+            .await
+    }
+
+    /// Passes or fails the 3-D Secure challenge of a `requires_action` intent.
+    pub async fn authenticate(&self, intent_id: &str, pass: bool) -> (u16, Value) {
+        let body = format!("outcome={}", if pass { "pass" } else { "fail" });
+        self.http
+            .send(
+                "POST",
+                &format!(
+                    "{}/sandbox/payment_intents/{intent_id}/authenticate",
+                    self.sandbox.url()
+                ),
+                None,
+                &[("content-type", "application/x-www-form-urlencoded")],
+                body.into_bytes(),
+            )
+            .await
+    }
+}
+
+/// A minimal JSON-over-HTTP client (plain HTTP, loopback).
+#[derive(Clone)]
+pub struct HttpClient(Client<HttpConnector, Full<Bytes>>);
+
+impl Default for HttpClient {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl HttpClient {
+    pub fn new() -> Self {
+        Self(Client::builder(TokioExecutor::new()).build_http())
+    }
+
+    /// Sends a request; answers the status and the JSON body (null if none).
+    pub async fn send(
+        &self,
+        method: &str,
+        url: &str,
+        bearer: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> (u16, Value) {
+        let mut request = hyper::Request::builder().method(method).uri(url);
+        if let Some(token) = bearer {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        if !body.is_empty()
+            && !headers
+                .iter()
+                .any(|(name, _)| name.eq_ignore_ascii_case("content-type"))
+        {
+            request = request.header("content-type", "application/json");
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request.body(Full::new(Bytes::from(body))).expect("request");
+        let response = self
+            .0
+            .request(request)
+            .await
+            .unwrap_or_else(|err| panic!("{method} {url}: {err}"));
+        let status = response.status().as_u16();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (status, json)
+    }
+}

@@ -1,0 +1,388 @@
+//! The product's QA checklist, as end-to-end tests: the real payments-grpc and
+//! edge-gateway servers (in process, on ephemeral ports) over a fresh
+//! database, the Stripe sandbox delivering signed webhooks, and tokens signed
+//! by the test key pair.
+
+use std::time::Duration;
+
+use payments_core::db::payments;
+use payments_core::testing::{assert_balances_match_ledger, count_rows};
+use payments_tests::sandbox::{PM_CARD_3DS, PM_CARD_DECLINED, PM_CARD_VISA, SandboxConfig};
+use payments_tests::stack::Stack;
+
+/// Webhooks are asynchronous: wait for the sandbox to deliver them all.
+async fn settle(stack: &Stack) {
+    tokio::time::timeout(Duration::from_secs(20), stack.sandbox.settled())
+        .await
+        .expect("webhooks delivered within 20 s");
+}
+
+async fn balance_cents(stack: &Stack, token: &str) -> i64 {
+    let (status, body) = stack.balance(token).await;
+    assert_eq!(status, 200, "{body}");
+    body["balance_cents"].as_i64().expect("balance_cents")
+}
+
+/// Creates an intent for `amount_usd` through the edge; returns its id.
+async fn create(stack: &Stack, token: &str, amount_usd: u32) -> String {
+    let (status, body) = stack.create_intent(token, amount_usd).await;
+    assert_eq!(status, 200, "{body}");
+    body["intent_id"].as_str().expect("intent_id").to_owned()
+}
+
+async fn payment(stack: &Stack, intent_id: &str) -> payments::PaymentRow {
+    let mut conn = stack.db.connection().await;
+    payments::find_by_intent(&mut conn, intent_id)
+        .await
+        .unwrap()
+        .expect("payment row")
+}
+
+#[tokio::test]
+async fn qa1_and_qa3_pay_with_the_test_card_and_the_refetched_balance_shows_the_credit() {
+    let stack = Stack::start(SandboxConfig::default()).await;
+    let token = stack.token("qa-user-1");
+    assert_eq!(balance_cents(&stack, &token).await, 0);
+
+    let intent_id = create(&stack, &token, 20).await;
+    let (status, confirmed) = stack.confirm(&intent_id, PM_CARD_VISA).await;
+    assert_eq!(
+        (status, confirmed["status"].as_str()),
+        (200, Some("succeeded"))
+    );
+    settle(&stack).await;
+
+    // The SPA refetches after Stripe.js reports success.
+    assert_eq!(balance_cents(&stack, &token).await, 2000);
+    let (_, balance) = stack.balance(&token).await;
+    assert_eq!(balance["currency"], "usd");
+    assert!(balance["updated_at"].is_string());
+    assert_eq!(payment(&stack, &intent_id).await.status, "succeeded");
+    // created, succeeded: both delivered and answered 200.
+    let stats = stack.sandbox.stats();
+    assert_eq!(
+        (stats.events, stats.delivered, stats.given_up),
+        (2, 2, 0),
+        "{stats:?}"
+    );
+    assert_balances_match_ledger(&mut stack.db.connection().await).await;
+}
+
+#[tokio::test]
+async fn qa2_three_d_secure_passed_is_credited_and_failed_is_recorded() {
+    let stack = Stack::start(SandboxConfig::default()).await;
+    let token = stack.token("qa-user-2");
+
+    let passed = create(&stack, &token, 10).await;
+    let (status, body) = stack.confirm(&passed, PM_CARD_3DS).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("requires_action"))
+    );
+    assert_eq!(body["next_action"]["type"], "use_stripe_sdk");
+    settle(&stack).await;
+    assert_eq!(payment(&stack, &passed).await.status, "requires_action");
+    assert_eq!(balance_cents(&stack, &token).await, 0);
+    let (status, body) = stack.authenticate(&passed, true).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("succeeded")));
+    settle(&stack).await;
+    assert_eq!(balance_cents(&stack, &token).await, 1000);
+
+    let failed = create(&stack, &token, 5).await;
+    stack.confirm(&failed, PM_CARD_3DS).await;
+    let (status, body) = stack.authenticate(&failed, false).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("requires_payment_method"))
+    );
+    settle(&stack).await;
+    assert_eq!(
+        balance_cents(&stack, &token).await,
+        1000,
+        "a failed challenge credits nothing"
+    );
+    let row = payment(&stack, &failed).await;
+    assert_eq!(row.status, "requires_payment_method");
+    assert_eq!(
+        row.failure_code.as_deref(),
+        Some("payment_intent_authentication_failure")
+    );
+    assert!(
+        row.failure_message
+            .unwrap()
+            .contains("failed authentication")
+    );
+    assert_balances_match_ledger(&mut stack.db.connection().await).await;
+}
+
+#[tokio::test]
+async fn qa4_a_declined_card_shows_stripes_message_and_the_balance_does_not_move() {
+    let stack = Stack::start(SandboxConfig::default()).await;
+    let token = stack.token("qa-user-4");
+    let intent_id = create(&stack, &token, 50).await;
+
+    let (status, body) = stack.confirm(&intent_id, PM_CARD_DECLINED).await;
+
+    // What Stripe.js hands the SPA to show the user.
+    assert_eq!(status, 402);
+    assert_eq!(body["error"]["type"], "card_error");
+    assert_eq!(body["error"]["decline_code"], "generic_decline");
+    assert_eq!(body["error"]["message"], "Your card was declined.");
+    settle(&stack).await;
+    assert_eq!(balance_cents(&stack, &token).await, 0);
+    let row = payment(&stack, &intent_id).await;
+    assert_eq!(
+        (row.status.as_str(), row.failure_code.as_deref()),
+        ("requires_payment_method", Some("generic_decline"))
+    );
+    assert_eq!(
+        row.failure_message.as_deref(),
+        Some("Your card was declined.")
+    );
+
+    // The user retries with a good card: credited once.
+    stack.confirm(&intent_id, PM_CARD_VISA).await;
+    settle(&stack).await;
+    assert_eq!(balance_cents(&stack, &token).await, 5000);
+}
+
+#[tokio::test]
+async fn qa5_the_balance_survives_a_restart_of_both_servers() {
+    let mut stack = Stack::start(SandboxConfig::default()).await;
+    let token = stack.token("qa-user-5");
+    let intent_id = create(&stack, &token, 10).await;
+    stack.confirm(&intent_id, PM_CARD_VISA).await;
+    settle(&stack).await;
+    assert_eq!(balance_cents(&stack, &token).await, 1000);
+
+    stack.restart().await;
+
+    assert_eq!(balance_cents(&stack, &token).await, 1000);
+    // And the restarted stack keeps working.
+    let second = create(&stack, &token, 5).await;
+    stack.confirm(&second, PM_CARD_VISA).await;
+    settle(&stack).await;
+    assert_eq!(balance_cents(&stack, &token).await, 1500);
+}
+
+#[tokio::test]
+async fn qa6_stripe_receives_exactly_the_tier_in_cents_and_usd() {
+    let stack = Stack::start(SandboxConfig::default()).await;
+    let token = stack.token("qa-user-6");
+    for tier in [5, 10, 20, 50] {
+        let intent_id = create(&stack, &token, tier).await;
+        let at_stripe = stack.sandbox.intent(&intent_id).expect("intent at Stripe");
+        assert_eq!(at_stripe["amount"], i64::from(tier) * 100);
+        assert_eq!(at_stripe["currency"], "usd");
+        assert_eq!(at_stripe["automatic_payment_methods"]["enabled"], true);
+        assert_eq!(at_stripe["metadata"]["user_id"], "qa-user-6");
+    }
+    let (status, _) = stack.create_intent(&token, 15).await;
+    assert_eq!(status, 422);
+    assert_eq!(
+        stack.sandbox.stats().events,
+        4,
+        "no intent for a non-tier amount"
+    );
+}
+
+#[tokio::test]
+async fn qa7_every_event_twice_and_shuffled_credits_each_payment_once() {
+    let stack = Stack::start(SandboxConfig {
+        duplicate_events: true,
+        shuffle_events: true,
+        ..SandboxConfig::default()
+    })
+    .await;
+    let users = ["qa7-a", "qa7-b", "qa7-c"];
+    for (n, user) in users.iter().enumerate() {
+        let token = stack.token(user);
+        for tier in [5, 10, 20] {
+            let intent_id = create(&stack, &token, tier).await;
+            // One declined attempt first, for some, so failures arrive shuffled too.
+            if n == 1 {
+                stack.confirm(&intent_id, PM_CARD_DECLINED).await;
+            }
+            stack.confirm(&intent_id, PM_CARD_VISA).await;
+        }
+    }
+    settle(&stack).await;
+
+    let stats = stack.sandbox.stats();
+    assert_eq!(stats.deliveries, stats.events * 2, "{stats:?}");
+    assert_eq!(stats.given_up, 0);
+    for user in users {
+        assert_eq!(
+            balance_cents(&stack, &stack.token(user)).await,
+            3500,
+            "{user}"
+        );
+    }
+    let mut conn = stack.db.connection().await;
+    assert_eq!(count_rows(&mut conn, "ledger_entries").await, 9);
+    assert_eq!(
+        count_rows(&mut conn, "stripe_events").await as u64,
+        stats.events
+    );
+    assert_balances_match_ledger(&mut conn).await;
+}
+
+#[tokio::test]
+async fn qa8_webhooks_while_payments_grpc_is_down_are_retried_and_credited_once() {
+    let mut stack = Stack::start(SandboxConfig::default()).await;
+    let token = stack.token("qa-user-8");
+    let intent_id = create(&stack, &token, 20).await;
+    settle(&stack).await;
+
+    stack.stop_grpc().await;
+    let (status, _) = stack.confirm(&intent_id, PM_CARD_VISA).await;
+    assert_eq!(status, 200);
+    // The edge answers 5xx, so the sandbox keeps retrying like Stripe.
+    let stats = stack
+        .sandbox
+        .wait_for_stats(|s| s.failed_attempts >= 2)
+        .await;
+    assert_eq!(stats.given_up, 0);
+
+    stack.start_grpc().await;
+    settle(&stack).await;
+
+    assert_eq!(balance_cents(&stack, &token).await, 2000);
+    let mut conn = stack.db.connection().await;
+    assert_eq!(count_rows(&mut conn, "ledger_entries").await, 1);
+    let stats = stack.sandbox.stats();
+    assert_eq!(stats.delivered, stats.deliveries);
+    assert_balances_match_ledger(&mut conn).await;
+}
+
+#[tokio::test]
+async fn the_sandbox_speaks_stripes_errors() {
+    let stack = Stack::start(SandboxConfig::default()).await;
+    let http = &stack.http;
+    let url = format!("{}/v1/payment_intents", stack.sandbox.url());
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+
+    let (status, body) = http
+        .send(
+            "POST",
+            &url,
+            Some("sk_live_nope"),
+            &form,
+            b"amount=500&currency=usd".to_vec(),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["type"].as_str()),
+        (401, Some("invalid_request_error"))
+    );
+    let (status, body) = http
+        .send(
+            "POST",
+            &url,
+            Some("sk_test_x"),
+            &form,
+            b"currency=usd".to_vec(),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["param"].as_str()),
+        (400, Some("amount"))
+    );
+
+    let keyed = [
+        ("content-type", "application/x-www-form-urlencoded"),
+        ("idempotency-key", "k1"),
+    ];
+    let (_, first) = http
+        .send(
+            "POST",
+            &url,
+            Some("sk_test_x"),
+            &keyed,
+            b"amount=500&currency=usd".to_vec(),
+        )
+        .await;
+    let (_, replay) = http
+        .send(
+            "POST",
+            &url,
+            Some("sk_test_x"),
+            &keyed,
+            b"currency=usd&amount=500".to_vec(),
+        )
+        .await;
+    assert_eq!(
+        first["id"], replay["id"],
+        "same parameters in another order replay"
+    );
+    let (status, body) = http
+        .send(
+            "POST",
+            &url,
+            Some("sk_test_x"),
+            &keyed,
+            b"amount=900&currency=usd".to_vec(),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["type"].as_str()),
+        (400, Some("idempotency_error"))
+    );
+
+    let id = first["id"].as_str().unwrap();
+    let (status, body) = stack.confirm(id, "pm_card_unknown").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("resource_missing"))
+    );
+    let (status, _) = stack.confirm(id, PM_CARD_VISA).await;
+    assert_eq!(status, 200);
+    let (status, body) = stack.confirm(id, PM_CARD_VISA).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("payment_intent_unexpected_state"))
+    );
+    let cancel = format!("{url}/{id}/cancel");
+    let (status, _) = http
+        .send("POST", &cancel, Some("sk_test_x"), &form, Vec::new())
+        .await;
+    assert_eq!(status, 400, "a succeeded intent cannot be canceled");
+    let (status, body) = http
+        .send(
+            "GET",
+            &format!("{url}/pi_nope"),
+            Some("sk_test_x"),
+            &[],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("resource_missing"))
+    );
+}
+
+#[tokio::test]
+async fn a_canceled_intent_is_recorded_and_never_credited() {
+    let stack = Stack::start(SandboxConfig::default()).await;
+    let token = stack.token("qa-cancel");
+    let intent_id = create(&stack, &token, 10).await;
+    let url = format!(
+        "{}/v1/payment_intents/{intent_id}/cancel",
+        stack.sandbox.url()
+    );
+    let (status, body) = stack
+        .http
+        .send(
+            "POST",
+            &url,
+            Some("sk_test_x"),
+            &[("content-type", "application/x-www-form-urlencoded")],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("canceled")));
+    settle(&stack).await;
+    assert_eq!(payment(&stack, &intent_id).await.status, "canceled");
+    assert_eq!(balance_cents(&stack, &token).await, 0);
+}
