@@ -85,11 +85,18 @@ struct IntentState {
     json: Value,
 }
 
+/// What an Idempotency-Key was first used for, and the answer given.
+struct Replay {
+    route: String,
+    params: Vec<(String, String)>,
+    status: StatusCode,
+    body: Value,
+}
+
 #[derive(Default)]
 struct Ledger {
     intents: HashMap<String, IntentState>,
-    /// Idempotency-Key → (route, sorted params, status, response body).
-    replays: HashMap<String, (String, Vec<(String, String)>, StatusCode, Value)>,
+    replays: HashMap<String, Replay>,
     events: Vec<Value>,
     next_id: u64,
 }
@@ -156,8 +163,7 @@ impl Sandbox {
         condition: impl FnMut(&DeliveryStats) -> bool,
     ) -> DeliveryStats {
         let mut stats = self.shared.stats.subscribe();
-        let seen = *stats.wait_for(condition).await.expect("sandbox running");
-        seen
+        *stats.wait_for(condition).await.expect("sandbox running")
     }
 
     /// Every event created so far, oldest first.
@@ -289,16 +295,16 @@ fn idempotent(
         .map(str::to_owned);
     let mut ledger = shared.ledger.lock().unwrap();
     if let Some(key) = &key
-        && let Some((seen_route, seen_params, status, body)) = ledger.replays.get(key)
+        && let Some(replay) = ledger.replays.get(key)
     {
-        if *seen_route != route || *seen_params != params {
+        if replay.route != route || replay.params != params {
             return stripe_error(
                 StatusCode::BAD_REQUEST,
                 json!({"type": "idempotency_error",
                        "message": format!("Keys for idempotent requests can only be used with the same parameters they were first used with. Try using a key other than '{key}' if you meant to execute a different request.")}),
             );
         }
-        let mut response = (*status, Json(body.clone())).into_response();
+        let mut response = (replay.status, Json(replay.body.clone())).into_response();
         response
             .headers_mut()
             .insert("idempotent-replayed", "true".parse().unwrap());
@@ -309,9 +315,13 @@ fn idempotent(
     if let Some(key) = key
         && status != StatusCode::UNAUTHORIZED
     {
-        ledger
-            .replays
-            .insert(key, (route.to_owned(), params, status, body.clone()));
+        let replay = Replay {
+            route: route.to_owned(),
+            params,
+            status,
+            body: body.clone(),
+        };
+        ledger.replays.insert(key, replay);
     }
     drop(ledger);
     (status, Json(body)).into_response()
@@ -363,7 +373,7 @@ async fn create_intent(
             let Some(amount) = param(params, "amount").and_then(|a| a.parse::<i64>().ok()) else {
                 return invalid_request("Missing required param: amount.", Some("amount"));
             };
-            if amount < 50 || amount > 99_999_999 {
+            if !(50..=99_999_999).contains(&amount) {
                 return invalid_request(
                     "Amount must be at least $0.50 usd and at most $999,999.99.",
                     Some("amount"),
