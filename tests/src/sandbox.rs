@@ -16,6 +16,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use base64::Engine as _;
 use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -93,12 +94,30 @@ struct Replay {
     body: Value,
 }
 
-#[derive(Default)]
 struct Ledger {
     intents: HashMap<String, IntentState>,
     replays: HashMap<String, Replay>,
     events: Vec<Value>,
     next_id: u64,
+    /// Differs between sandbox runs, so ids never repeat across restarts.
+    instance: String,
+}
+
+impl Default for Ledger {
+    fn default() -> Self {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        let mix = (nanos as u64) ^ (u64::from(std::process::id()) << 32);
+        Self {
+            intents: HashMap::new(),
+            replays: HashMap::new(),
+            events: Vec::new(),
+            next_id: 0,
+            instance: format!("{:012x}", Shuffler(mix | 1).next() & 0xffff_ffff_ffff),
+        }
+    }
 }
 
 struct Shared {
@@ -243,7 +262,7 @@ async fn require_secret_key(request: Request, next: Next) -> Response {
         .headers()
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(secret_key)
         .is_some_and(|key| key.starts_with("sk_test_") && key.len() > "sk_test_".len());
     if authorized {
         next.run(request).await
@@ -254,6 +273,18 @@ async fn require_secret_key(request: Request, next: Next) -> Response {
                    "message": "Invalid API Key provided. The sandbox accepts only sk_test_ keys."}),
         )
     }
+}
+
+/// The API key of `Bearer sk_…` or, as `curl -u sk_…:` sends it, `Basic …`.
+fn secret_key(authorization: &str) -> Option<String> {
+    if let Some(key) = authorization.strip_prefix("Bearer ") {
+        return Some(key.to_owned());
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(authorization.strip_prefix("Basic ")?)
+        .ok()?;
+    let user_and_password = String::from_utf8(decoded).ok()?;
+    Some(user_and_password.split(':').next()?.to_owned())
 }
 
 fn form(body: &[u8]) -> Vec<(String, String)> {
@@ -330,11 +361,7 @@ fn idempotent(
 impl Ledger {
     fn next_id(&mut self, prefix: &str) -> String {
         self.next_id += 1;
-        format!(
-            "{prefix}_sbx{:010}{:06x}",
-            self.next_id,
-            (now_unix() as u64).wrapping_mul(2_654_435_761) & 0xff_ffff
-        )
+        format!("{prefix}_sbx{}{:08}", self.instance, self.next_id)
     }
 }
 
@@ -397,7 +424,7 @@ async fn create_intent(
                 "canceled_at": null,
                 "cancellation_reason": null,
                 "capture_method": "automatic_async",
-                "client_secret": format!("{id}_secret_{}", &ledger.next_id("cs")[7..]),
+                "client_secret": format!("{id}_secret_{}", &ledger.next_id("cs")[6..]),
                 "confirmation_method": "automatic",
                 "created": now_unix(),
                 "currency": currency.to_ascii_lowercase(),

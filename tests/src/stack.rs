@@ -287,6 +287,7 @@ impl HttpClient {
     }
 
     /// Sends a request; answers the status and the JSON body (null if none).
+    /// Panics when the server cannot be reached: for tests.
     pub async fn send(
         &self,
         method: &str,
@@ -295,6 +296,19 @@ impl HttpClient {
         headers: &[(&str, &str)],
         body: Vec<u8>,
     ) -> (u16, Value) {
+        self.try_send(method, url, bearer, headers, body)
+            .await
+            .unwrap_or_else(|err| panic!("{method} {url}: {err}"))
+    }
+
+    pub async fn try_send(
+        &self,
+        method: &str,
+        url: &str,
+        bearer: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Result<(u16, Value), String> {
         let mut request = hyper::Request::builder().method(method).uri(url);
         if let Some(token) = bearer {
             request = request.header("authorization", format!("Bearer {token}"));
@@ -309,20 +323,22 @@ impl HttpClient {
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
-        let request = request.body(Full::new(Bytes::from(body))).expect("request");
+        let request = request
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|err| err.to_string())?;
         let response = self
             .0
             .request(request)
             .await
-            .unwrap_or_else(|err| panic!("{method} {url}: {err}"));
+            .map_err(|err| err.to_string())?;
         let status = response.status().as_u16();
         let bytes = response
             .into_body()
             .collect()
             .await
-            .expect("body")
+            .map_err(|err| err.to_string())?
             .to_bytes();
         let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        (status, json)
+        Ok((status, json))
     }
 }

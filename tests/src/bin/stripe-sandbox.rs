@@ -1,0 +1,61 @@
+//! The Stripe sandbox as a standalone server, for manual use beside the stack.
+
+use std::net::SocketAddr;
+
+use clap::Parser;
+use payments_tests::sandbox::{Sandbox, SandboxConfig, WebhookTarget};
+
+#[derive(Parser)]
+#[command(
+    name = "stripe-sandbox",
+    about = "A local stand-in for Stripe's PaymentIntent API and webhooks (tests and development only)"
+)]
+struct Args {
+    /// Address to listen on; point STRIPE_API_BASE at it.
+    #[arg(long, env = "STRIPE_SANDBOX_ADDR", default_value = "127.0.0.1:12111")]
+    addr: SocketAddr,
+    /// Where to deliver signed webhooks, e.g. http://127.0.0.1:8080/stripe/webhook.
+    #[arg(long, env = "SANDBOX_WEBHOOK_URL")]
+    webhook_url: Option<String>,
+    /// The whsec_… secret webhooks are signed with.
+    #[arg(
+        long,
+        env = "STRIPE_WEBHOOK_SECRET",
+        default_value = "whsec_local_sandbox_secret",
+        hide_env_values = true
+    )]
+    webhook_secret: String,
+    /// Deliver every event twice.
+    #[arg(long)]
+    duplicate_events: bool,
+    /// Deliver events in shuffled order.
+    #[arg(long)]
+    shuffle_events: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let listener = tokio::net::TcpListener::bind(args.addr).await?;
+    let sandbox = Sandbox::start(
+        listener,
+        SandboxConfig {
+            webhook: args.webhook_url.map(|url| WebhookTarget {
+                url,
+                secret: args.webhook_secret,
+            }),
+            duplicate_events: args.duplicate_events,
+            shuffle_events: args.shuffle_events,
+            ..SandboxConfig::default()
+        },
+    )
+    .await;
+    println!("stripe-sandbox listening on {}", sandbox.url());
+    tokio::signal::ctrl_c().await?;
+    Ok(())
+}
