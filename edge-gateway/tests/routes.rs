@@ -449,6 +449,37 @@ async fn bad_webhooks_are_400_and_change_nothing() {
 }
 
 #[tokio::test]
+async fn an_internal_failure_is_a_500_that_leaks_nothing() {
+    let stack = Stack::start().await;
+    // Stripe refuses payments-grpc's API key: an operator's problem, not the user's.
+    stack
+        .stripe
+        .fail_next(
+            "POST",
+            1,
+            payments_core::testing::stripe_error(
+                401,
+                "invalid_request_error",
+                "",
+                "Invalid API Key provided: sk_test_****",
+            ),
+        )
+        .await;
+    let body = problem(
+        stack
+            .create(&stack.token("ivan"), r#"{"amount_usd": 10}"#)
+            .await,
+        StatusCode::INTERNAL_SERVER_ERROR,
+    )
+    .await;
+    let text = body.to_string();
+    assert!(
+        !text.contains("sk_test") && !text.contains("API Key"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
 async fn the_grpc_service_down_answers_503_then_200_once_it_is_back() {
     let mut stack = Stack::start().await;
     let token = stack.token("dave");

@@ -63,6 +63,15 @@ pub async fn serve<G: PaymentGateway>(
         auth::check_bearer(internal_token),
     );
     let result = Server::builder()
+        // One span per call, carrying the edge's request id when it sent one.
+        .trace_fn(|request| {
+            let request_id = request
+                .headers()
+                .get("x-request-id")
+                .and_then(|value| value.to_str().ok())
+                .unwrap_or("-");
+            tracing::info_span!("grpc", path = %request.uri().path(), request_id = %request_id)
+        })
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

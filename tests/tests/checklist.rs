@@ -330,6 +330,24 @@ async fn the_sandbox_speaks_stripes_errors() {
     );
 
     let id = first["id"].as_str().unwrap();
+    let update = format!("{url}/{id}");
+    let (status, body) = http
+        .send(
+            "POST",
+            &update,
+            Some("sk_test_x"),
+            &form,
+            b"metadata[order]=42&amount=700".to_vec(),
+        )
+        .await;
+    assert_eq!(
+        (
+            status,
+            body["amount"].as_i64(),
+            body["metadata"]["order"].as_str()
+        ),
+        (200, Some(700), Some("42"))
+    );
     let (status, body) = stack.confirm(id, "pm_card_unknown").await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
