@@ -5,17 +5,17 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use clap::Parser;
+use payments_tests::process::{sibling_binary_dir, spawn_server, stop_gracefully};
 use payments_tests::sandbox::{PM_CARD_VISA, Sandbox, SandboxConfig, WebhookTarget};
 use payments_tests::stack::{
     HttpClient, INTERNAL_TOKEN, PROJECT_ID, STRIPE_SECRET_KEY, WEBHOOK_SECRET, now_unix,
     serve_key_set,
 };
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 #[derive(Parser)]
 #[command(
@@ -58,10 +58,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let bin_dir = match &args.bin_dir {
         Some(dir) => dir.clone(),
-        None => std::env::current_exe()?
-            .parent()
-            .context("binary directory")?
-            .to_path_buf(),
+        None => sibling_binary_dir()?,
     };
     let log_dir = bin_dir.join("demo-logs");
     std::fs::create_dir_all(&log_dir)?;
@@ -92,7 +89,7 @@ async fn main() -> anyhow::Result<()> {
     .await;
     let keys_url = format!("http://{}/jwks.json", args.keys_addr);
 
-    let mut grpc = spawn(
+    let mut grpc = spawn_server(
         &bin_dir.join("payments-grpc"),
         &log_dir.join("payments-grpc.log"),
         &[
@@ -103,7 +100,7 @@ async fn main() -> anyhow::Result<()> {
             ("PAYMENTS_INTERNAL_TOKEN", INTERNAL_TOKEN),
         ],
     )?;
-    let mut edge = spawn(
+    let mut edge = spawn_server(
         &bin_dir.join("edge-gateway"),
         &log_dir.join("edge-gateway.log"),
         &[
@@ -244,26 +241,9 @@ async fn main() -> anyhow::Result<()> {
             status = edge.wait() => println!("edge-gateway exited: {status:?}"),
         }
     }
-    stop(&mut edge).await;
-    stop(&mut grpc).await;
+    stop_gracefully(&mut edge).await;
+    stop_gracefully(&mut grpc).await;
     Ok(())
-}
-
-fn spawn(binary: &Path, log: &Path, env: &[(&str, &str)]) -> anyhow::Result<Child> {
-    ensure!(
-        binary.exists(),
-        "{} not found; build it with `cargo build --release --bins`",
-        binary.display()
-    );
-    let log_file = std::fs::File::create(log)?;
-    Command::new(binary)
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(log_file.try_clone()?)
-        .stderr(log_file)
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("starting {}", binary.display()))
 }
 
 async fn wait_until_ready(
@@ -292,22 +272,6 @@ async fn wait_until_ready(
             "the stack was not ready within 60 s"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn stop(child: &mut Child) {
-    if let Some(pid) = child.id() {
-        // SIGTERM, so the servers drain like in production.
-        let _ = std::process::Command::new("kill")
-            .arg("-TERM")
-            .arg(pid.to_string())
-            .status();
-        if tokio::time::timeout(Duration::from_secs(10), child.wait())
-            .await
-            .is_err()
-        {
-            let _ = child.kill().await;
-        }
     }
 }
 

@@ -1,0 +1,141 @@
+//! A closed-loop load generator: N workers, each sending its next request as
+//! soon as the previous one is answered, for a fixed time after a warm-up.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Figures {
+    pub scenario: String,
+    pub requests: u64,
+    pub errors: u64,
+    pub seconds: f64,
+    pub requests_per_sec: f64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub rss_kib: Vec<(String, u64)>,
+}
+
+/// What one request reported: `Ok` for a success, `Err` for an error, and
+/// `None` when there is nothing left to send.
+pub type Outcome = Option<Result<(), String>>;
+
+/// Runs `workers` loops of `request(worker, n)` for `warmup + duration`;
+/// only requests started after the warm-up are counted.
+pub async fn run<F, Fut>(
+    scenario: &str,
+    workers: usize,
+    warmup: Duration,
+    duration: Duration,
+    request: F,
+) -> Figures
+where
+    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Outcome> + Send,
+{
+    let request = Arc::new(request);
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let measure_from = started + warmup;
+    let mut tasks = Vec::with_capacity(workers);
+    for worker in 0..workers {
+        let request = request.clone();
+        let stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(4096);
+            let mut errors = 0u64;
+            let mut n = 0u64;
+            let mut first_error = None;
+            while !stop.load(Ordering::Relaxed) {
+                let sent = Instant::now();
+                let outcome = request(worker, n).await;
+                n += 1;
+                let Some(result) = outcome else { break };
+                if sent < measure_from {
+                    continue;
+                }
+                match result {
+                    Ok(()) => latencies.push(sent.elapsed().as_micros() as u32),
+                    Err(reason) => {
+                        errors += 1;
+                        first_error.get_or_insert(reason);
+                    }
+                }
+            }
+            (latencies, errors, first_error)
+        }));
+    }
+    tokio::time::sleep(warmup + duration).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    for task in tasks {
+        let (mut l, e, first_error) = task.await.expect("worker");
+        if let Some(reason) = first_error {
+            eprintln!("    {scenario}: first error: {reason}");
+        }
+        latencies.append(&mut l);
+        errors += e;
+    }
+    let seconds = (started.elapsed().saturating_sub(warmup))
+        .as_secs_f64()
+        .min(duration.as_secs_f64())
+        .max(1e-9);
+    summarize(scenario, latencies, errors, seconds)
+}
+
+pub fn summarize(scenario: &str, mut latencies: Vec<u32>, errors: u64, seconds: f64) -> Figures {
+    latencies.sort_unstable();
+    let percentile = |p: f64| -> f64 {
+        if latencies.is_empty() {
+            return 0.0;
+        }
+        let rank = ((p / 100.0) * latencies.len() as f64).ceil() as usize;
+        f64::from(latencies[rank.clamp(1, latencies.len()) - 1]) / 1000.0
+    };
+    Figures {
+        scenario: scenario.to_owned(),
+        requests: latencies.len() as u64,
+        errors,
+        seconds,
+        requests_per_sec: latencies.len() as f64 / seconds,
+        p50_ms: percentile(50.0),
+        p90_ms: percentile(90.0),
+        p99_ms: percentile(99.0),
+        rss_kib: Vec::new(),
+    }
+}
+
+/// Resident set size (and its peak) of a process, in KiB.
+pub fn rss_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|kib| kib.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let figures = summarize("x", (1..=100).map(|ms| ms * 1000).collect(), 0, 1.0);
+        assert_eq!(
+            (figures.p50_ms, figures.p90_ms, figures.p99_ms),
+            (50.0, 90.0, 99.0)
+        );
+        assert_eq!(figures.requests_per_sec, 100.0);
+    }
+}

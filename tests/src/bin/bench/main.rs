@@ -1,0 +1,818 @@
+//! The benchmark: every route of both real binaries (release builds, as
+//! processes) against a fresh database, a fast Stripe stand-in, and the
+//! Postgres ceiling measured by pgbench with the same SQL as one webhook.
+//! Prints figures and writes them as JSON. `--smoke` runs a few seconds with
+//! every correctness check on and no figure asserted (CI).
+
+mod fast_stripe;
+mod load;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+use clap::Parser;
+use diesel::QueryableByName;
+use diesel::sql_types::{BigInt, Text};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use edge_gateway::testing::{id_token, stripe_signature};
+use fast_stripe::{amount_of, paid_intent_id, user_of};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use load::{Figures, rss_kib};
+use payments_core::db::{maintenance_url, quote_ident};
+use payments_proto::GetBalanceRequest;
+use payments_proto::payments_service_client::PaymentsServiceClient;
+use payments_tests::process::{sibling_binary_dir, spawn_server, stop_gracefully};
+use payments_tests::stack::{
+    INTERNAL_TOKEN, PROJECT_ID, STRIPE_SECRET_KEY, WEBHOOK_SECRET, now_unix, serve_key_set,
+};
+use serde_json::{Value, json};
+use tokio::process::Child;
+use tonic::transport::Channel;
+
+#[derive(Parser, Clone)]
+#[command(
+    name = "bench",
+    about = "Measure every route against the Postgres ceiling"
+)]
+struct Args {
+    /// A few seconds per scenario, correctness checks on, small preload (CI).
+    #[arg(long)]
+    smoke: bool,
+    /// Concurrent clients per scenario.
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Measured seconds per scenario (after the warm-up).
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    #[arg(long, default_value_t = 2)]
+    warmup_seconds: u64,
+    /// Users the load is spread over.
+    #[arg(long, default_value_t = 1000)]
+    users: u64,
+    /// Payments (with their events and ledger rows) preloaded for the second round.
+    #[arg(long, default_value_t = 1_000_000)]
+    preload: u64,
+    /// The Postgres server; the benchmark creates and drops its own database there.
+    #[arg(
+        long,
+        env = "TEST_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    server_url: String,
+    /// Postgres connections of payments-grpc.
+    #[arg(long, default_value_t = 16)]
+    pool_size: u32,
+    /// Where to write the figures.
+    #[arg(long, default_value = "target/bench/last.json")]
+    out: PathBuf,
+    /// Where payments-grpc and edge-gateway are (default: beside this binary).
+    #[arg(long)]
+    bin_dir: Option<PathBuf>,
+}
+
+struct World {
+    args: Args,
+    database_url: String,
+    grpc: Child,
+    edge: Child,
+    grpc_pid: u32,
+    edge_pid: u32,
+    edge_url: String,
+    grpc_url: String,
+    http: Client<HttpConnector, Full<Bytes>>,
+    tokens: Arc<Vec<String>>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut args = Args::parse();
+    if args.smoke {
+        args.seconds = 2;
+        args.warmup_seconds = 1;
+        args.connections = args.connections.min(16);
+        args.preload = args.preload.min(20_000);
+    }
+    let bin_dir = match &args.bin_dir {
+        Some(dir) => dir.clone(),
+        None => sibling_binary_dir()?,
+    };
+    let log_dir = bin_dir.join("bench-logs");
+    std::fs::create_dir_all(&log_dir)?;
+
+    // A database of its own, dropped at the end.
+    let (maintenance, _) = maintenance_url(&args.server_url)?;
+    let name = format!("payments_bench_{}", std::process::id());
+    let mut database = url_with_path(&maintenance, &name);
+    database.push_str(if database.contains('?') { "&" } else { "?" });
+    database.push_str("application_name=bench");
+    let database_url = url_with_path(&maintenance, &name);
+
+    let stripe = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let stripe_url = format!("http://{}", stripe.local_addr()?);
+    let stripe_app = fast_stripe::router(args.users);
+    tokio::spawn(async move { axum::serve(stripe, stripe_app).await });
+    let keys = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let keys_url = format!("http://{}/jwks.json", keys.local_addr()?);
+    serve_key_set(keys).await;
+    let grpc_addr = free_addr().await?;
+    let edge_addr = free_addr().await?;
+
+    println!(
+        "bench: {} connections, {} s per scenario after {} s warm-up, {} users{}",
+        args.connections,
+        args.seconds,
+        args.warmup_seconds,
+        args.users,
+        if args.smoke { " (smoke)" } else { "" }
+    );
+    let grpc_started = Instant::now();
+    let grpc = spawn_server(
+        &bin_dir.join("payments-grpc"),
+        &log_dir.join("payments-grpc.log"),
+        &[
+            ("DATABASE_URL", &database_url),
+            ("STRIPE_SECRET_KEY", STRIPE_SECRET_KEY),
+            ("STRIPE_API_BASE", &stripe_url),
+            ("PAYMENTS_GRPC_ADDR", &grpc_addr.to_string()),
+            ("PAYMENTS_INTERNAL_TOKEN", INTERNAL_TOKEN),
+            ("DATABASE_POOL_SIZE", &args.pool_size.to_string()),
+            ("RUST_LOG", "warn"),
+        ],
+    )?;
+    let grpc_url = format!("http://{grpc_addr}");
+    let grpc_ready = wait_for_grpc(&grpc_url, grpc_started).await?;
+    let edge_started = Instant::now();
+    let edge = spawn_server(
+        &bin_dir.join("edge-gateway"),
+        &log_dir.join("edge-gateway.log"),
+        &[
+            ("EDGE_ADDR", &edge_addr.to_string()),
+            ("PAYMENTS_GRPC_URL", &grpc_url),
+            ("PAYMENTS_INTERNAL_TOKEN", INTERNAL_TOKEN),
+            ("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET),
+            ("FIREBASE_PROJECT_ID", PROJECT_ID),
+            ("FIREBASE_JWKS_URL", &keys_url),
+            ("RUST_LOG", "warn"),
+        ],
+    )?;
+    let http: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(1024)
+        .build_http();
+    let edge_url = format!("http://{edge_addr}");
+    let edge_ready = wait_for_edge(&http, &edge_url, edge_started).await?;
+    println!(
+        "ready: payments-grpc {:.0} ms (migrations included), edge-gateway {:.0} ms",
+        grpc_ready.as_secs_f64() * 1e3,
+        edge_ready.as_secs_f64() * 1e3
+    );
+
+    let now = now_unix();
+    let tokens = Arc::new(
+        (0..args.users)
+            .map(|u| id_token(PROJECT_ID, &format!("bench-user-{u}"), now))
+            .collect::<Vec<_>>(),
+    );
+    let mut world = World {
+        grpc_pid: grpc.id().context("grpc pid")?,
+        edge_pid: edge.id().context("edge pid")?,
+        args: args.clone(),
+        database_url,
+        grpc,
+        edge,
+        edge_url,
+        grpc_url,
+        http,
+        tokens,
+    };
+
+    let result = run_rounds(&mut world).await;
+    stop_gracefully(&mut world.edge).await;
+    stop_gracefully(&mut world.grpc).await;
+    drop_database(&maintenance, &name).await;
+    let mut report = result?;
+    report["startup_ms"] = json!({"payments_grpc": grpc_ready.as_millis() as u64, "edge_gateway": edge_ready.as_millis() as u64});
+    if let Some(dir) = args.out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&args.out, serde_json::to_vec_pretty(&report)?)?;
+    println!("\nfigures written to {}", args.out.display());
+    Ok(())
+}
+
+async fn run_rounds(world: &mut World) -> anyhow::Result<Value> {
+    let empty = run_round(world, "empty").await?;
+    println!(
+        "\npreloading {} payments, events and ledger entries…",
+        world.args.preload
+    );
+    let started = Instant::now();
+    preload(&world.database_url, world.args.preload).await?;
+    println!("preloaded in {:.1} s", started.elapsed().as_secs_f64());
+    let preloaded = run_round(world, "preloaded").await?;
+    print_comparison(&empty, &preloaded);
+    Ok(json!({
+        "connections": world.args.connections,
+        "seconds": world.args.seconds,
+        "users": world.args.users,
+        "preload": world.args.preload,
+        "smoke": world.args.smoke,
+        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "rounds": {"empty": empty, "preloaded": preloaded},
+    }))
+}
+
+async fn run_round(world: &mut World, round: &str) -> anyhow::Result<Value> {
+    println!("\n== round: {round} database ==");
+    let mut figures = Vec::new();
+    figures.push(with_rss(world, balance_over_rest(world).await));
+    figures.push(with_rss(world, balance_over_grpc(world).await?));
+    let (first, replay) = webhooks(world, round).await?;
+    figures.push(with_rss(world, first));
+    figures.push(with_rss(world, replay));
+    figures.push(with_rss(world, create_intents(world).await));
+    let ceiling = pgbench(world, round).await?;
+    print_table(&figures, &ceiling);
+    let webhook_rate = figures[2].requests_per_sec;
+    let ratio = if ceiling.requests_per_sec > 0.0 {
+        webhook_rate / ceiling.requests_per_sec
+    } else {
+        0.0
+    };
+    println!(
+        "webhook application / pgbench ceiling = {:.0} %",
+        ratio * 100.0
+    );
+    check_ledger(&world.database_url).await?;
+    Ok(json!({"scenarios": figures, "pgbench": ceiling, "webhook_to_ceiling_ratio": ratio}))
+}
+
+fn with_rss(world: &World, mut figures: Figures) -> Figures {
+    let (grpc, grpc_peak) = rss_kib(world.grpc_pid);
+    let (edge, edge_peak) = rss_kib(world.edge_pid);
+    figures.rss_kib = vec![
+        ("payments-grpc".into(), grpc),
+        ("payments-grpc peak".into(), grpc_peak),
+        ("edge-gateway".into(), edge),
+        ("edge-gateway peak".into(), edge_peak),
+    ];
+    figures
+}
+
+fn durations(world: &World) -> (Duration, Duration) {
+    (
+        Duration::from_secs(world.args.warmup_seconds),
+        Duration::from_secs(world.args.seconds),
+    )
+}
+
+async fn http_call(
+    http: &Client<HttpConnector, Full<Bytes>>,
+    request: hyper::Request<Full<Bytes>>,
+) -> Result<(u16, Bytes), String> {
+    let response = http.request(request).await.map_err(|err| err.to_string())?;
+    let status = response.status().as_u16();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|err| err.to_string())?
+        .to_bytes();
+    Ok((status, body))
+}
+
+/// Scenario 1: `GET /balance` with valid tokens over the users.
+async fn balance_over_rest(world: &World) -> Figures {
+    let (warmup, duration) = durations(world);
+    let (http, url, tokens, users) = (
+        world.http.clone(),
+        format!("{}/balance", world.edge_url),
+        world.tokens.clone(),
+        world.args.users,
+    );
+    load::run(
+        "GET /balance (REST)",
+        world.args.connections,
+        warmup,
+        duration,
+        move |worker, n| {
+            let token = &tokens[((worker as u64 * 7919 + n) % users) as usize];
+            let request = hyper::Request::get(&url)
+                .header("authorization", format!("Bearer {token}"))
+                .body(Full::new(Bytes::new()))
+                .expect("request");
+            let http = http.clone();
+            async move {
+                match http_call(&http, request).await {
+                    Ok((200, _)) => Some(Ok(())),
+                    Ok((status, body)) => Some(Err(format!(
+                        "HTTP {status} {}",
+                        String::from_utf8_lossy(&body)
+                    ))),
+                    Err(err) => Some(Err(err)),
+                }
+            }
+        },
+    )
+    .await
+}
+
+/// Scenario 2: gRPC `GetBalance` directly.
+async fn balance_over_grpc(world: &World) -> anyhow::Result<Figures> {
+    let (warmup, duration) = durations(world);
+    let channel = Channel::from_shared(world.grpc_url.clone())?
+        .connect()
+        .await?;
+    let users = world.args.users;
+    let authorization: tonic::metadata::MetadataValue<_> =
+        format!("Bearer {INTERNAL_TOKEN}").parse()?;
+    Ok(load::run(
+        "GetBalance (gRPC)",
+        world.args.connections,
+        warmup,
+        duration,
+        move |worker, n| {
+            let mut client = PaymentsServiceClient::new(channel.clone());
+            let mut request = tonic::Request::new(GetBalanceRequest {
+                user_id: format!("bench-user-{}", (worker as u64 * 7919 + n) % users),
+            });
+            request
+                .metadata_mut()
+                .insert("authorization", authorization.clone());
+            async move {
+                Some(
+                    client
+                        .get_balance(request)
+                        .await
+                        .map(|_| ())
+                        .map_err(|status| status.to_string()),
+                )
+            }
+        },
+    )
+    .await)
+}
+
+/// Scenario 3: distinct signed `payment_intent.succeeded` events for paid
+/// intents, then every one of them again; correctness checked after each pass.
+async fn webhooks(world: &World, round: &str) -> anyhow::Result<(Figures, Figures)> {
+    let (warmup, duration) = durations(world);
+    let capacity = if world.args.smoke { 20_000 } else { 300_000 };
+    let users = world.args.users;
+    let mut conn = AsyncPgConnection::establish(&world.database_url).await?;
+    diesel::sql_query(format!(
+        "INSERT INTO payments (stripe_intent_id, user_id, amount_cents, currency, status)
+         SELECT 'pi_bench_{round}_' || i, 'bench-user-' || (i % {users}),
+                (ARRAY[500, 1000, 2000, 5000])[i % 4 + 1], 'usd', 'requires_payment_method'
+           FROM generate_series(0, {capacity} - 1) AS i"
+    ))
+    .execute(&mut conn)
+    .await?;
+    let before = balances(&mut conn).await?;
+
+    let url = format!("{}/stripe/webhook", world.edge_url);
+    let next = Arc::new(AtomicU64::new(0));
+    let send = {
+        let (http, url, round) = (world.http.clone(), url.clone(), round.to_owned());
+        move |index: u64, expected: &'static str| {
+            let body = event_body(&round, index);
+            let request = hyper::Request::post(&url)
+                .header("content-type", "application/json")
+                .header(
+                    "stripe-signature",
+                    stripe_signature(WEBHOOK_SECRET, now_unix(), body.as_bytes()),
+                )
+                .body(Full::new(Bytes::from(body)))
+                .expect("request");
+            let http = http.clone();
+            async move {
+                match http_call(&http, request).await {
+                    Ok((200, body))
+                        if body
+                            .windows(expected.len())
+                            .any(|w| w == expected.as_bytes()) =>
+                    {
+                        Ok(())
+                    }
+                    Ok((status, body)) => {
+                        Err(format!("HTTP {status} {}", String::from_utf8_lossy(&body)))
+                    }
+                    Err(err) => Err(err),
+                }
+            }
+        }
+    };
+    let first = {
+        let (next, send) = (next.clone(), send.clone());
+        load::run(
+            "POST /stripe/webhook (new events)",
+            world.args.connections,
+            warmup,
+            duration,
+            move |_, _| {
+                let index = next.fetch_add(1, Ordering::Relaxed);
+                let send = send.clone();
+                async move {
+                    if index >= capacity {
+                        return None;
+                    }
+                    Some(send(index, "\"applied\"").await)
+                }
+            },
+        )
+        .await
+    };
+    let sent = AtomicU64::load(&next, Ordering::Relaxed).min(capacity);
+    ensure!(
+        sent < capacity,
+        "every prepared intent was used; raise the capacity"
+    );
+    let mut expected = before.clone();
+    for index in 0..sent {
+        *expected.entry(user_of(index, users)).or_insert(0) += amount_of(index);
+    }
+    let after_first = balances(&mut conn).await?;
+    ensure!(
+        after_first == expected,
+        "after the first pass, balances differ from the paid intents"
+    );
+    check_ledger(&world.database_url).await?;
+    println!("    checked: {sent} events, each balance = its paid intents, ledger sums equal");
+
+    let replayed = Arc::new(AtomicU64::new(0));
+    let replay = {
+        let replayed = replayed.clone();
+        load::run(
+            "POST /stripe/webhook (replays)",
+            world.args.connections,
+            Duration::ZERO,
+            duration,
+            move |_, _| {
+                let index = replayed.fetch_add(1, Ordering::Relaxed);
+                let send = send.clone();
+                async move {
+                    if index >= sent {
+                        return None;
+                    }
+                    Some(send(index, "\"duplicate\"").await)
+                }
+            },
+        )
+        .await
+    };
+    let after_replay = balances(&mut conn).await?;
+    ensure!(
+        after_replay == expected,
+        "a replayed event changed a balance"
+    );
+    println!(
+        "    checked: {} replays, all duplicates, balances unchanged",
+        AtomicU64::load(&replayed, Ordering::Relaxed).min(sent)
+    );
+    Ok((first, replay))
+}
+
+fn event_body(round: &str, index: u64) -> String {
+    let intent = paid_intent_id(round, index);
+    json!({
+        "id": format!("evt_bench_{round}_{index}"),
+        "object": "event",
+        "api_version": "2025-10-29.clover",
+        "created": now_unix(),
+        "livemode": false,
+        "pending_webhooks": 1,
+        "request": {"id": null, "idempotency_key": null},
+        "type": "payment_intent.succeeded",
+        "data": {"object": {
+            "id": intent, "object": "payment_intent", "amount": amount_of(index),
+            "amount_received": amount_of(index), "currency": "usd", "status": "succeeded",
+            "capture_method": "automatic_async", "confirmation_method": "automatic",
+            "livemode": false, "payment_method_types": ["card"],
+            "metadata": {"created_by": "credits-topup"}
+        }}
+    })
+    .to_string()
+}
+
+/// Scenario 4: `POST /payments/create-payment-intent` across the tiers.
+async fn create_intents(world: &World) -> Figures {
+    let (warmup, duration) = durations(world);
+    let (http, url, tokens, users) = (
+        world.http.clone(),
+        format!("{}/payments/create-payment-intent", world.edge_url),
+        world.tokens.clone(),
+        world.args.users,
+    );
+    load::run(
+        "POST /payments/create-payment-intent",
+        world.args.connections,
+        warmup,
+        duration,
+        move |worker, n| {
+            let token = &tokens[((worker as u64 * 7919 + n) % users) as usize];
+            let tier = [5, 10, 20, 50][(n % 4) as usize];
+            let request = hyper::Request::post(&url)
+                .header("authorization", format!("Bearer {token}"))
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from(format!(
+                    "{{\"amount_usd\": {tier}}}"
+                ))))
+                .expect("request");
+            let http = http.clone();
+            async move {
+                match http_call(&http, request).await {
+                    Ok((200, _)) => Some(Ok(())),
+                    Ok((status, body)) => Some(Err(format!(
+                        "HTTP {status} {}",
+                        String::from_utf8_lossy(&body)
+                    ))),
+                    Err(err) => Some(Err(err)),
+                }
+            }
+        },
+    )
+    .await
+}
+
+/// Scenario 5: the ceiling: pgbench running the SQL of one webhook application.
+async fn pgbench(world: &World, round: &str) -> anyhow::Result<Figures> {
+    let capacity = if world.args.smoke { 20_000 } else { 300_000 };
+    let mut conn = AsyncPgConnection::establish(&world.database_url).await?;
+    diesel::sql_query(format!(
+        "INSERT INTO payments (stripe_intent_id, user_id, amount_cents, currency, status)
+         SELECT 'pi_pgb_{round}_' || i, 'pgb-user-' || (i % {users}), 500, 'usd', 'requires_payment_method'
+           FROM generate_series(1, {capacity}) AS i",
+        users = world.args.users
+    ))
+    .execute(&mut conn)
+    .await?;
+    let payload = event_body(round, 0).replace('\'', "''");
+    let script = format!(
+        r"\set i random(1, {capacity})
+\set e random(1, 4000000000000000000)
+SELECT EXISTS (SELECT 1 FROM stripe_events WHERE event_id = 'evt_pgb_' || :e);
+BEGIN;
+SELECT id, user_id, status, amount_received_cents FROM payments WHERE stripe_intent_id = 'pi_pgb_{round}_' || :i FOR UPDATE;
+INSERT INTO stripe_events (event_id, event_type, object_id, user_id, outcome, payload, received_at, processed_at) VALUES ('evt_pgb_' || :e, 'payment_intent.succeeded', 'pi_pgb_{round}_' || :i, 'pgb-user-' || (:i % {users}), 'applied', '{payload}', now(), now()) ON CONFLICT DO NOTHING;
+UPDATE payments SET status = 'succeeded', amount_received_cents = amount_cents, failure_code = NULL, failure_message = NULL, updated_at = now() WHERE stripe_intent_id = 'pi_pgb_{round}_' || :i;
+WITH credited AS (INSERT INTO ledger_entries (user_id, amount_cents, currency, kind, payment_id, stripe_intent_id, stripe_event_id, created_at) SELECT user_id, amount_cents, 'usd', 'top_up', id, stripe_intent_id, 'evt_pgb_' || :e, now() FROM payments WHERE stripe_intent_id = 'pi_pgb_{round}_' || :i ON CONFLICT (stripe_intent_id, kind) DO NOTHING RETURNING user_id, amount_cents) INSERT INTO balances (user_id, balance_cents, currency, updated_at) SELECT user_id, amount_cents, 'usd', now() FROM credited ON CONFLICT (user_id) DO UPDATE SET balance_cents = balances.balance_cents + excluded.balance_cents, updated_at = excluded.updated_at;
+COMMIT;
+",
+        users = world.args.users
+    );
+    let script_path =
+        std::env::temp_dir().join(format!("payments-bench-{}.sql", std::process::id()));
+    std::fs::write(&script_path, script)?;
+    let total = world.args.warmup_seconds + world.args.seconds;
+    let output = tokio::process::Command::new("pgbench")
+        .args([
+            "-n",
+            "-c",
+            &world.args.connections.to_string(),
+            "-j",
+            "2",
+            "-T",
+            &total.to_string(),
+            "-f",
+        ])
+        .arg(&script_path)
+        .arg(&world.database_url)
+        .output()
+        .await
+        .context("running pgbench (install postgresql-client / postgresql-contrib)")?;
+    let _ = std::fs::remove_file(&script_path);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        bail!(
+            "pgbench failed: {}{}",
+            stdout,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let number_after = |prefix: &str| -> f64 {
+        stdout
+            .lines()
+            .find_map(|line| line.trim().strip_prefix(prefix))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0.0)
+    };
+    let tps = number_after("tps = ");
+    let transactions = number_after("number of transactions actually processed:") as u64;
+    let failed = number_after("number of failed transactions:") as u64;
+    let latency = number_after("latency average =");
+    Ok(Figures {
+        scenario: "pgbench: one webhook's SQL (ceiling)".into(),
+        requests: transactions,
+        errors: failed,
+        seconds: total as f64,
+        requests_per_sec: tps,
+        p50_ms: latency,
+        p90_ms: 0.0,
+        p99_ms: 0.0,
+        rss_kib: Vec::new(),
+    })
+}
+
+#[derive(QueryableByName)]
+struct BalanceRow {
+    #[diesel(sql_type = Text)]
+    user_id: String,
+    #[diesel(sql_type = BigInt)]
+    balance_cents: i64,
+}
+
+async fn balances(conn: &mut AsyncPgConnection) -> anyhow::Result<HashMap<String, i64>> {
+    let rows: Vec<BalanceRow> = diesel::sql_query(
+        "SELECT user_id, balance_cents FROM balances WHERE user_id LIKE 'bench-user-%'",
+    )
+    .load(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| (row.user_id, row.balance_cents))
+        .collect())
+}
+
+/// Every user's balance equals the sum of their ledger entries.
+async fn check_ledger(database_url: &str) -> anyhow::Result<()> {
+    let mut conn = AsyncPgConnection::establish(database_url).await?;
+    let rows: Vec<BalanceRow> = diesel::sql_query(
+        "SELECT COALESCE(b.user_id, l.user_id) AS user_id, 0::bigint AS balance_cents
+           FROM balances b
+           FULL JOIN (SELECT user_id, SUM(amount_cents)::bigint AS total FROM ledger_entries GROUP BY user_id) l
+             ON l.user_id = b.user_id
+          WHERE COALESCE(b.balance_cents, 0) <> COALESCE(l.total, 0)
+            AND COALESCE(b.user_id, l.user_id) NOT LIKE 'pgb-user-%'",
+    )
+    .load(&mut conn)
+    .await?;
+    ensure!(
+        rows.is_empty(),
+        "balance differs from ledger sum for {} users",
+        rows.len()
+    );
+    Ok(())
+}
+
+async fn preload(database_url: &str, count: u64) -> anyhow::Result<()> {
+    let mut conn = AsyncPgConnection::establish(database_url).await?;
+    for sql in [
+        format!(
+            "INSERT INTO payments (stripe_intent_id, user_id, amount_cents, amount_received_cents, currency, status)
+             SELECT 'pi_preload_' || i, 'preload-user-' || (i % 100000), 500, 500, 'usd', 'succeeded'
+               FROM generate_series(1, {count}) AS i"
+        ),
+        format!(
+            "INSERT INTO stripe_events (event_id, event_type, object_id, user_id, outcome, payload, received_at)
+             SELECT 'evt_preload_' || i, 'payment_intent.succeeded', 'pi_preload_' || i,
+                    'preload-user-' || (i % 100000), 'applied', '{{}}', now()
+               FROM generate_series(1, {count}) AS i"
+        ),
+        "INSERT INTO ledger_entries (user_id, amount_cents, currency, kind, payment_id, stripe_intent_id, stripe_event_id)
+         SELECT user_id, amount_received_cents, 'usd', 'top_up', id, stripe_intent_id, 'evt_preload_' || substr(stripe_intent_id, 12)
+           FROM payments WHERE stripe_intent_id LIKE 'pi_preload_%'"
+            .to_owned(),
+        "INSERT INTO balances (user_id, balance_cents, currency)
+         SELECT user_id, SUM(amount_cents), 'usd' FROM ledger_entries WHERE user_id LIKE 'preload-user-%' GROUP BY user_id"
+            .to_owned(),
+        "ANALYZE".to_owned(),
+    ] {
+        diesel::sql_query(sql).execute(&mut conn).await?;
+    }
+    Ok(())
+}
+
+fn print_table(figures: &[Figures], ceiling: &Figures) {
+    println!(
+        "\n{:<40} {:>10} {:>9} {:>9} {:>9} {:>7} {:>10} {:>10}",
+        "scenario", "req/s", "p50 ms", "p90 ms", "p99 ms", "errors", "grpc MiB", "edge MiB"
+    );
+    for f in figures {
+        let mib = |name: &str| {
+            f.rss_kib
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, k)| *k as f64 / 1024.0)
+                .unwrap_or(0.0)
+        };
+        println!(
+            "{:<40} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>7} {:>10.1} {:>10.1}",
+            f.scenario,
+            f.requests_per_sec,
+            f.p50_ms,
+            f.p90_ms,
+            f.p99_ms,
+            f.errors,
+            mib("payments-grpc"),
+            mib("edge-gateway")
+        );
+    }
+    println!(
+        "{:<40} {:>10.0} {:>9.2} {:>9} {:>9} {:>7}",
+        ceiling.scenario, ceiling.requests_per_sec, ceiling.p50_ms, "-", "-", ceiling.errors
+    );
+    println!("(pgbench reports the average latency, shown under p50)");
+}
+
+fn print_comparison(empty: &Value, preloaded: &Value) {
+    println!("\n== preloaded vs empty (requests/s) ==");
+    let (Some(a), Some(b)) = (
+        empty["scenarios"].as_array(),
+        preloaded["scenarios"].as_array(),
+    ) else {
+        return;
+    };
+    for (e, p) in a.iter().zip(b) {
+        let (e_rate, p_rate) = (
+            e["requests_per_sec"].as_f64().unwrap_or(0.0),
+            p["requests_per_sec"].as_f64().unwrap_or(0.0),
+        );
+        let change = if e_rate > 0.0 {
+            (p_rate / e_rate - 1.0) * 100.0
+        } else {
+            0.0
+        };
+        println!(
+            "{:<40} {:>10.0} {:>10.0} {:>+8.1} %",
+            e["scenario"].as_str().unwrap_or("?"),
+            e_rate,
+            p_rate,
+            change
+        );
+    }
+}
+
+async fn free_addr() -> anyhow::Result<SocketAddr> {
+    Ok(tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await?
+        .local_addr()?)
+}
+
+fn url_with_path(base: &str, database: &str) -> String {
+    let mut url = url::Url::parse(base).expect("server URL");
+    url.set_path(&format!("/{database}"));
+    url.into()
+}
+
+async fn wait_for_grpc(url: &str, started: Instant) -> anyhow::Result<Duration> {
+    use tonic_health::pb::{
+        HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+    };
+    let deadline = started + Duration::from_secs(60);
+    loop {
+        if let Ok(channel) = Channel::from_shared(url.to_owned())?.connect().await {
+            let answer = HealthClient::new(channel)
+                .check(HealthCheckRequest {
+                    service: payments_proto::SERVICE_NAME.into(),
+                })
+                .await;
+            if answer.is_ok_and(|r| r.get_ref().status() == ServingStatus::Serving) {
+                return Ok(started.elapsed());
+            }
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "payments-grpc not ready within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn wait_for_edge(
+    http: &Client<HttpConnector, Full<Bytes>>,
+    url: &str,
+    started: Instant,
+) -> anyhow::Result<Duration> {
+    let deadline = started + Duration::from_secs(60);
+    loop {
+        let request = hyper::Request::get(format!("{url}/readyz")).body(Full::new(Bytes::new()))?;
+        if matches!(http_call(http, request).await, Ok((200, _))) {
+            return Ok(started.elapsed());
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "edge-gateway not ready within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn drop_database(maintenance: &str, name: &str) {
+    if let Ok(mut conn) = AsyncPgConnection::establish(maintenance).await {
+        let _ = diesel::sql_query(format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            quote_ident(name)
+        ))
+        .execute(&mut conn)
+        .await;
+    }
+}
