@@ -97,6 +97,15 @@ struct Claims {
     auth_time: i64,
 }
 
+/// What a valid token proves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedToken {
+    /// `sub`: the user id.
+    pub user_id: String,
+    /// `exp`, in Unix seconds.
+    pub expires_at: i64,
+}
+
 /// Checks Firebase ID tokens for one project.
 #[derive(Debug, Clone)]
 pub struct TokenVerifier {
@@ -126,8 +135,17 @@ impl TokenVerifier {
             .ok_or(TokenError::MissingKid)
     }
 
-    /// The user id (`sub`) of a valid token.
-    pub fn verify(&self, token: &str, keys: &KeySet, now_unix: i64) -> Result<String, TokenError> {
+    pub fn leeway_secs(&self) -> i64 {
+        self.leeway_secs
+    }
+
+    /// The user id (`sub`) and expiry of a valid token.
+    pub fn verify(
+        &self,
+        token: &str,
+        keys: &KeySet,
+        now_unix: i64,
+    ) -> Result<VerifiedToken, TokenError> {
         let kid = Self::key_id(token)?;
         let key = keys.get(&kid).ok_or(TokenError::UnknownKid)?;
 
@@ -166,6 +184,108 @@ impl TokenVerifier {
         if claims.sub.is_empty() || claims.sub.chars().count() > 128 {
             return Err(TokenError::BadClaims("sub must be 1 to 128 characters"));
         }
-        Ok(claims.sub)
+        Ok(VerifiedToken {
+            user_id: claims.sub,
+            expires_at: claims.exp,
+        })
+    }
+}
+
+/// Tokens already verified, by SHA-256 of the whole token, until they expire:
+/// an RS256 check costs far more than a request, and the SPA sends the same
+/// token for up to an hour. Bounded; only fully verified tokens enter.
+pub struct VerifiedTokens {
+    entries: std::sync::Mutex<HashMap<[u8; 32], VerifiedToken>>,
+    capacity: usize,
+}
+
+impl VerifiedTokens {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            entries: std::sync::Mutex::new(HashMap::new()),
+            capacity,
+        }
+    }
+
+    fn key(token: &str) -> [u8; 32] {
+        use sha2::Digest;
+        sha2::Sha256::digest(token.as_bytes()).into()
+    }
+
+    /// The cached result for `token`, if it is still within its `exp`.
+    pub fn get(&self, token: &str, now_unix: i64, leeway_secs: i64) -> Option<VerifiedToken> {
+        let entries = self
+            .entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        entries
+            .get(&Self::key(token))
+            .filter(|verified| verified.expires_at.saturating_add(leeway_secs) > now_unix)
+            .cloned()
+    }
+
+    pub fn insert(&self, token: &str, verified: VerifiedToken, now_unix: i64) {
+        let mut entries = self
+            .entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if entries.len() >= self.capacity {
+            entries.retain(|_, cached| cached.expires_at > now_unix);
+            if entries.len() >= self.capacity {
+                entries.clear();
+            }
+        }
+        entries.insert(Self::key(token), verified);
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries
+            .lock()
+            .map(|entries| entries.len())
+            .unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verified(user: &str, expires_at: i64) -> VerifiedToken {
+        VerifiedToken {
+            user_id: user.into(),
+            expires_at,
+        }
+    }
+
+    #[test]
+    fn cached_tokens_expire_with_their_exp() {
+        let cache = VerifiedTokens::new(10);
+        cache.insert("token-a", verified("a", 1_000), 500);
+        assert_eq!(cache.get("token-a", 999, 0), Some(verified("a", 1_000)));
+        assert_eq!(cache.get("token-a", 1_000, 0), None);
+        assert_eq!(cache.get("token-a", 1_050, 60), Some(verified("a", 1_000)));
+        assert_eq!(cache.get("token-b", 500, 0), None);
+        assert_eq!(cache.get("token-a ", 500, 0), None, "only the exact token");
+    }
+
+    #[test]
+    fn the_cache_stays_bounded() {
+        let cache = VerifiedTokens::new(3);
+        for n in 0..10 {
+            cache.insert(&format!("t{n}"), verified("u", 2_000), 1_000);
+            assert!(cache.len() <= 3);
+        }
+        assert_eq!(cache.get("t9", 1_000, 0), Some(verified("u", 2_000)));
+        // Expired entries go first.
+        let cache = VerifiedTokens::new(2);
+        cache.insert("old", verified("u", 100), 50);
+        cache.insert("live", verified("u", 2_000), 50);
+        cache.insert("new", verified("u", 2_000), 1_000);
+        assert_eq!(cache.len(), 2);
+        assert!(cache.get("live", 1_000, 0).is_some());
     }
 }

@@ -61,6 +61,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
 
     let state = Arc::new(AppState {
         verifier: TokenVerifier::new(&project_id, config.firebase_clock_leeway_secs),
+        verified_tokens: edge_gateway::firebase::VerifiedTokens::new(10_000),
         keys: KeyCache::new(&config.firebase_jwks_url).map_err(anyhow::Error::msg)?,
         webhook_secrets,
         upstream: Upstream::new(&config.payments_grpc_url, &token).context("PAYMENTS_GRPC_URL")?,

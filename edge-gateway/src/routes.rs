@@ -20,7 +20,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::error::ApiError;
-use crate::firebase::{TokenError, TokenVerifier};
+use crate::firebase::{TokenError, TokenVerifier, VerifiedTokens};
 use crate::keys::KeyCache;
 use crate::stripe_signature::{self, WebhookSecret};
 use crate::upstream::Upstream;
@@ -32,6 +32,8 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 pub struct AppState {
     pub verifier: TokenVerifier,
+    /// Tokens already verified, until their `exp`.
+    pub verified_tokens: VerifiedTokens,
     pub keys: KeyCache,
     pub webhook_secrets: Vec<WebhookSecret>,
     pub upstream: Upstream,
@@ -102,22 +104,34 @@ impl FromRequestParts<Arc<AppState>> for AuthenticatedUser {
             .ok_or_else(|| {
                 ApiError::unauthorized("send Authorization: Bearer <Firebase ID token>")
             })?;
+        let now = now_unix();
+        if let Some(verified) = state
+            .verified_tokens
+            .get(token, now, state.verifier.leeway_secs())
+        {
+            return Ok(Self {
+                user_id: verified.user_id,
+                request_id: request_id(&parts.headers),
+            });
+        }
         let keys = state.keys.keys().await.map_err(|err| {
             tracing::error!(error = %err, "cannot verify ID tokens");
             ApiError::unavailable("ID tokens cannot be verified right now")
         })?;
-        let verified = match state.verifier.verify(token, &keys, now_unix()) {
+        let verified = match state.verifier.verify(token, &keys, now) {
             // Google rotates keys: refetch once (at most once a minute) and retry.
             Err(TokenError::UnknownKid) => match state.keys.keys_after_unknown_kid().await {
-                Ok(keys) => state.verifier.verify(token, &keys, now_unix()),
+                Ok(keys) => state.verifier.verify(token, &keys, now),
                 Err(_) => Err(TokenError::UnknownKid),
             },
             other => other,
         };
-        let user_id = verified.map_err(|err| {
+        let verified = verified.map_err(|err| {
             tracing::info!(reason = %err, "ID token refused");
             ApiError::unauthorized(err.to_string())
         })?;
+        state.verified_tokens.insert(token, verified.clone(), now);
+        let user_id = verified.user_id;
         Ok(Self {
             user_id,
             request_id: request_id(&parts.headers),

@@ -32,7 +32,9 @@ fn with(mut claims: Value, key: &str, value: Value) -> Value {
 }
 
 fn check(token: &str) -> Result<String, TokenError> {
-    verifier().verify(token, &jwks(), NOW)
+    verifier()
+        .verify(token, &jwks(), NOW)
+        .map(|verified| verified.user_id)
 }
 
 #[test]
@@ -40,9 +42,10 @@ fn a_valid_token_yields_its_sub_with_either_key_set_format() {
     let token = sign(&valid_claims(), KID, PRIVATE_KEY_PEM);
     assert_eq!(check(&token), Ok("user-123".to_owned()));
     let x509 = KeySet::parse(X509_MAP_JSON.as_bytes()).unwrap();
+    let verified = verifier().verify(&token, &x509, NOW).unwrap();
     assert_eq!(
-        verifier().verify(&token, &x509, NOW),
-        Ok("user-123".to_owned())
+        (verified.user_id.as_str(), verified.expires_at),
+        ("user-123", NOW + 3600)
     );
 }
 

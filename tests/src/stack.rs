@@ -159,6 +159,7 @@ impl Stack {
     fn run_edge(&self, listener: TcpListener) -> Running {
         let state = Arc::new(AppState {
             verifier: TokenVerifier::new(PROJECT_ID, 60),
+            verified_tokens: edge_gateway::firebase::VerifiedTokens::new(10_000),
             keys: KeyCache::new(&self.keys_url).expect("key url"),
             webhook_secrets: WebhookSecret::parse_list(WEBHOOK_SECRET),
             upstream: Upstream::new(&format!("http://{}", self.grpc_addr), INTERNAL_TOKEN)

@@ -1,12 +1,13 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use stripe::{Client, ClientBuilder, IdempotencyKey, RequestStrategy, StripeError, StripeRequest};
+use stripe::{IdempotencyKey, RequestStrategy, StripeError, StripeRequest};
 use stripe_core::payment_intent::{
     CreatePaymentIntent, CreatePaymentIntentAutomaticPaymentMethods, RetrievePaymentIntent,
 };
 use stripe_shared::{ApiErrorsType, PaymentIntent};
 
+use super::http::PooledStripeClient;
 use super::{
     CREATED_BY_MARKER, GatewayError, NewIntent, PaymentError, PaymentGateway, StripeIntent,
     is_intent_id,
@@ -38,25 +39,18 @@ impl std::fmt::Debug for StripeConfig {
     }
 }
 
-/// The real Stripe API client (async-stripe over hyper + rustls).
+/// The real Stripe API client: async-stripe's request types over a pooled
+/// hyper + rustls client.
 #[derive(Clone, Debug)]
 pub struct StripeGateway {
-    client: Client,
+    client: PooledStripeClient,
     max_attempts: u32,
     retry_backoff: Duration,
 }
 
 impl StripeGateway {
     pub fn new(config: &StripeConfig) -> Result<Self, GatewayError> {
-        let mut api_base = config.api_base.clone();
-        if !api_base.ends_with('/') {
-            api_base.push('/');
-        }
-        let client = ClientBuilder::new(config.secret_key.as_str())
-            .url(api_base)
-            .timeout(config.timeout)
-            .request_strategy(RequestStrategy::Once)
-            .build()
+        let client = PooledStripeClient::new(&config.secret_key, &config.api_base, config.timeout)
             .map_err(|err| {
                 GatewayError::Rejected(format!("invalid Stripe configuration: {err}"))
             })?;

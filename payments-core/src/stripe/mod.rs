@@ -2,6 +2,7 @@
 
 mod client;
 mod event;
+mod http;
 
 use std::future::Future;
 
