@@ -14,7 +14,10 @@ const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Clone)]
 pub struct Upstream {
-    channel: Channel,
+    /// A few HTTP/2 connections, used in turn: one connection is served by
+    /// one task on each side and becomes the bottleneck under load.
+    channels: std::sync::Arc<[Channel]>,
+    next: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     authorization: MetadataValue<Ascii>,
 }
 
@@ -27,21 +30,30 @@ impl std::fmt::Debug for Upstream {
 impl Upstream {
     /// Connects lazily: the edge starts, and answers 503, while payments-grpc is down.
     pub fn new(url: &str, internal_token: &str) -> anyhow::Result<Self> {
-        let channel = Endpoint::from_shared(url.to_owned())?
+        let endpoint = Endpoint::from_shared(url.to_owned())?
             .connect_timeout(Duration::from_secs(2))
             .timeout(CALL_TIMEOUT)
-            .tcp_nodelay(true)
-            .connect_lazy();
+            .tcp_nodelay(true);
+        let connections = std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .clamp(2, 8);
+        let channels = (0..connections).map(|_| endpoint.connect_lazy()).collect();
         let mut authorization: MetadataValue<Ascii> = format!("Bearer {internal_token}").parse()?;
         authorization.set_sensitive(true);
         Ok(Self {
-            channel,
+            channels,
+            next: Default::default(),
             authorization,
         })
     }
 
+    fn channel(&self) -> Channel {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.channels[n % self.channels.len()].clone()
+    }
+
     pub fn client(&self) -> PaymentsServiceClient<Channel> {
-        PaymentsServiceClient::new(self.channel.clone())
+        PaymentsServiceClient::new(self.channel())
     }
 
     /// A request carrying the internal token and the edge's request id.
@@ -57,7 +69,7 @@ impl Upstream {
 
     /// Whether payments-grpc reports itself SERVING.
     pub async fn ready(&self) -> Result<(), String> {
-        let mut health = HealthClient::new(self.channel.clone());
+        let mut health = HealthClient::new(self.channel());
         let mut request = tonic::Request::new(HealthCheckRequest {
             service: payments_proto::SERVICE_NAME.into(),
         });

@@ -42,11 +42,11 @@ where
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let measure_from = started + warmup;
-    let mut tasks = Vec::with_capacity(workers);
+    let mut tasks = tokio::task::JoinSet::new();
     for worker in 0..workers {
         let request = request.clone();
         let stop = stop.clone();
-        tasks.push(tokio::spawn(async move {
+        tasks.spawn(async move {
             let mut latencies = Vec::with_capacity(4096);
             let mut errors = 0u64;
             let mut n = 0u64;
@@ -68,23 +68,34 @@ where
                 }
             }
             (latencies, errors, first_error)
-        }));
+        });
     }
-    tokio::time::sleep(warmup + duration).await;
-    stop.store(true, Ordering::Relaxed);
+    // Until the time is up, or every worker ran out of requests.
+    let deadline = tokio::time::Instant::from_std(started + warmup + duration);
+    let mut ended_at = None;
     let mut latencies = Vec::new();
     let mut errors = 0;
-    for task in tasks {
-        let (mut l, e, first_error) = task.await.expect("worker");
-        if let Some(reason) = first_error {
-            eprintln!("    {scenario}: first error: {reason}");
+    loop {
+        tokio::select! {
+            next = tasks.join_next() => {
+                let Some(result) = next else { break };
+                let (mut l, e, first_error) = result.expect("worker");
+                if let Some(reason) = first_error {
+                    eprintln!("    {scenario}: first error: {reason}");
+                }
+                latencies.append(&mut l);
+                errors += e;
+            }
+            () = tokio::time::sleep_until(deadline), if ended_at.is_none() => {
+                stop.store(true, Ordering::Relaxed);
+                ended_at = Some(Instant::now());
+            }
         }
-        latencies.append(&mut l);
-        errors += e;
     }
-    let seconds = (started.elapsed().saturating_sub(warmup))
+    let ended_at = ended_at.unwrap_or_else(Instant::now);
+    let seconds = ended_at
+        .saturating_duration_since(started + warmup)
         .as_secs_f64()
-        .min(duration.as_secs_f64())
         .max(1e-9);
     summarize(scenario, latencies, errors, seconds)
 }
