@@ -7,7 +7,9 @@ use std::collections::HashMap;
 
 use payments_core::EventOutcome;
 use payments_core::domain::PaymentStatus;
-use payments_core::testing::{StripeStandIn, TestDatabase, assert_balances_match_ledger, event_json, service};
+use payments_core::testing::{
+    StripeStandIn, TestDatabase, assert_balances_match_ledger, event_json, service,
+};
 use proptest::prelude::*;
 
 fn status() -> impl Strategy<Value = PaymentStatus> {
@@ -50,13 +52,16 @@ enum StripeChange {
 fn step() -> impl Strategy<Value = Step> {
     let intent = 0..4usize;
     prop_oneof![
-        (intent.clone(), prop_oneof![
-            Just(StripeChange::Succeed),
-            Just(StripeChange::Decline),
-            Just(StripeChange::Status("processing")),
-            Just(StripeChange::Status("requires_action")),
-            Just(StripeChange::Status("canceled")),
-        ])
+        (
+            intent.clone(),
+            prop_oneof![
+                Just(StripeChange::Succeed),
+                Just(StripeChange::Decline),
+                Just(StripeChange::Status("processing")),
+                Just(StripeChange::Status("requires_action")),
+                Just(StripeChange::Status("canceled")),
+            ]
+        )
             .prop_map(|(n, change)| Step::Stripe(n, change)),
         (
             intent,
