@@ -3,6 +3,7 @@
 //! fresh database.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,6 +40,12 @@ pub fn now_unix() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or_default()
+}
+
+/// payments-grpc, in this process or as the real binary.
+enum GrpcServer {
+    InProcess(Running),
+    Process(tokio::process::Child),
 }
 
 /// A server task that stops when asked and is awaited to the end.
@@ -79,13 +86,31 @@ pub struct Stack {
     pub grpc_addr: SocketAddr,
     pub edge_addr: SocketAddr,
     keys_url: String,
-    grpc: Option<Running>,
+    grpc: Option<GrpcServer>,
+    grpc_as_process: bool,
     edge: Option<Running>,
     pub http: HttpClient,
 }
 
+/// Another payments-grpc + edge-gateway pair on the same database and sandbox.
+pub struct Replica {
+    pub edge_url: String,
+    _grpc: Running,
+    _edge: Running,
+}
+
 impl Stack {
     pub async fn start(sandbox_config: SandboxConfig) -> Self {
+        Self::start_with(sandbox_config, false).await
+    }
+
+    /// payments-grpc runs as the real binary (built beside the test binary),
+    /// so that it can be killed with SIGKILL.
+    pub async fn start_with_grpc_process(sandbox_config: SandboxConfig) -> Self {
+        Self::start_with(sandbox_config, true).await
+    }
+
+    async fn start_with(sandbox_config: SandboxConfig, grpc_as_process: bool) -> Self {
         let db = TestDatabase::create().await;
         let edge_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind edge");
         let edge_addr = edge_listener.local_addr().expect("edge addr");
@@ -117,12 +142,34 @@ impl Stack {
             edge_addr,
             keys_url,
             grpc: None,
+            grpc_as_process,
             edge: None,
             http: HttpClient::new(),
         };
-        stack.grpc = Some(stack.run_grpc(grpc_listener).await);
+        stack.grpc = Some(if grpc_as_process {
+            drop(grpc_listener);
+            GrpcServer::Process(stack.run_grpc_process())
+        } else {
+            GrpcServer::InProcess(stack.run_grpc(grpc_listener).await)
+        });
         stack.edge = Some(stack.run_edge(edge_listener));
         stack
+    }
+
+    /// Resolves once the edge reports payments-grpc ready (30 s at most).
+    pub async fn wait_ready(&self) {
+        let url = format!("{}/readyz", self.edge_url());
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while !matches!(
+            self.http.try_send("GET", &url, None, &[], Vec::new()).await,
+            Ok((200, _))
+        ) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the stack was not ready within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     pub fn edge_url(&self) -> String {
@@ -156,13 +203,81 @@ impl Stack {
         Running { stop, done }
     }
 
+    fn run_grpc_process(&self) -> tokio::process::Child {
+        // The test binary is target/<profile>/deps/<name>; the servers are in target/<profile>.
+        let dir = std::env::current_exe().expect("test binary");
+        let dir = dir
+            .parent()
+            .and_then(Path::parent)
+            .expect("target directory");
+        let binary = dir.join("payments-grpc");
+        assert!(
+            binary.exists(),
+            "{} is missing: run `cargo build --workspace --bins` first",
+            binary.display()
+        );
+        let log = dir.join(format!("payments-grpc-{}.log", self.grpc_addr.port()));
+        crate::process::spawn_server(
+            &binary,
+            &log,
+            &[
+                ("DATABASE_URL", self.db.url.as_str()),
+                ("STRIPE_SECRET_KEY", STRIPE_SECRET_KEY),
+                ("STRIPE_API_BASE", &self.sandbox.url()),
+                ("PAYMENTS_GRPC_ADDR", &self.grpc_addr.to_string()),
+                ("PAYMENTS_INTERNAL_TOKEN", INTERNAL_TOKEN),
+                ("DATABASE_POOL_SIZE", "4"),
+                ("RUST_LOG", "warn"),
+            ],
+        )
+        .expect("start payments-grpc")
+    }
+
+    /// The pid of payments-grpc when it runs as a process.
+    pub fn grpc_pid(&self) -> Option<u32> {
+        match &self.grpc {
+            Some(GrpcServer::Process(child)) => child.id(),
+            _ => None,
+        }
+    }
+
+    /// SIGKILL: payments-grpc dies wherever it is, mid-transaction included.
+    pub async fn crash_grpc(&mut self) {
+        match self.grpc.take() {
+            Some(GrpcServer::Process(mut child)) => {
+                child.kill().await.expect("SIGKILL payments-grpc");
+            }
+            Some(GrpcServer::InProcess(_)) => panic!("crash_grpc needs start_with_grpc_process"),
+            None => {}
+        }
+    }
+
+    /// Starts another payments-grpc and edge-gateway on the same database and sandbox.
+    pub async fn start_replica(&self) -> Replica {
+        let grpc_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind grpc");
+        let grpc_addr = grpc_listener.local_addr().expect("grpc addr");
+        let grpc = self.run_grpc(grpc_listener).await;
+        let edge_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind edge");
+        let edge_url = format!("http://{}", edge_listener.local_addr().expect("edge addr"));
+        let edge = self.run_edge_to(edge_listener, grpc_addr);
+        Replica {
+            edge_url,
+            _grpc: grpc,
+            _edge: edge,
+        }
+    }
+
     fn run_edge(&self, listener: TcpListener) -> Running {
+        self.run_edge_to(listener, self.grpc_addr)
+    }
+
+    fn run_edge_to(&self, listener: TcpListener, grpc_addr: SocketAddr) -> Running {
         let state = Arc::new(AppState {
             verifier: TokenVerifier::new(PROJECT_ID, 60),
             verified_tokens: edge_gateway::firebase::VerifiedTokens::new(10_000),
             keys: KeyCache::new(&self.keys_url).expect("key url"),
             webhook_secrets: WebhookSecret::parse_list(WEBHOOK_SECRET),
-            upstream: Upstream::new(&format!("http://{}", self.grpc_addr), INTERNAL_TOKEN)
+            upstream: Upstream::new(&format!("http://{grpc_addr}"), INTERNAL_TOKEN)
                 .expect("upstream"),
             tiers_usd: vec![5, 10, 20, 50],
             webhook_body_limit: 256 * 1024,
@@ -178,18 +293,27 @@ impl Stack {
         Running { stop, done }
     }
 
+    /// Stops payments-grpc gracefully (SIGTERM for the process).
     pub async fn stop_grpc(&mut self) {
-        if let Some(grpc) = self.grpc.take() {
-            grpc.stop().await;
+        match self.grpc.take() {
+            Some(GrpcServer::InProcess(running)) => running.stop().await,
+            Some(GrpcServer::Process(mut child)) => {
+                crate::process::stop_gracefully(&mut child).await
+            }
+            None => {}
         }
     }
 
     /// Starts payments-grpc again on its address.
     pub async fn start_grpc(&mut self) {
-        let listener = TcpListener::bind(self.grpc_addr)
-            .await
-            .expect("rebind grpc");
-        self.grpc = Some(self.run_grpc(listener).await);
+        self.grpc = Some(if self.grpc_as_process {
+            GrpcServer::Process(self.run_grpc_process())
+        } else {
+            let listener = TcpListener::bind(self.grpc_addr)
+                .await
+                .expect("rebind grpc");
+            GrpcServer::InProcess(self.run_grpc(listener).await)
+        });
     }
 
     /// Stops both servers and starts them again, on the same addresses.
