@@ -151,7 +151,7 @@ async fn two_replicas_receiving_every_event_at_the_same_instant_credit_once() {
         "every event was applied already"
     );
 
-    assert_each_credited_once(&stack, &intents).await;
+    assert_each_credited_once(stack, &intents).await;
     assert_eq!(
         count_rows(&mut stack.db.connection().await, "stripe_events").await as usize,
         events.len()
@@ -199,5 +199,5 @@ async fn a_burst_larger_than_the_database_pool_is_answered_in_full() {
         failed.len(),
         failed.first()
     );
-    assert_each_credited_once(&stack, &intents).await;
+    assert_each_credited_once(stack, &intents).await;
 }
