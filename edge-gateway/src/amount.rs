@@ -1,13 +1,52 @@
 //! The SPA's top-up request body: `{"amount_usd": <whole or decimal dollars>}`.
 
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
+use serde_json::error::Category;
 
 use crate::error::ApiError;
 
+/// A JSON object whose other fields (a `user_id`, say) are ignored; a
+/// repeated `amount_usd` is refused rather than silently taking one of them.
+struct TopUpBody {
+    amount_usd: Option<Value>,
+}
+
+impl<'de> Deserialize<'de> for TopUpBody {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor;
+
+        impl<'de> Visitor<'de> for ObjectVisitor {
+            type Value = TopUpBody;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TopUpBody, A::Error> {
+                let mut amount_usd = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    if key != "amount_usd" {
+                        map.next_value::<IgnoredAny>()?;
+                    } else if amount_usd.is_some() {
+                        return Err(de::Error::duplicate_field("amount_usd"));
+                    } else {
+                        amount_usd = Some(map.next_value::<Value>()?);
+                    }
+                }
+                Ok(TopUpBody { amount_usd })
+            }
+        }
+
+        deserializer.deserialize_map(ObjectVisitor)
+    }
+}
+
 /// The amount in cents of a valid request for one of `tiers_usd`.
 pub fn top_up_cents(body: &[u8], tiers_usd: &[u32]) -> Result<i64, ApiError> {
-    let value: Value =
-        serde_json::from_slice(body).map_err(|err| ApiError::malformed_json(err.to_string()))?;
     let allowed = tiers_usd
         .iter()
         .map(u32::to_string)
@@ -16,10 +55,14 @@ pub fn top_up_cents(body: &[u8], tiers_usd: &[u32]) -> Result<i64, ApiError> {
     let refuse = |what: &str| {
         ApiError::invalid_amount(format!("amount_usd {what}; allowed tiers (USD): {allowed}"))
     };
-    let amount = match value.get("amount_usd") {
-        None if !value.is_object() => {
-            return Err(refuse("is missing: the body must be a JSON object"));
+    let body: TopUpBody = serde_json::from_slice(body).map_err(|err| match err.classify() {
+        // Well-formed JSON of the wrong shape: not an object, a duplicate field.
+        Category::Data => refuse(&format!("is not usable: {err}")),
+        Category::Syntax | Category::Eof | Category::Io => {
+            ApiError::malformed_json(err.to_string())
         }
+    })?;
+    let amount = match body.amount_usd {
         None => return Err(refuse("is missing")),
         Some(Value::Number(number)) => number,
         Some(_) => return Err(refuse("is not a number")),
@@ -86,6 +129,12 @@ mod tests {
             r#"{"amount": 10}"#,
             r#"[10]"#,
             r#"10"#,
+            r#"{"amount_usd": 10, "amount_usd": 50}"#,
+            r#"{"amount_usd": "１０"}"#,
+            r#"{"amount_usd": [10]}"#,
+            r#"{"amount_usd": {"value": 10}}"#,
+            r#"{"amount_usd": -0.0}"#,
+            r#"{"amount_usd": 18446744073709551615}"#,
         ] {
             let err = top_up_cents(body.as_bytes(), &TIERS).unwrap_err();
             assert_eq!(err.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");

@@ -290,6 +290,12 @@ async fn stripe_webhook(
         tracing::warn!(reason = %err, "webhook signature refused");
         ApiError::invalid_webhook(err.to_string())
     })?;
+    // serde would also read a struct from a JSON array; events are objects.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::invalid_webhook(
+            "not a Stripe event: not a JSON object",
+        ));
+    }
     let event: EventShape = serde_json::from_slice(&body)
         .map_err(|err| ApiError::invalid_webhook(format!("not a Stripe event: {err}")))?;
     if event.id.is_empty()

@@ -431,6 +431,15 @@ async fn bad_webhooks_are_400_and_change_nothing() {
         StatusCode::BAD_REQUEST,
     )
     .await;
+    for hostile in [
+        r#"["evt_1", "payment_intent.succeeded", {"object": {"id": "pi_1"}}]"#,
+        r#"{"id": "evt_1", "id": "evt_2", "type": "payment_intent.succeeded", "data": {"object": {}}}"#,
+        r#"{"id": 12, "type": "payment_intent.succeeded", "data": {"object": {}}}"#,
+        r#"{"id": "evt_1", "type": "payment_intent.succeeded"}"#,
+        "\"evt_1\"",
+    ] {
+        problem(stack.signed_webhook(hostile).await, StatusCode::BAD_REQUEST).await;
+    }
     let huge = format!(r#"{{"id": "evt_1", "pad": "{}"}}"#, "x".repeat(70_000));
     problem(
         stack.signed_webhook(&huge).await,
@@ -649,4 +658,107 @@ async fn every_response_carries_a_request_id_and_unknown_routes_are_problems() {
         .await
         .unwrap();
     assert_eq!(response.headers()["x-request-id"], "abc-123");
+}
+
+#[tokio::test]
+async fn hostile_create_bodies_are_4xx_never_500_and_write_nothing() {
+    let stack = Stack::start().await;
+    let token = stack.token("hostile");
+    let bodies = [
+        r#"{"amount_usd": [10]}"#.to_owned(),
+        r#"{"amount_usd": {"$gt": 0}}"#.to_owned(),
+        r#"{"amount_usd": "１０"}"#.to_owned(),
+        r#"{"amount_usd": "10"}"#.to_owned(),
+        r#"{"amount_usd": 1e400}"#.to_owned(),
+        r#"{"amount_usd": 99999999999999999999999999}"#.to_owned(),
+        r#"{"amount_usd": -5}"#.to_owned(),
+        r#"{"amount_usd": 5.001}"#.to_owned(),
+        r#"{"amount_usd": null}"#.to_owned(),
+        r#"{"amount_usd": 10, "amount_usd": 50}"#.to_owned(),
+        r#"{}"#.to_owned(),
+        r#"[]"#.to_owned(),
+        "null".to_owned(),
+        "\u{0}".to_owned(),
+        format!(r#"{{"amount_usd": 10, "{}": 1}}"#, "\u{1F4B0}".repeat(5000)),
+        "{".repeat(10_000),
+    ];
+    for body in &bodies {
+        let response = stack.create(&token, body).await;
+        let status = response.status();
+        assert!(status.is_client_error(), "{status} for {:.80}", body);
+        problem(response, status).await;
+    }
+    // Idempotency keys that are not visible ASCII.
+    for key in ["has space", "tab\tkey", &"k".repeat(300)] {
+        let response = stack
+            .http
+            .post(format!("{}/payments/create-payment-intent", stack.edge))
+            .bearer_auth(&token)
+            .header("idempotency-key", key)
+            .body(r#"{"amount_usd": 10}"#)
+            .send()
+            .await
+            .unwrap();
+        problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
+    }
+    assert!(
+        stack.stripe.requests_to("POST", "/v1").await.is_empty(),
+        "Stripe was called"
+    );
+    assert_eq!(stack.rows("payments").await, 0);
+}
+
+#[tokio::test]
+async fn stripe_failing_during_create_is_503_and_a_retry_with_the_same_key_makes_one_intent() {
+    let stack = Stack::start().await;
+    let token = stack.token("retrier");
+    let create = || {
+        stack
+            .http
+            .post(format!("{}/payments/create-payment-intent", stack.edge))
+            .bearer_auth(&token)
+            .header("idempotency-key", "checkout-7")
+            .body(r#"{"amount_usd": 20}"#)
+            .send()
+    };
+    let faults = [
+        payments_core::testing::stripe_error(500, "api_error", "", "Stripe had a problem"),
+        payments_core::testing::stripe_error(
+            429,
+            "invalid_request_error",
+            "rate_limit",
+            "Too many requests",
+        ),
+        ResponseTemplate::new(200).set_delay(Duration::from_secs(3)),
+    ];
+    for fault in faults {
+        // Every attempt of payments-grpc's retry loop fails the same way.
+        stack.stripe.fail_next("POST", 3, fault).await;
+        let body = problem(create().await.unwrap(), StatusCode::SERVICE_UNAVAILABLE).await;
+        assert_eq!(body["detail"], "try again shortly");
+    }
+    assert_eq!(stack.rows("payments").await, 0);
+
+    let response = create().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let again: Value = create().await.unwrap().json().await.unwrap();
+    assert_eq!(response.json::<Value>().await.unwrap(), again);
+    assert_eq!(
+        stack.stripe.intent_count(),
+        1,
+        "one intent for one request, whatever failed before"
+    );
+    assert_eq!(stack.rows("payments").await, 1);
+    let keys: std::collections::HashSet<_> = stack
+        .stripe
+        .requests_to("POST", "/v1/payment_intents")
+        .await
+        .iter()
+        .map(|r| r.headers.get("idempotency-key").unwrap().clone())
+        .collect();
+    assert_eq!(
+        keys.len(),
+        1,
+        "every attempt and retry used one Stripe Idempotency-Key"
+    );
 }

@@ -44,6 +44,10 @@ pub enum EventKind {
 impl StripeEvent {
     /// Parses an event as Stripe sends it.
     pub fn parse(json: &str) -> Result<Self, InvalidInput> {
+        // serde would also read a struct from a JSON array; events are objects.
+        if !json.trim_start().starts_with('{') {
+            return Err(InvalidInput("not a Stripe event: not a JSON object".into()));
+        }
         let event: StripeEvent = serde_json::from_str(json)
             .map_err(|err| InvalidInput(format!("not a Stripe event: {err}")))?;
         if event.id.is_empty() || event.id.len() > 255 {
@@ -148,6 +152,8 @@ mod tests {
             r#"{"id":"evt_1","type":"x","object":"charge","data":{"object":{}}}"#,
             r#"{"id":7,"type":"x","data":{"object":{}}}"#,
             r#"{"id":"evt_1","type":"x","data":{"object":{}}"#,
+            r#"["evt_1","payment_intent.succeeded",{"object":{"id":"pi_1"}}]"#,
+            r#"{"id":"evt_1","id":"evt_2","type":"x","data":{"object":{}}}"#,
         ] {
             let err = StripeEvent::parse(bad).unwrap_err();
             assert!(err.0.starts_with("not a Stripe event"), "{bad:?}: {err}");
