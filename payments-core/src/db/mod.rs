@@ -22,6 +22,13 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations");
 /// Held while migrations run, so replicas starting together migrate once.
 const MIGRATION_LOCK_KEY: i64 = 0x7061_796d_656e_7473; // "payments"
 
+const SERVER_GOING_AWAY: [&str; 4] = [
+    "terminating connection",
+    "the database system is",
+    "canceling statement due to",
+    "server closed the connection",
+];
+
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     /// Postgres cannot be reached, or the connection broke.
@@ -40,7 +47,18 @@ impl From<DieselError> for DbError {
             DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
                 DbError::Conflict(info.message().to_owned())
             }
-            DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, info) => {
+            DieselError::DatabaseError(
+                DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+                info,
+            ) => DbError::Unavailable(info.message().to_owned()),
+            // SQLSTATE classes 57 and 08 (shutdown, restart, canceled): the
+            // server is going away, not the query being wrong. diesel-async
+            // exposes only the message for these.
+            DieselError::DatabaseError(DatabaseErrorKind::Unknown, info)
+                if SERVER_GOING_AWAY
+                    .iter()
+                    .any(|m| info.message().starts_with(m)) =>
+            {
                 DbError::Unavailable(info.message().to_owned())
             }
             DieselError::BrokenTransactionManager => {
@@ -175,6 +193,44 @@ mod tests {
         assert_eq!(name, "pay ments");
         assert!(maintenance_url("postgres://127.0.0.1:5432").is_err());
         assert!(maintenance_url("not a url").is_err());
+    }
+
+    #[test]
+    fn connection_failures_are_unavailable_and_query_failures_are_not() {
+        let error =
+            |kind, message: &str| DieselError::DatabaseError(kind, Box::new(message.to_owned()));
+        for (kind, message) in [
+            (DatabaseErrorKind::UnableToSendCommand, "connection closed"),
+            (DatabaseErrorKind::ClosedConnection, "closed"),
+            (
+                DatabaseErrorKind::Unknown,
+                "terminating connection due to administrator command",
+            ),
+            (
+                DatabaseErrorKind::Unknown,
+                "the database system is shutting down",
+            ),
+            (
+                DatabaseErrorKind::Unknown,
+                "canceling statement due to statement timeout",
+            ),
+        ] {
+            assert!(
+                matches!(DbError::from(error(kind, message)), DbError::Unavailable(_)),
+                "{message}"
+            );
+        }
+        assert!(matches!(
+            DbError::from(error(DatabaseErrorKind::UniqueViolation, "duplicate key")),
+            DbError::Conflict(_)
+        ));
+        assert!(matches!(
+            DbError::from(error(
+                DatabaseErrorKind::Unknown,
+                "relation \"payments\" does not exist"
+            )),
+            DbError::Query(_)
+        ));
     }
 
     #[test]
