@@ -29,7 +29,12 @@ pub struct TestDatabase {
 
 impl TestDatabase {
     pub async fn create() -> Self {
-        let (maintenance_url, _) = db::maintenance_url(&server_url()).expect("TEST_DATABASE_URL");
+        Self::create_on(&server_url()).await
+    }
+
+    /// A fresh database on the server of `server_url` (any database there).
+    pub async fn create_on(server_url: &str) -> Self {
+        let (maintenance_url, _) = db::maintenance_url(server_url).expect("server URL");
         let name = format!("payments_test_{}", uuid::Uuid::new_v4().simple());
         let mut url = url::Url::parse(&maintenance_url).expect("server url");
         url.set_path(&format!("/{name}"));

@@ -110,8 +110,30 @@ impl Stack {
         Self::start_with(sandbox_config, true).await
     }
 
+    /// Everything on the Postgres server at `server_url` (e.g. a throwaway cluster).
+    pub async fn start_on(server_url: &str, sandbox_config: SandboxConfig) -> Self {
+        Self::start_with_db(
+            TestDatabase::create_on(server_url).await,
+            sandbox_config,
+            false,
+        )
+        .await
+    }
+
     async fn start_with(sandbox_config: SandboxConfig, grpc_as_process: bool) -> Self {
-        let db = TestDatabase::create().await;
+        Self::start_with_db(
+            TestDatabase::create().await,
+            sandbox_config,
+            grpc_as_process,
+        )
+        .await
+    }
+
+    async fn start_with_db(
+        db: TestDatabase,
+        sandbox_config: SandboxConfig,
+        grpc_as_process: bool,
+    ) -> Self {
         let edge_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind edge");
         let edge_addr = edge_listener.local_addr().expect("edge addr");
         let sandbox = Sandbox::start(
@@ -158,15 +180,21 @@ impl Stack {
 
     /// Resolves once the edge reports payments-grpc ready (30 s at most).
     pub async fn wait_ready(&self) {
+        self.wait_readiness(200).await;
+    }
+
+    /// Resolves once `GET /readyz` answers `status` (30 s at most).
+    pub async fn wait_readiness(&self, status: u16) {
         let url = format!("{}/readyz", self.edge_url());
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        while !matches!(
-            self.http.try_send("GET", &url, None, &[], Vec::new()).await,
-            Ok((200, _))
-        ) {
+        loop {
+            let answer = self.http.try_send("GET", &url, None, &[], Vec::new()).await;
+            if matches!(answer, Ok((answered, _)) if answered == status) {
+                return;
+            }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "the stack was not ready within 30 s"
+                "/readyz did not answer {status} within 30 s"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

@@ -201,3 +201,42 @@ async fn a_burst_larger_than_the_database_pool_is_answered_in_full() {
     );
     assert_each_credited_once(stack, &intents).await;
 }
+
+#[tokio::test]
+async fn postgres_restarting_mid_stream_is_survived_without_a_restart_of_ours() {
+    let cluster = payments_tests::cluster::Cluster::start();
+    let stack = Stack::start_on(&cluster.url(), SandboxConfig::default()).await;
+    stack.wait_ready().await;
+    let intents = create_intents(&stack, 6, 90).await;
+    let (first, rest) = intents.split_at(30);
+    let (second, third) = rest.split_at(30);
+    confirm_all(&stack, first).await;
+
+    cluster.stop_server();
+    // Readiness reports the outage while it lasts.
+    stack.wait_readiness(503).await;
+    confirm_all(&stack, second).await;
+    stack
+        .sandbox
+        .wait_for_stats(|s| s.failed_attempts >= 3)
+        .await;
+
+    cluster.start_server();
+    stack.wait_ready().await;
+    confirm_all(&stack, third).await;
+    settle(&stack).await;
+
+    assert_each_credited_once(&stack, &intents).await;
+    let stats = stack.sandbox.stats();
+    assert_eq!(
+        (stats.given_up, stats.delivered),
+        (0, stats.deliveries),
+        "{stats:?}"
+    );
+    eprintln!(
+        "database restart: {} intents, {} deliveries, {} failed attempts during the outage, 1 stop/start",
+        intents.len(),
+        stats.deliveries,
+        stats.failed_attempts
+    );
+}
