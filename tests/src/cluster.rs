@@ -2,7 +2,7 @@
 //! so that a test can stop and start a database server without touching the
 //! shared one.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 pub struct Cluster {
@@ -13,7 +13,7 @@ pub struct Cluster {
 
 /// Runs a PostgreSQL tool as the `postgres` user when we are root (initdb
 /// refuses to run as root).
-fn as_postgres(bin: &PathBuf, tool: &str) -> Command {
+fn as_postgres(bin: &Path, tool: &str) -> Command {
     let is_root = Command::new("id")
         .arg("-u")
         .output()
