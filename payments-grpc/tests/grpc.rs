@@ -649,3 +649,54 @@ async fn wait_for_serving(
         }
     }
 }
+
+#[tokio::test]
+async fn hostile_values_are_invalid_argument_and_write_nothing() {
+    let server = TestServer::start().await;
+    let creates = [
+        ("u".repeat(10_000), 500, String::new()),
+        ("line\nbreak".to_owned(), 500, String::new()),
+        ("nul\0".to_owned(), 500, String::new()),
+        ("user".to_owned(), i64::MIN, String::new()),
+        ("user".to_owned(), -500, String::new()),
+        ("user".to_owned(), 500_00, String::new()),
+        ("user".to_owned(), 500, "ключ".to_owned()),
+        ("user".to_owned(), 500, "k".repeat(100_000)),
+        ("user".to_owned(), 500, "with\r\nnewline".to_owned()),
+    ];
+    for (user, cents, key) in creates {
+        let status = server.create(&user, cents, &key).await.unwrap_err();
+        assert_eq!(
+            status.code(),
+            Code::InvalidArgument,
+            "{:.40} {cents} {:.40}",
+            user,
+            key
+        );
+    }
+    let events = [
+        String::new(),
+        "{}".to_owned(),
+        "[]".to_owned(),
+        "null".to_owned(),
+        r#"{"id": "evt_1", "id": "evt_2", "type": "payment_intent.succeeded", "data": {"object": {}}}"#.to_owned(),
+        r#"{"id": "evt_1", "type": 7, "data": {"object": {}}}"#.to_owned(),
+        format!(r#"{{"id": "{}", "type": "x", "data": {{"object": {{}}}}}}"#, "e".repeat(300)),
+        "\u{feff}{}".to_owned(),
+        "{".repeat(100_000),
+    ];
+    for event_json in events {
+        let status = server.apply(event_json.clone()).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{:.60}", event_json);
+    }
+    // A user id of unicode within 128 characters is a user id like any other.
+    let balance = server.balance("ユーザー🙂").await.unwrap();
+    assert_eq!(balance.balance_cents, 0);
+
+    assert!(
+        server.stripe.requests_to("POST", "/v1").await.is_empty(),
+        "Stripe was called"
+    );
+    assert_eq!(server.rows("payments").await, 0);
+    assert_eq!(server.rows("stripe_events").await, 0);
+}
