@@ -159,6 +159,18 @@ impl Stack {
             .unwrap()
     }
 
+    /// `POST /payments/create-payment-intent` with an `Idempotency-Key`.
+    async fn create_with_key(&self, token: &str, key: &str, body: &str) -> reqwest::Response {
+        self.http
+            .post(format!("{}/payments/create-payment-intent", self.edge))
+            .bearer_auth(token)
+            .header("idempotency-key", key)
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap()
+    }
+
     async fn balance(&self, token: &str) -> reqwest::Response {
         self.http
             .get(format!("{}/balance", self.edge))
@@ -272,29 +284,15 @@ async fn a_top_up_end_to_end_through_the_edge() {
 async fn the_idempotency_key_header_reaches_grpc() {
     let stack = Stack::start().await;
     let token = stack.token("bob");
-    let send = || {
-        stack
-            .http
-            .post(format!("{}/payments/create-payment-intent", stack.edge))
-            .bearer_auth(&token)
-            .header("idempotency-key", "checkout-42")
-            .body(r#"{"amount_usd": 10}"#)
-            .send()
-    };
-    let first: Value = send().await.unwrap().json().await.unwrap();
-    let second: Value = send().await.unwrap().json().await.unwrap();
+    let send = || stack.create_with_key(&token, "checkout-42", r#"{"amount_usd": 10}"#);
+    let first: Value = send().await.json().await.unwrap();
+    let second: Value = send().await.json().await.unwrap();
     assert_eq!(first, second);
     assert_eq!(stack.stripe.intent_count(), 1);
 
     let conflict = stack
-        .http
-        .post(format!("{}/payments/create-payment-intent", stack.edge))
-        .bearer_auth(&token)
-        .header("idempotency-key", "checkout-42")
-        .body(r#"{"amount_usd": 20}"#)
-        .send()
-        .await
-        .unwrap();
+        .create_with_key(&token, "checkout-42", r#"{"amount_usd": 20}"#)
+        .await;
     problem(conflict, StatusCode::CONFLICT).await;
 }
 
@@ -691,14 +689,8 @@ async fn hostile_create_bodies_are_4xx_never_500_and_write_nothing() {
     // Idempotency keys that are not visible ASCII.
     for key in ["has space", "tab\tkey", &"k".repeat(300)] {
         let response = stack
-            .http
-            .post(format!("{}/payments/create-payment-intent", stack.edge))
-            .bearer_auth(&token)
-            .header("idempotency-key", key)
-            .body(r#"{"amount_usd": 10}"#)
-            .send()
-            .await
-            .unwrap();
+            .create_with_key(&token, key, r#"{"amount_usd": 10}"#)
+            .await;
         problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
     }
     assert!(
@@ -712,15 +704,7 @@ async fn hostile_create_bodies_are_4xx_never_500_and_write_nothing() {
 async fn stripe_failing_during_create_is_503_and_a_retry_with_the_same_key_makes_one_intent() {
     let stack = Stack::start().await;
     let token = stack.token("retrier");
-    let create = || {
-        stack
-            .http
-            .post(format!("{}/payments/create-payment-intent", stack.edge))
-            .bearer_auth(&token)
-            .header("idempotency-key", "checkout-7")
-            .body(r#"{"amount_usd": 20}"#)
-            .send()
-    };
+    let create = || stack.create_with_key(&token, "checkout-7", r#"{"amount_usd": 20}"#);
     let faults = [
         payments_core::testing::stripe_error(500, "api_error", "", "Stripe had a problem"),
         payments_core::testing::stripe_error(
@@ -734,14 +718,14 @@ async fn stripe_failing_during_create_is_503_and_a_retry_with_the_same_key_makes
     for fault in faults {
         // Every attempt of payments-grpc's retry loop fails the same way.
         stack.stripe.fail_next("POST", 3, fault).await;
-        let body = problem(create().await.unwrap(), StatusCode::SERVICE_UNAVAILABLE).await;
+        let body = problem(create().await, StatusCode::SERVICE_UNAVAILABLE).await;
         assert_eq!(body["detail"], "try again shortly");
     }
     assert_eq!(stack.rows("payments").await, 0);
 
-    let response = create().await.unwrap();
+    let response = create().await;
     assert_eq!(response.status(), StatusCode::OK);
-    let again: Value = create().await.unwrap().json().await.unwrap();
+    let again: Value = create().await.json().await.unwrap();
     assert_eq!(response.json::<Value>().await.unwrap(), again);
     assert_eq!(
         stack.stripe.intent_count(),

@@ -309,6 +309,17 @@ fn durations(world: &World) -> (Duration, Duration) {
     )
 }
 
+/// Ok for a 200 answer; the status and body otherwise.
+async fn expect_ok(
+    http: &Client<HttpConnector, Full<Bytes>>,
+    request: hyper::Request<Full<Bytes>>,
+) -> Result<(), String> {
+    match http_call(http, request).await? {
+        (200, _) => Ok(()),
+        (status, body) => Err(format!("HTTP {status} {}", String::from_utf8_lossy(&body))),
+    }
+}
+
 async fn http_call(
     http: &Client<HttpConnector, Full<Bytes>>,
     request: hyper::Request<Full<Bytes>>,
@@ -345,16 +356,7 @@ async fn balance_over_rest(world: &World) -> Figures {
                 .body(Full::new(Bytes::new()))
                 .expect("request");
             let http = http.clone();
-            async move {
-                match http_call(&http, request).await {
-                    Ok((200, _)) => Some(Ok(())),
-                    Ok((status, body)) => Some(Err(format!(
-                        "HTTP {status} {}",
-                        String::from_utf8_lossy(&body)
-                    ))),
-                    Err(err) => Some(Err(err)),
-                }
-            }
+            async move { Some(expect_ok(&http, request).await) }
         },
     )
     .await
@@ -562,16 +564,7 @@ async fn create_intents(world: &World) -> Figures {
                 ))))
                 .expect("request");
             let http = http.clone();
-            async move {
-                match http_call(&http, request).await {
-                    Ok((200, _)) => Some(Ok(())),
-                    Ok((status, body)) => Some(Err(format!(
-                        "HTTP {status} {}",
-                        String::from_utf8_lossy(&body)
-                    ))),
-                    Err(err) => Some(Err(err)),
-                }
-            }
+            async move { Some(expect_ok(&http, request).await) }
         },
     )
     .await
