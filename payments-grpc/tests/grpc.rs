@@ -659,7 +659,7 @@ async fn hostile_values_are_invalid_argument_and_write_nothing() {
         ("nul\0".to_owned(), 500, String::new()),
         ("user".to_owned(), i64::MIN, String::new()),
         ("user".to_owned(), -500, String::new()),
-        ("user".to_owned(), 500_00, String::new()),
+        ("user".to_owned(), 50_000, String::new()),
         ("user".to_owned(), 500, "ключ".to_owned()),
         ("user".to_owned(), 500, "k".repeat(100_000)),
         ("user".to_owned(), 500, "with\r\nnewline".to_owned()),
