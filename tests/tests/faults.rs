@@ -63,6 +63,16 @@ async fn assert_each_credited_once(stack: &Stack, intents: &[(String, String, i6
     assert_balances_match_ledger(&mut conn).await;
 }
 
+/// VmHWM: the peak resident set size of a process.
+fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .expect("VmHWM in /proc/<pid>/status")
+}
+
 async fn settle(stack: &Stack) {
     tokio::time::timeout(Duration::from_secs(120), stack.sandbox.settled())
         .await
@@ -161,8 +171,9 @@ async fn two_replicas_receiving_every_event_at_the_same_instant_credit_once() {
 #[tokio::test]
 async fn a_burst_larger_than_the_database_pool_is_answered_in_full() {
     // The sandbox only records events here; the burst delivers them.
-    let stack = Stack::start(SandboxConfig::default()).await;
+    let stack = Stack::start_with_grpc_process(SandboxConfig::default()).await;
     stack.sandbox.set_webhook(None);
+    stack.wait_ready().await;
     let intents = create_intents(&stack, 8, 150).await;
     confirm_all(&stack, &intents).await;
 
@@ -189,6 +200,16 @@ async fn a_burst_larger_than_the_database_pool_is_answered_in_full() {
     let answers = join_all(sends).await;
 
     assert_eq!(answers.len(), 300);
+    // Bounded memory: payments-grpc (a pool of 4 here) queues, it does not balloon.
+    let peak_kib = peak_rss_kib(stack.grpc_pid().expect("payments-grpc process"));
+    assert!(
+        peak_kib < 100 * 1024,
+        "payments-grpc peaked at {peak_kib} KiB"
+    );
+    eprintln!(
+        "burst: 300 concurrent deliveries, pool of 4, payments-grpc peak RSS {} MiB",
+        peak_kib / 1024
+    );
     let failed: Vec<_> = answers
         .iter()
         .filter(|(status, _)| *status != 200)
