@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 use crate::Error;
 use crate::db::payments::{NewPayment, PaymentRow, PaymentUpdate};
 use crate::db::stripe_events::{NewStripeEvent, OUTCOME_APPLIED, OUTCOME_IGNORED};
-use crate::db::{DbPool, balances, ledger, payments, stripe_events};
+use crate::db::{DbPool, PooledConnection, balances, ledger, payments, stripe_events};
 use crate::domain::{ClientIdempotencyKey, Currency, PaymentStatus, Tiers, UserId};
 use crate::stripe::{EventKind, NewIntent, PaymentGateway, StripeEvent, StripeIntent};
 
@@ -67,17 +67,14 @@ impl<G: PaymentGateway> PaymentsService<G> {
         }
     }
 
-    pub fn pool(&self) -> &DbPool {
-        &self.pool
-    }
-
-    pub fn tiers(&self) -> &Tiers {
-        &self.tiers
+    /// A pooled connection; UNAVAILABLE when none comes within the pool's timeout.
+    async fn connection(&self) -> Result<PooledConnection<'_>, Error> {
+        Ok(self.pool.get().await.map_err(crate::db::DbError::from)?)
     }
 
     /// Whether Postgres answers, for health checks.
     pub async fn check_database(&self) -> Result<(), Error> {
-        let mut conn = self.pool.get().await.map_err(crate::db::DbError::from)?;
+        let mut conn = self.connection().await?;
         diesel::sql_query("SELECT 1").execute(&mut conn).await?;
         Ok(())
     }
@@ -96,7 +93,7 @@ impl<G: PaymentGateway> PaymentsService<G> {
         let key = ClientIdempotencyKey::parse_optional(idempotency_key)?;
 
         if let Some(key) = &key {
-            let mut conn = self.pool.get().await.map_err(crate::db::DbError::from)?;
+            let mut conn = self.connection().await?;
             let existing =
                 payments::find_by_idempotency_key(&mut conn, user.as_str(), key.as_str()).await?;
             drop(conn);
@@ -127,7 +124,7 @@ impl<G: PaymentGateway> PaymentsService<G> {
             )));
         }
 
-        let mut conn = self.pool.get().await.map_err(crate::db::DbError::from)?;
+        let mut conn = self.connection().await?;
         let new = NewPayment {
             stripe_intent_id: &intent.id,
             user_id: user.as_str(),
@@ -182,7 +179,7 @@ impl<G: PaymentGateway> PaymentsService<G> {
     #[tracing::instrument(skip_all, fields(user_id = %user_id))]
     pub async fn get_balance(&self, user_id: &str) -> Result<Balance, Error> {
         let user = UserId::parse(user_id)?;
-        let mut conn = self.pool.get().await.map_err(crate::db::DbError::from)?;
+        let mut conn = self.connection().await?;
         let balance = match balances::find(&mut conn, user.as_str()).await? {
             Some(row) => Balance {
                 user_id: row.user_id,
@@ -211,7 +208,7 @@ impl<G: PaymentGateway> PaymentsService<G> {
         span.record("event_id", event.id.as_str());
         span.record("event_type", event.event_type.as_str());
 
-        let mut conn = self.pool.get().await.map_err(crate::db::DbError::from)?;
+        let mut conn = self.connection().await?;
         if stripe_events::exists(&mut conn, &event.id).await? {
             tracing::info!("duplicate event");
             return Ok(EventOutcome::Duplicate);
@@ -276,7 +273,7 @@ impl<G: PaymentGateway> PaymentsService<G> {
         };
         span.record("user_id", owner.as_str());
 
-        let mut conn = self.pool.get().await.map_err(crate::db::DbError::from)?;
+        let mut conn = self.connection().await?;
         let outcome = conn
             .transaction::<_, Error, _>(async |conn| {
                 apply_intent_state(conn, &event, event_json, received_at, &owner, &intent).await
@@ -286,7 +283,7 @@ impl<G: PaymentGateway> PaymentsService<G> {
     }
 
     async fn record_ignored(&self, event: &NewStripeEvent<'_>) -> Result<EventOutcome, Error> {
-        let mut conn = self.pool.get().await.map_err(crate::db::DbError::from)?;
+        let mut conn = self.connection().await?;
         Ok(
             if stripe_events::insert_if_absent(&mut conn, event).await? {
                 EventOutcome::Ignored
