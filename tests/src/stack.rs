@@ -88,6 +88,8 @@ pub struct Stack {
     keys_url: String,
     grpc: Option<GrpcServer>,
     grpc_as_process: bool,
+    /// `RUST_LOG` of the payments-grpc process.
+    pub grpc_log_filter: &'static str,
     edge: Option<Running>,
     pub http: HttpClient,
 }
@@ -165,6 +167,7 @@ impl Stack {
             keys_url,
             grpc: None,
             grpc_as_process,
+            grpc_log_filter: "warn",
             edge: None,
             http: HttpClient::new(),
         };
@@ -244,7 +247,7 @@ impl Stack {
             "{} is missing: run `cargo build --workspace --bins` first",
             binary.display()
         );
-        let log = dir.join(format!("payments-grpc-{}.log", self.grpc_addr.port()));
+        let log = self.grpc_log_path();
         crate::process::spawn_server(
             &binary,
             &log,
@@ -255,10 +258,20 @@ impl Stack {
                 ("PAYMENTS_GRPC_ADDR", &self.grpc_addr.to_string()),
                 ("PAYMENTS_INTERNAL_TOKEN", INTERNAL_TOKEN),
                 ("DATABASE_POOL_SIZE", "4"),
-                ("RUST_LOG", "warn"),
+                ("RUST_LOG", self.grpc_log_filter),
             ],
         )
         .expect("start payments-grpc")
+    }
+
+    /// Where the payments-grpc process writes its log.
+    pub fn grpc_log_path(&self) -> std::path::PathBuf {
+        let exe = std::env::current_exe().expect("test binary");
+        let dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target directory");
+        dir.join(format!("payments-grpc-{}.log", self.grpc_addr.port()))
     }
 
     /// The pid of payments-grpc when it runs as a process.
