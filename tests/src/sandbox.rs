@@ -365,9 +365,10 @@ impl Ledger {
     }
 }
 
-fn emit(shared: &Shared, ledger: &mut Ledger, event_type: &str, object: &Value) {
-    let event = json!({
-        "id": ledger.next_id("evt"),
+/// A Stripe event envelope around `object`, as Stripe sends it.
+pub fn stripe_event(id: &str, event_type: &str, object: &Value) -> Value {
+    json!({
+        "id": id,
         "object": "event",
         "api_version": "2025-10-29.clover",
         "created": now_unix(),
@@ -376,7 +377,11 @@ fn emit(shared: &Shared, ledger: &mut Ledger, event_type: &str, object: &Value) 
         "request": {"id": null, "idempotency_key": null},
         "type": event_type,
         "data": {"object": object},
-    });
+    })
+}
+
+fn emit(shared: &Shared, ledger: &mut Ledger, event_type: &str, object: &Value) {
+    let event = stripe_event(&ledger.next_id("evt"), event_type, object);
     ledger.events.push(event.clone());
     shared.stats.send_modify(|s| s.events += 1);
     if shared.config.lock().unwrap().webhook.is_some() {

@@ -80,6 +80,11 @@ async fn no_secret_reaches_a_log_line() {
         grpc_log.contains("top-up credited"),
         "payments-grpc logged at debug level"
     );
+    // SIGTERM drained and exited through the normal path, not the 10 s SIGKILL fallback.
+    assert!(
+        grpc_log.contains("payments-grpc stopped"),
+        "payments-grpc did not shut down gracefully"
+    );
     let client_secret_suffix = client_secret.split("_secret_").nth(1).unwrap().to_owned();
     let secrets = [
         ("Stripe secret key", STRIPE_SECRET_KEY.to_owned()),

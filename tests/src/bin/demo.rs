@@ -129,15 +129,7 @@ async fn main() -> anyhow::Result<()> {
             args.user
         ),
     );
-    let (status, balance) = http
-        .send(
-            "GET",
-            &format!("{edge_url}/balance"),
-            Some(&token),
-            &[],
-            Vec::new(),
-        )
-        .await;
+    let (status, balance) = get_balance(&http, &edge_url, &token).await;
     ensure!(status == 200, "GET /balance answered {status}: {balance}");
     let before = balance["balance_cents"].as_i64().context("balance_cents")?;
     println!("    {status} {balance}");
@@ -212,15 +204,7 @@ async fn main() -> anyhow::Result<()> {
     );
 
     step(6, "GET /balance again");
-    let (status, balance) = http
-        .send(
-            "GET",
-            &format!("{edge_url}/balance"),
-            Some(&token),
-            &[],
-            Vec::new(),
-        )
-        .await;
+    let (status, balance) = get_balance(&http, &edge_url, &token).await;
     println!("    {status} {balance}");
     let after = balance["balance_cents"].as_i64().context("balance_cents")?;
     ensure!(
@@ -273,6 +257,17 @@ async fn wait_until_ready(
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+async fn get_balance(http: &HttpClient, edge_url: &str, token: &str) -> (u16, serde_json::Value) {
+    http.send(
+        "GET",
+        &format!("{edge_url}/balance"),
+        Some(token),
+        &[],
+        Vec::new(),
+    )
+    .await
 }
 
 fn print_manual_use(args: &Args, edge_url: &str, token: &str, sandbox_url: &str, log_dir: &Path) {

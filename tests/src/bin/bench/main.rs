@@ -35,6 +35,7 @@ use payments_core::db::{maintenance_url, quote_ident};
 use payments_proto::GetBalanceRequest;
 use payments_proto::payments_service_client::PaymentsServiceClient;
 use payments_tests::process::{sibling_binary_dir, spawn_server, stop_gracefully};
+use payments_tests::sandbox::stripe_event;
 use payments_tests::stack::{
     INTERNAL_TOKEN, PROJECT_ID, STRIPE_SECRET_KEY, WEBHOOK_SECRET, now_unix, serve_key_set,
 };
@@ -518,24 +519,18 @@ async fn webhooks(world: &World, round: &str) -> anyhow::Result<(Figures, Figure
 }
 
 fn event_body(round: &str, index: u64) -> String {
-    let intent = paid_intent_id(round, index);
-    json!({
-        "id": format!("evt_bench_{round}_{index}"),
-        "object": "event",
-        "api_version": "2025-10-29.clover",
-        "created": now_unix(),
-        "livemode": false,
-        "pending_webhooks": 1,
-        "request": {"id": null, "idempotency_key": null},
-        "type": "payment_intent.succeeded",
-        "data": {"object": {
-            "id": intent, "object": "payment_intent", "amount": amount_of(index),
-            "amount_received": amount_of(index), "currency": "usd", "status": "succeeded",
-            "capture_method": "automatic_async", "confirmation_method": "automatic",
-            "livemode": false, "payment_method_types": ["card"],
-            "metadata": {"created_by": "credits-topup"}
-        }}
-    })
+    let intent = json!({
+        "id": paid_intent_id(round, index), "object": "payment_intent", "amount": amount_of(index),
+        "amount_received": amount_of(index), "currency": "usd", "status": "succeeded",
+        "capture_method": "automatic_async", "confirmation_method": "automatic",
+        "livemode": false, "payment_method_types": ["card"],
+        "metadata": {"created_by": "credits-topup"}
+    });
+    stripe_event(
+        &format!("evt_bench_{round}_{index}"),
+        "payment_intent.succeeded",
+        &intent,
+    )
     .to_string()
 }
 
