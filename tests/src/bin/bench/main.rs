@@ -10,6 +10,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod fast_stripe;
 mod load;
+mod wire;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -76,6 +77,9 @@ struct Args {
     /// Postgres connections of payments-grpc.
     #[arg(long, default_value_t = 16)]
     pool_size: u32,
+    /// Tokio worker threads of each server (their TOKIO_WORKER_THREADS).
+    #[arg(long, default_value_t = 2)]
+    server_threads: usize,
     /// Run only these scenarios (comma-separated: rest, grpc, webhook, create, pgbench).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -94,9 +98,8 @@ struct World {
     edge: Child,
     grpc_pid: u32,
     edge_pid: u32,
-    edge_url: String,
+    edge_addr: SocketAddr,
     grpc_url: String,
-    http: Client<HttpConnector, Full<Bytes>>,
     tokens: Arc<Vec<String>>,
 }
 
@@ -153,6 +156,7 @@ async fn main() -> anyhow::Result<()> {
             ("PAYMENTS_GRPC_ADDR", &grpc_addr.to_string()),
             ("PAYMENTS_INTERNAL_TOKEN", INTERNAL_TOKEN),
             ("DATABASE_POOL_SIZE", &args.pool_size.to_string()),
+            ("TOKIO_WORKER_THREADS", &args.server_threads.to_string()),
             ("RUST_LOG", "warn"),
         ],
     )?;
@@ -169,6 +173,7 @@ async fn main() -> anyhow::Result<()> {
             ("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET),
             ("FIREBASE_PROJECT_ID", PROJECT_ID),
             ("FIREBASE_JWKS_URL", &keys_url),
+            ("TOKIO_WORKER_THREADS", &args.server_threads.to_string()),
             ("RUST_LOG", "warn"),
         ],
     )?;
@@ -196,9 +201,8 @@ async fn main() -> anyhow::Result<()> {
         database_url,
         grpc,
         edge,
-        edge_url,
+        edge_addr,
         grpc_url,
-        http,
         tokens,
     };
 
@@ -311,11 +315,8 @@ fn durations(world: &World) -> (Duration, Duration) {
 }
 
 /// Ok for a 200 answer; the status and body otherwise.
-async fn expect_ok(
-    http: &Client<HttpConnector, Full<Bytes>>,
-    request: hyper::Request<Full<Bytes>>,
-) -> Result<(), String> {
-    match http_call(http, request).await? {
+async fn expect_ok(http: &wire::Http1, worker: usize, request: &[u8]) -> Result<(), String> {
+    match http.send(worker, request).await? {
         (200, _) => Ok(()),
         (status, body) => Err(format!("HTTP {status} {}", String::from_utf8_lossy(&body))),
     }
@@ -339,11 +340,16 @@ async fn http_call(
 /// Scenario 1: `GET /balance` with valid tokens over the users.
 async fn balance_over_rest(world: &World) -> Figures {
     let (warmup, duration) = durations(world);
-    let (http, url, tokens, users) = (
-        world.http.clone(),
-        format!("{}/balance", world.edge_url),
-        world.tokens.clone(),
-        world.args.users,
+    let http = Arc::new(wire::Http1::new(world.edge_addr, world.args.connections));
+    let requests: Arc<Vec<Vec<u8>>> = Arc::new(
+        world
+            .tokens
+            .iter()
+            .map(|token| {
+                let authorization = format!("Bearer {token}");
+                wire::request("GET", "/balance", &[("authorization", &authorization)], b"")
+            })
+            .collect(),
     );
     load::run(
         "GET /balance (REST)",
@@ -351,13 +357,12 @@ async fn balance_over_rest(world: &World) -> Figures {
         warmup,
         duration,
         move |worker, n| {
-            let token = &tokens[((worker as u64 * 7919 + n) % users) as usize];
-            let request = hyper::Request::get(&url)
-                .header("authorization", format!("Bearer {token}"))
-                .body(Full::new(Bytes::new()))
-                .expect("request");
-            let http = http.clone();
-            async move { Some(expect_ok(&http, request).await) }
+            let (http, requests) = (http.clone(), requests.clone());
+            async move {
+                let request =
+                    &requests[((worker as u64 * 7919 + n) % requests.len() as u64) as usize];
+                Some(expect_ok(&http, worker, request).await)
+            }
         },
     )
     .await
@@ -416,23 +421,25 @@ async fn webhooks(world: &World, round: &str) -> anyhow::Result<(Figures, Figure
     .await?;
     let before = balances(&mut conn).await?;
 
-    let url = format!("{}/stripe/webhook", world.edge_url);
     let next = Arc::new(AtomicU64::new(0));
+    let http = Arc::new(wire::Http1::new(world.edge_addr, world.args.connections));
     let send = {
-        let (http, url, round) = (world.http.clone(), url.clone(), round.to_owned());
-        move |index: u64, expected: &'static str| {
+        let round = round.to_owned();
+        move |worker: usize, index: u64, expected: &'static str| {
             let body = event_body(&round, index);
-            let request = hyper::Request::post(&url)
-                .header("content-type", "application/json")
-                .header(
-                    "stripe-signature",
-                    stripe_signature(WEBHOOK_SECRET, now_unix(), body.as_bytes()),
-                )
-                .body(Full::new(Bytes::from(body)))
-                .expect("request");
+            let signature = stripe_signature(WEBHOOK_SECRET, now_unix(), body.as_bytes());
+            let request = wire::request(
+                "POST",
+                "/stripe/webhook",
+                &[
+                    ("content-type", "application/json"),
+                    ("stripe-signature", &signature),
+                ],
+                body.as_bytes(),
+            );
             let http = http.clone();
             async move {
-                match http_call(&http, request).await {
+                match http.send(worker, &request).await {
                     Ok((200, body))
                         if body
                             .windows(expected.len())
@@ -455,14 +462,14 @@ async fn webhooks(world: &World, round: &str) -> anyhow::Result<(Figures, Figure
             world.args.connections,
             warmup,
             duration,
-            move |_, _| {
+            move |worker, _| {
                 let index = next.fetch_add(1, Ordering::Relaxed);
                 let send = send.clone();
                 async move {
                     if index >= capacity {
                         return None;
                     }
-                    Some(send(index, "\"applied\"").await)
+                    Some(send(worker, index, "\"applied\"").await)
                 }
             },
         )
@@ -493,14 +500,14 @@ async fn webhooks(world: &World, round: &str) -> anyhow::Result<(Figures, Figure
             world.args.connections,
             Duration::ZERO,
             duration,
-            move |_, _| {
+            move |worker, _| {
                 let index = replayed.fetch_add(1, Ordering::Relaxed);
                 let send = send.clone();
                 async move {
                     if index >= sent {
                         return None;
                     }
-                    Some(send(index, "\"duplicate\"").await)
+                    Some(send(worker, index, "\"duplicate\"").await)
                 }
             },
         )
@@ -537,11 +544,27 @@ fn event_body(round: &str, index: u64) -> String {
 /// Scenario 4: `POST /payments/create-payment-intent` across the tiers.
 async fn create_intents(world: &World) -> Figures {
     let (warmup, duration) = durations(world);
-    let (http, url, tokens, users) = (
-        world.http.clone(),
-        format!("{}/payments/create-payment-intent", world.edge_url),
-        world.tokens.clone(),
-        world.args.users,
+    let http = Arc::new(wire::Http1::new(world.edge_addr, world.args.connections));
+    // One prepared request per user and tier, tier fastest.
+    let requests: Arc<Vec<Vec<u8>>> = Arc::new(
+        world
+            .tokens
+            .iter()
+            .flat_map(|token| {
+                let authorization = format!("Bearer {token}");
+                [5, 10, 20, 50].map(|tier| {
+                    wire::request(
+                        "POST",
+                        "/payments/create-payment-intent",
+                        &[
+                            ("authorization", &authorization),
+                            ("content-type", "application/json"),
+                        ],
+                        format!("{{\"amount_usd\": {tier}}}").as_bytes(),
+                    )
+                })
+            })
+            .collect(),
     );
     load::run(
         "POST /payments/create-payment-intent",
@@ -549,17 +572,12 @@ async fn create_intents(world: &World) -> Figures {
         warmup,
         duration,
         move |worker, n| {
-            let token = &tokens[((worker as u64 * 7919 + n) % users) as usize];
-            let tier = [5, 10, 20, 50][(n % 4) as usize];
-            let request = hyper::Request::post(&url)
-                .header("authorization", format!("Bearer {token}"))
-                .header("content-type", "application/json")
-                .body(Full::new(Bytes::from(format!(
-                    "{{\"amount_usd\": {tier}}}"
-                ))))
-                .expect("request");
-            let http = http.clone();
-            async move { Some(expect_ok(&http, request).await) }
+            let (http, requests) = (http.clone(), requests.clone());
+            async move {
+                let user = (worker as u64 * 7919 + n) % (requests.len() as u64 / 4);
+                let request = &requests[(user * 4 + n % 4) as usize];
+                Some(expect_ok(&http, worker, request).await)
+            }
         },
     )
     .await
