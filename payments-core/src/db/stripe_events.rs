@@ -23,8 +23,9 @@ pub struct StripeEventRow {
     pub processed_at: DateTime<Utc>,
 }
 
+/// `None` is inserted as NULL: one statement shape, prepared once per connection.
 #[derive(Debug, Insertable)]
-#[diesel(table_name = stripe_events)]
+#[diesel(table_name = stripe_events, treat_none_as_default_value = false)]
 pub struct NewStripeEvent<'a> {
     pub event_id: &'a str,
     pub event_type: &'a str,
