@@ -5,6 +5,8 @@ use diesel_async::{AsyncConnection, RunQueryDsl};
 use sha2::{Digest, Sha256};
 
 use crate::Error;
+use crate::db::balance_reads::BalanceReads;
+use crate::db::payment_inserts::{PaymentInserts, PaymentToStore};
 use crate::db::payments::{NewPayment, PaymentRow, PaymentUpdate};
 use crate::db::stripe_events::{NewStripeEvent, OUTCOME_APPLIED, OUTCOME_IGNORED};
 use crate::db::{DbPool, PooledConnection, balances, ledger, payments, stripe_events};
@@ -54,6 +56,8 @@ pub enum EventOutcome {
 
 pub struct PaymentsService<G> {
     pool: DbPool,
+    balance_reads: BalanceReads,
+    payment_inserts: PaymentInserts,
     gateway: G,
     tiers: Tiers,
 }
@@ -61,6 +65,8 @@ pub struct PaymentsService<G> {
 impl<G: PaymentGateway> PaymentsService<G> {
     pub fn new(pool: DbPool, gateway: G, tiers: Tiers) -> Self {
         Self {
+            balance_reads: BalanceReads::new(pool.clone()),
+            payment_inserts: PaymentInserts::new(pool.clone()),
             pool,
             gateway,
             tiers,
@@ -124,18 +130,17 @@ impl<G: PaymentGateway> PaymentsService<G> {
             )));
         }
 
-        let mut conn = self.connection().await?;
-        let new = NewPayment {
-            stripe_intent_id: &intent.id,
-            user_id: user.as_str(),
+        let new = PaymentToStore {
+            stripe_intent_id: intent.id.clone(),
+            user_id: user.as_str().to_owned(),
             amount_cents,
-            amount_received_cents: 0,
             currency: CURRENCY.code(),
             status: intent.status.as_str(),
-            idempotency_key: key.as_ref().map(ClientIdempotencyKey::as_str),
+            idempotency_key: key.as_ref().map(|key| key.as_str().to_owned()),
         };
-        if payments::insert_if_absent(&mut conn, &new).await?.is_none() {
+        if !self.payment_inserts.insert_if_absent(new).await? {
             // A concurrent request with the same key stored it first.
+            let mut conn = self.connection().await?;
             let stored = match &key {
                 Some(key) => {
                     payments::find_by_idempotency_key(&mut conn, user.as_str(), key.as_str())
@@ -179,8 +184,7 @@ impl<G: PaymentGateway> PaymentsService<G> {
     #[tracing::instrument(skip_all, fields(user_id = %user_id))]
     pub async fn get_balance(&self, user_id: &str) -> Result<Balance, Error> {
         let user = UserId::parse(user_id)?;
-        let mut conn = self.connection().await?;
-        let balance = match balances::find(&mut conn, user.as_str()).await? {
+        let balance = match self.balance_reads.find(user.as_str()).await? {
             Some(row) => Balance {
                 user_id: row.user_id,
                 balance_cents: row.balance_cents,

@@ -59,6 +59,20 @@ impl TestDatabase {
         db::connect_pool(&self.url, &config).await.expect("pool")
     }
 
+    /// Drops the database now, under whatever still uses it (an outage).
+    pub async fn drop_in_use(&self) {
+        let mut conn = AsyncPgConnection::establish(&self.maintenance_url)
+            .await
+            .expect("connect to the maintenance database");
+        diesel::sql_query(format!(
+            "DROP DATABASE {} WITH (FORCE)",
+            db::quote_ident(&self.name)
+        ))
+        .execute(&mut conn)
+        .await
+        .expect("drop the test database");
+    }
+
     pub async fn connection(&self) -> AsyncPgConnection {
         AsyncPgConnection::establish(&self.url)
             .await

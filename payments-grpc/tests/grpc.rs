@@ -557,21 +557,7 @@ async fn stripe_unreachable_during_an_event_is_unavailable_so_stripe_retries() {
 async fn the_database_gone_is_unavailable() {
     let server = TestServer::start().await;
     server.create("user-1", 500, "").await.unwrap();
-    // Drop the test database under the running server.
-    let (maintenance, name) = payments_core::db::maintenance_url(&server.db.url).unwrap();
-    let mut conn =
-        <diesel_async::AsyncPgConnection as diesel_async::AsyncConnection>::establish(&maintenance)
-            .await
-            .unwrap();
-    diesel_async::RunQueryDsl::execute(
-        diesel::sql_query(format!(
-            "DROP DATABASE {} WITH (FORCE)",
-            payments_core::db::quote_ident(&name)
-        )),
-        &mut conn,
-    )
-    .await
-    .unwrap();
+    server.db.drop_in_use().await;
 
     let status = server.balance("user-1").await.unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");

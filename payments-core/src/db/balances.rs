@@ -29,6 +29,18 @@ pub async fn find(
         .optional()?)
 }
 
+/// The balances of those of `user_ids` that have one, in no order.
+pub async fn find_many(
+    conn: &mut AsyncPgConnection,
+    user_ids: &[&str],
+) -> Result<Vec<BalanceRow>, DbError> {
+    Ok(balances::table
+        .filter(balances::user_id.eq_any(user_ids))
+        .select(BalanceRow::as_select())
+        .load(conn)
+        .await?)
+}
+
 /// Adds `cents` (signed) to the user's balance, creating it at 0 first.
 /// Call it in the transaction that writes the matching ledger entry.
 pub async fn add(

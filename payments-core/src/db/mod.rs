@@ -1,8 +1,11 @@
 //! Postgres: the schema, row types, small query functions, the pool and the
 //! embedded migrations.
 
+pub mod balance_reads;
 pub mod balances;
+pub mod coalesce;
 pub mod ledger;
+pub mod payment_inserts;
 pub mod payments;
 pub mod schema;
 pub mod stripe_events;

@@ -1,7 +1,10 @@
 //! The `payments` table: one row per PaymentIntent this service created.
 
 use chrono::{DateTime, Utc};
+use diesel::pg::Pg;
 use diesel::prelude::*;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::sql_types::{Array, BigInt, Nullable, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use super::DbError;
@@ -24,8 +27,10 @@ pub struct PaymentRow {
     pub updated_at: DateTime<Utc>,
 }
 
+/// `None` is inserted as NULL, so the statement has one shape and Postgres
+/// gets it prepared once per connection, not parsed on every create.
 #[derive(Debug, Insertable)]
-#[diesel(table_name = payments)]
+#[diesel(table_name = payments, treat_none_as_default_value = false)]
 pub struct NewPayment<'a> {
     pub stripe_intent_id: &'a str,
     pub user_id: &'a str,
@@ -60,6 +65,73 @@ pub async fn insert_if_absent(
         .get_result(conn)
         .await
         .optional()?)
+}
+
+/// Inserts every row of `new` that conflicts with no stored row (nor with an
+/// earlier row of `new`), in one statement; returns the inserted intent ids.
+pub async fn insert_all_if_absent(
+    conn: &mut AsyncPgConnection,
+    new: &[NewPayment<'_>],
+) -> Result<Vec<String>, DbError> {
+    Ok(InsertAllIfAbsent {
+        stripe_intent_ids: new.iter().map(|p| p.stripe_intent_id).collect(),
+        user_ids: new.iter().map(|p| p.user_id).collect(),
+        amounts_cents: new.iter().map(|p| p.amount_cents).collect(),
+        amounts_received_cents: new.iter().map(|p| p.amount_received_cents).collect(),
+        currencies: new.iter().map(|p| p.currency).collect(),
+        statuses: new.iter().map(|p| p.status).collect(),
+        idempotency_keys: new.iter().map(|p| p.idempotency_key).collect(),
+    }
+    .load(conn)
+    .await?)
+}
+
+/// `INSERT … SELECT FROM unnest(<one array per column>)`: one statement text
+/// whatever the number of rows, so Postgres parses and plans it once per
+/// connection (a `VALUES` list would be a new statement for every size).
+struct InsertAllIfAbsent<'a> {
+    stripe_intent_ids: Vec<&'a str>,
+    user_ids: Vec<&'a str>,
+    amounts_cents: Vec<i64>,
+    amounts_received_cents: Vec<i64>,
+    currencies: Vec<&'a str>,
+    statuses: Vec<&'a str>,
+    idempotency_keys: Vec<Option<&'a str>>,
+}
+
+impl QueryFragment<Pg> for InsertAllIfAbsent<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql(
+            "INSERT INTO payments (stripe_intent_id, user_id, amount_cents, \
+             amount_received_cents, currency, status, idempotency_key) \
+             SELECT * FROM unnest(",
+        );
+        out.push_bind_param::<Array<Text>, _>(&self.stripe_intent_ids)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&self.user_ids)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<BigInt>, _>(&self.amounts_cents)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<BigInt>, _>(&self.amounts_received_cents)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&self.currencies)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&self.statuses)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.idempotency_keys)?;
+        out.push_sql(") ON CONFLICT DO NOTHING RETURNING stripe_intent_id");
+        Ok(())
+    }
+}
+
+impl Query for InsertAllIfAbsent<'_> {
+    type SqlType = Text;
+}
+
+/// Static, so diesel caches the prepared statement.
+impl QueryId for InsertAllIfAbsent<'_> {
+    type QueryId = InsertAllIfAbsent<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
 }
 
 pub async fn find_by_idempotency_key(

@@ -1,0 +1,204 @@
+//! Coalesced statements: calls waiting at once share one statement, every
+//! call gets its own answer, and one call's bad row fails only that call.
+
+use std::sync::Mutex;
+
+use futures::future::join_all;
+
+use payments_core::db::balance_reads::BalanceReads;
+use payments_core::db::coalesce::{Batch, Coalescer};
+use payments_core::db::payment_inserts::{PaymentInserts, PaymentToStore};
+use payments_core::db::{DbPool, balances, payments};
+use payments_core::testing::{TestDatabase, count_rows};
+use payments_core::{Error, PaymentsService};
+
+/// Answers each call with its double and records the size of every batch.
+struct Doubling;
+
+static BATCH_SIZES: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+
+impl Batch for Doubling {
+    type Call = u32;
+    type Answer = u32;
+
+    async fn run(_: &DbPool, calls: &[u32]) -> Vec<Result<u32, Error>> {
+        BATCH_SIZES.lock().unwrap().push(calls.len());
+        calls.iter().map(|n| Ok(n * 2)).collect()
+    }
+}
+
+// The test runtime has one thread: every call is queued before a lane runs.
+#[tokio::test]
+async fn waiting_calls_share_batches_of_at_most_the_maximum() {
+    let db = TestDatabase::create().await;
+    let coalescer = Coalescer::<Doubling>::new(db.pool().await, 2, 16);
+
+    let answers = join_all((0..50).map(|n| coalescer.call(n))).await;
+
+    let answers: Vec<u32> = answers.into_iter().map(Result::unwrap).collect();
+    assert_eq!(answers, (0..50).map(|n| n * 2).collect::<Vec<_>>());
+    assert_eq!(*BATCH_SIZES.lock().unwrap(), [16, 16, 16, 2]);
+    // Alone, a call is a batch of one, answered at once.
+    assert_eq!(coalescer.call(7).await.unwrap(), 14);
+    assert_eq!(BATCH_SIZES.lock().unwrap().last(), Some(&1));
+}
+
+#[tokio::test]
+async fn balance_reads_in_one_batch_each_get_their_own_user() {
+    let db = TestDatabase::create().await;
+    let mut conn = db.connection().await;
+    let now = chrono::Utc::now();
+    balances::add(&mut conn, "alice", 500, "usd", now)
+        .await
+        .unwrap();
+    balances::add(&mut conn, "bob", 2000, "usd", now)
+        .await
+        .unwrap();
+    let reads = BalanceReads::new(db.pool().await);
+
+    let users = ["alice", "bob", "carol", "alice"];
+    let answers = join_all(users.map(|user| reads.find(user))).await;
+
+    let cents: Vec<Option<i64>> = answers
+        .into_iter()
+        .map(|row| row.unwrap().map(|row| row.balance_cents))
+        .collect();
+    assert_eq!(cents, [Some(500), Some(2000), None, Some(500)]);
+
+    // A read made after a commit sees it.
+    balances::add(&mut conn, "carol", 1000, "usd", now)
+        .await
+        .unwrap();
+    let carol = reads.find("carol").await.unwrap().unwrap();
+    assert_eq!(carol.balance_cents, 1000);
+}
+
+fn payment(intent: &str, user: &str, currency: &'static str) -> PaymentToStore {
+    PaymentToStore {
+        stripe_intent_id: intent.into(),
+        user_id: user.into(),
+        amount_cents: 1000,
+        currency,
+        status: "requires_payment_method",
+        idempotency_key: Some(format!("key-{intent}")),
+    }
+}
+
+#[tokio::test]
+async fn payment_inserts_in_one_batch_store_each_row_once() {
+    let db = TestDatabase::create().await;
+    let inserts = PaymentInserts::new(db.pool().await);
+    let mut calls: Vec<PaymentToStore> = (0..20)
+        .map(|n| payment(&format!("pi_{n}"), &format!("user-{}", n % 3), "usd"))
+        .collect();
+    // The same intent twice in one batch (two concurrent requests with one key).
+    calls.push(payment("pi_3", "user-0", "usd"));
+
+    let answers = join_all(calls.into_iter().map(|call| inserts.insert_if_absent(call))).await;
+
+    let inserted: Vec<bool> = answers.into_iter().map(Result::unwrap).collect();
+    assert_eq!(inserted[..20], [true; 20]);
+    assert!(!inserted[20], "the second row of pi_3 was not inserted");
+    let mut conn = db.connection().await;
+    assert_eq!(count_rows(&mut conn, "payments").await, 20);
+    let stored = payments::find_by_intent(&mut conn, "pi_7")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (
+            stored.user_id.as_str(),
+            stored.amount_cents,
+            stored.idempotency_key.as_deref()
+        ),
+        ("user-1", 1000, Some("key-pi_7"))
+    );
+    assert_eq!(stored.amount_received_cents, 0);
+
+    // A row already stored is not inserted again.
+    assert!(
+        !inserts
+            .insert_if_absent(payment("pi_7", "user-1", "usd"))
+            .await
+            .unwrap()
+    );
+    // Neither is another intent under a user's stored idempotency key.
+    let mut reused_key = payment("pi_new", "user-1", "usd");
+    reused_key.idempotency_key = Some("key-pi_7".into());
+    assert!(!inserts.insert_if_absent(reused_key).await.unwrap());
+    assert_eq!(count_rows(&mut conn, "payments").await, 20);
+}
+
+#[tokio::test]
+async fn a_row_postgres_refuses_fails_only_its_own_call() {
+    let db = TestDatabase::create().await;
+    let inserts = PaymentInserts::new(db.pool().await);
+    let calls = [
+        payment("pi_a", "user-a", "usd"),
+        // The currency CHECK refuses upper case.
+        payment("pi_bad", "user-b", "USD"),
+        payment("pi_c", "user-c", "usd"),
+    ];
+
+    let answers = join_all(calls.map(|call| inserts.insert_if_absent(call))).await;
+
+    assert_eq!(answers[0], Ok(true));
+    assert!(
+        matches!(&answers[1], Err(Error::Internal(reason)) if reason.contains("check constraint")),
+        "{:?}",
+        answers[1]
+    );
+    assert_eq!(answers[2], Ok(true));
+    let mut conn = db.connection().await;
+    assert_eq!(count_rows(&mut conn, "payments").await, 2);
+    assert!(
+        payments::find_by_intent(&mut conn, "pi_bad")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn every_call_of_a_batch_is_unavailable_when_the_database_is_gone() {
+    let db = TestDatabase::create().await;
+    let pool = db.pool().await;
+    let reads = BalanceReads::new(pool.clone());
+    let inserts = PaymentInserts::new(pool);
+    reads.find("warm-up").await.unwrap();
+    db.drop_in_use().await;
+
+    let read_answers = join_all(["alice", "bob"].map(|user| reads.find(user))).await;
+    let insert_answers = join_all(
+        [payment("pi_1", "u1", "usd"), payment("pi_2", "u2", "usd")]
+            .map(|call| inserts.insert_if_absent(call)),
+    )
+    .await;
+
+    for answer in read_answers {
+        assert!(matches!(answer, Err(Error::Unavailable(_))), "{answer:?}");
+    }
+    for answer in insert_answers {
+        assert!(matches!(answer, Err(Error::Unavailable(_))), "{answer:?}");
+    }
+}
+
+/// The service's create path goes through the inserts: a create whose row
+/// cannot be stored answers UNAVAILABLE, so the client retries with its key.
+#[tokio::test]
+async fn a_create_whose_row_cannot_be_stored_is_unavailable() {
+    let db = TestDatabase::create().await;
+    let stripe = payments_core::testing::StripeStandIn::start().await;
+    let service: PaymentsService<_> = payments_core::testing::service(&db, &stripe).await;
+    service
+        .create_payment_intent("user-1", 500, "k1")
+        .await
+        .unwrap();
+    db.drop_in_use().await;
+
+    let err = service
+        .create_payment_intent("user-1", 1000, "")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Unavailable(_)), "{err:?}");
+}
