@@ -44,6 +44,8 @@ use serde_json::{Value, json};
 use tokio::process::Child;
 use tonic::transport::Channel;
 
+const GRPC_CONNECTIONS: usize = 4;
+
 #[derive(Parser, Clone)]
 #[command(
     name = "bench",
@@ -371,9 +373,16 @@ async fn balance_over_rest(world: &World) -> Figures {
 /// Scenario 2: gRPC `GetBalance` directly.
 async fn balance_over_grpc(world: &World) -> anyhow::Result<Figures> {
     let (warmup, duration) = durations(world);
-    let channel = Channel::from_shared(world.grpc_url.clone())?
-        .connect()
-        .await?;
+    // Several HTTP/2 connections, as a backend service's client pool (and the
+    // edge) would hold: one connection is one task on each side.
+    let mut channels = Vec::new();
+    for _ in 0..GRPC_CONNECTIONS {
+        channels.push(
+            Channel::from_shared(world.grpc_url.clone())?
+                .connect()
+                .await?,
+        );
+    }
     let users = world.args.users;
     let authorization: tonic::metadata::MetadataValue<_> =
         format!("Bearer {INTERNAL_TOKEN}").parse()?;
@@ -383,7 +392,7 @@ async fn balance_over_grpc(world: &World) -> anyhow::Result<Figures> {
         warmup,
         duration,
         move |worker, n| {
-            let mut client = PaymentsServiceClient::new(channel.clone());
+            let mut client = PaymentsServiceClient::new(channels[worker % channels.len()].clone());
             let mut request = tonic::Request::new(GetBalanceRequest {
                 user_id: format!("bench-user-{}", (worker as u64 * 7919 + n) % users),
             });
