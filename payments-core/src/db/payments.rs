@@ -27,8 +27,7 @@ pub struct PaymentRow {
     pub updated_at: DateTime<Utc>,
 }
 
-/// `None` is inserted as NULL, so the statement has one shape and Postgres
-/// gets it prepared once per connection, not parsed on every create.
+/// `None` is inserted as NULL: one statement shape, prepared once per connection.
 #[derive(Debug, Insertable)]
 #[diesel(table_name = payments, treat_none_as_default_value = false)]
 pub struct NewPayment<'a> {
