@@ -64,13 +64,17 @@ impl TestDatabase {
         let mut conn = AsyncPgConnection::establish(&self.maintenance_url)
             .await
             .expect("connect to the maintenance database");
-        diesel::sql_query(format!(
-            "DROP DATABASE {} WITH (FORCE)",
+        diesel::sql_query(self.drop_sql())
+            .execute(&mut conn)
+            .await
+            .expect("drop the test database");
+    }
+
+    fn drop_sql(&self) -> String {
+        format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
             db::quote_ident(&self.name)
-        ))
-        .execute(&mut conn)
-        .await
-        .expect("drop the test database");
+        )
     }
 
     pub async fn connection(&self) -> AsyncPgConnection {
@@ -83,10 +87,7 @@ impl TestDatabase {
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         let maintenance_url = self.maintenance_url.clone();
-        let sql = format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            db::quote_ident(&self.name)
-        );
+        let sql = self.drop_sql();
         // Drop may run inside a runtime; a thread of its own can block.
         let dropped = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
