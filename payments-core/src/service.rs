@@ -139,27 +139,54 @@ impl<G: PaymentGateway> PaymentsService<G> {
             idempotency_key: key.as_ref().map(|key| key.as_str().to_owned()),
         };
         if !self.payment_inserts.insert_if_absent(new).await? {
-            // A concurrent request with the same key stored it first.
-            let mut conn = self.connection().await?;
-            let stored = match &key {
-                Some(key) => {
-                    payments::find_by_idempotency_key(&mut conn, user.as_str(), key.as_str())
-                        .await?
-                }
-                None => payments::find_by_intent(&mut conn, &intent.id).await?,
-            };
-            match stored {
-                Some(row) if row.stripe_intent_id == intent.id => {}
-                Some(row) => return Err(key_reused(row.amount_cents)),
-                None => {
-                    return Err(Error::Internal(
-                        "payment row vanished after a conflict".into(),
-                    ));
-                }
-            }
+            return self
+                .answer_stored(intent, &user, key.as_ref(), amount_cents)
+                .await;
         }
         tracing::info!("payment intent created");
         created_intent(intent)
+    }
+
+    /// Answers a create whose row was already there: stored by a concurrent
+    /// request with the same key, or recovered from a webhook after a crash
+    /// between Stripe's answer and our insert (that row has no key yet).
+    async fn answer_stored(
+        &self,
+        intent: StripeIntent,
+        user: &UserId,
+        key: Option<&ClientIdempotencyKey>,
+        amount_cents: i64,
+    ) -> Result<CreatedIntent, Error> {
+        let mut conn = self.connection().await?;
+        if let Some(row) = payments::find_by_intent(&mut conn, &intent.id).await? {
+            if row.user_id != user.as_str() {
+                return Err(Error::Internal(format!(
+                    "Stripe answered intent {} stored for another user",
+                    intent.id
+                )));
+            }
+            if let (Some(key), None) = (key, &row.idempotency_key) {
+                // Kept, so the next retry is answered without asking Stripe
+                // to create, even after Stripe forgets its idempotency key.
+                payments::set_idempotency_key(&mut conn, row.id, key.as_str()).await?;
+            }
+            tracing::info!("payment intent created before; answered again");
+            return created_intent(intent);
+        }
+        // The conflict was on the user's key, held by another intent.
+        let by_key = match key {
+            Some(key) => {
+                payments::find_by_idempotency_key(&mut conn, user.as_str(), key.as_str()).await?
+            }
+            None => None,
+        };
+        drop(conn);
+        match by_key {
+            Some(row) => self.replay(row, amount_cents).await,
+            None => Err(Error::Internal(
+                "payment row vanished after a conflict".into(),
+            )),
+        }
     }
 
     /// Answers a repeated idempotency key with the intent stored for it.

@@ -245,6 +245,10 @@ impl StripeStandIn {
         self.state().intents.get(id).cloned()
     }
 
+    pub fn intent_ids(&self) -> Vec<String> {
+        self.state().intents.keys().cloned().collect()
+    }
+
     pub fn intent_count(&self) -> usize {
         self.state().intents.len()
     }

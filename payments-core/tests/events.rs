@@ -3,7 +3,9 @@
 
 use std::collections::HashMap;
 
+use diesel_async::SimpleAsyncConnection;
 use futures::future::join_all;
+use wiremock::ResponseTemplate;
 
 use payments_core::db::{balances, ledger, payments, stripe_events};
 use payments_core::stripe::StripeGateway;
@@ -459,6 +461,105 @@ async fn a_paid_intent_whose_row_was_never_stored_is_recovered_and_credited() {
         ("ivy", 2000)
     );
     world.check_ledger().await;
+}
+
+#[tokio::test]
+async fn a_retry_after_a_crash_before_the_insert_answers_the_recovered_intent() {
+    let world = World::new().await;
+    // The insert fails, as when the process dies between Stripe's answer and it.
+    let mut conn = world.db.connection().await;
+    conn.batch_execute(
+        "CREATE FUNCTION crash() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN RAISE EXCEPTION 'crashed before the insert'; END $$; \
+         CREATE TRIGGER crash BEFORE INSERT ON payments EXECUTE FUNCTION crash();",
+    )
+    .await
+    .unwrap();
+    let crashed = world
+        .service
+        .create_payment_intent("jay", 1000, "order-7")
+        .await;
+    assert!(matches!(crashed, Err(Error::Internal(_))), "{crashed:?}");
+    conn.batch_execute("DROP TRIGGER crash ON payments;")
+        .await
+        .unwrap();
+    let [intent] = world.stripe.intent_ids().try_into().unwrap();
+
+    // The webhook recovers the row from Stripe, without the client's key.
+    world.stripe.succeed(&intent);
+    let outcome = world
+        .apply("evt_jay", "payment_intent.succeeded", &intent)
+        .await
+        .unwrap();
+    assert_eq!(outcome, EventOutcome::Applied);
+    assert_eq!(world.payment(&intent).await.idempotency_key, None);
+
+    // The client's retry gets that intent (Stripe replays its key) and the
+    // row takes the key, so later retries never ask Stripe to create.
+    let retried = world
+        .service
+        .create_payment_intent("jay", 1000, "order-7")
+        .await
+        .unwrap();
+    assert_eq!(retried.intent_id, intent);
+    let stored = world.payment(&intent).await;
+    assert_eq!(stored.idempotency_key.as_deref(), Some("order-7"));
+    let creates = world
+        .stripe
+        .requests_to("POST", "/v1/payment_intents")
+        .await;
+    let again = world
+        .service
+        .create_payment_intent("jay", 1000, "order-7")
+        .await
+        .unwrap();
+    assert_eq!(again.intent_id, intent);
+    let err = world
+        .service
+        .create_payment_intent("jay", 2000, "order-7")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::IdempotencyConflict(_)), "{err:?}");
+    assert_eq!(
+        world
+            .stripe
+            .requests_to("POST", "/v1/payment_intents")
+            .await
+            .len(),
+        creates.len()
+    );
+    assert_eq!(world.stripe.intent_count(), 1);
+    assert_eq!(world.balance("jay").await, 1000);
+    assert_eq!(count_rows(&mut conn, "payments").await, 1);
+    world.check_ledger().await;
+}
+
+#[tokio::test]
+async fn stripe_answering_a_create_with_another_users_intent_is_refused() {
+    let world = World::new().await;
+    let kim = world.intent_for("kim", 1000).await;
+    let answer = world.stripe.intent(&kim).unwrap().to_json();
+    world
+        .stripe
+        .fail_next("POST", 1, ResponseTemplate::new(200).set_body_json(answer))
+        .await;
+
+    let err = world
+        .service
+        .create_payment_intent("lee", 1000, "order-1")
+        .await
+        .unwrap_err();
+
+    assert!(matches!(err, Error::Internal(_)), "{err:?}");
+    let stored = world.payment(&kim).await;
+    assert_eq!(
+        (stored.user_id.as_str(), stored.idempotency_key),
+        ("kim", None)
+    );
+    assert_eq!(
+        count_rows(&mut world.db.connection().await, "payments").await,
+        1
+    );
 }
 
 #[tokio::test]

@@ -133,6 +133,27 @@ impl QueryId for InsertAllIfAbsent<'_> {
     const HAS_STATIC_QUERY_ID: bool = true;
 }
 
+/// Gives a row stored without a key (recovered from a webhook) the key of
+/// the request that created its intent; a row that has a key keeps it.
+pub async fn set_idempotency_key(
+    conn: &mut AsyncPgConnection,
+    id: i64,
+    idempotency_key: &str,
+) -> Result<(), DbError> {
+    diesel::update(
+        payments::table
+            .find(id)
+            .filter(payments::idempotency_key.is_null()),
+    )
+    .set((
+        payments::idempotency_key.eq(idempotency_key),
+        payments::updated_at.eq(diesel::dsl::now),
+    ))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 pub async fn find_by_idempotency_key(
     conn: &mut AsyncPgConnection,
     user_id: &str,
