@@ -79,8 +79,10 @@ struct Args {
     /// Postgres connections of payments-grpc.
     #[arg(long, default_value_t = 16)]
     pool_size: u32,
-    /// Tokio worker threads of each server (their TOKIO_WORKER_THREADS).
-    #[arg(long, default_value_t = 2)]
+    /// Tokio worker threads of each server (their TOKIO_WORKER_THREADS). One:
+    /// with both servers, Postgres and the load on two cores, a second worker
+    /// per server only adds cross-thread wake-ups (see README, Performance).
+    #[arg(long, default_value_t = 1)]
     server_threads: usize,
     /// Run only these scenarios (comma-separated: rest, grpc, webhook, create, pgbench).
     #[arg(long, value_delimiter = ',')]
@@ -93,8 +95,12 @@ struct Args {
     bin_dir: Option<PathBuf>,
 }
 
+/// One stack: a database of its own, with both servers on it.
 struct World {
     args: Args,
+    /// The round it measures: `empty` or `preloaded`.
+    label: &'static str,
+    database: String,
     database_url: String,
     grpc: Child,
     edge: Child,
@@ -102,6 +108,17 @@ struct World {
     edge_pid: u32,
     edge_addr: SocketAddr,
     grpc_url: String,
+    tokens: Arc<Vec<String>>,
+    ready: (Duration, Duration),
+}
+
+/// What every stack shares: the binaries, the stand-ins and the tokens.
+struct Setting {
+    bin_dir: PathBuf,
+    log_dir: PathBuf,
+    maintenance: String,
+    stripe_url: String,
+    keys_url: String,
     tokens: Arc<Vec<String>>,
 }
 
@@ -121,14 +138,6 @@ async fn main() -> anyhow::Result<()> {
     let log_dir = bin_dir.join("bench-logs");
     std::fs::create_dir_all(&log_dir)?;
 
-    // A database of its own, dropped at the end.
-    let (maintenance, _) = maintenance_url(&args.server_url)?;
-    let name = format!("payments_bench_{}", std::process::id());
-    let mut database = url_with_path(&maintenance, &name);
-    database.push_str(if database.contains('?') { "&" } else { "?" });
-    database.push_str("application_name=bench");
-    let database_url = url_with_path(&maintenance, &name);
-
     let stripe = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let stripe_url = format!("http://{}", stripe.local_addr()?);
     let stripe_app = fast_stripe::router(args.users);
@@ -136,84 +145,45 @@ async fn main() -> anyhow::Result<()> {
     let keys = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let keys_url = format!("http://{}/jwks.json", keys.local_addr()?);
     serve_key_set(keys).await;
-    let grpc_addr = free_addr().await?;
-    let edge_addr = free_addr().await?;
+    let now = now_unix();
+    let setting = Setting {
+        bin_dir,
+        log_dir,
+        maintenance: maintenance_url(&args.server_url)?.0,
+        stripe_url,
+        keys_url,
+        tokens: Arc::new(
+            (0..args.users)
+                .map(|u| id_token(PROJECT_ID, &format!("bench-user-{u}"), now))
+                .collect(),
+        ),
+    };
 
     println!(
-        "bench: {} connections, {} s per scenario after {} s warm-up, {} users{}",
+        "bench: {} connections, {} s per scenario after {} s warm-up, {} users, {} worker thread(s) per server{}",
         args.connections,
         args.seconds,
         args.warmup_seconds,
         args.users,
+        args.server_threads,
         if args.smoke { " (smoke)" } else { "" }
     );
-    let grpc_started = Instant::now();
-    let grpc = spawn_server(
-        &bin_dir.join("payments-grpc"),
-        &log_dir.join("payments-grpc.log"),
-        &[
-            ("DATABASE_URL", &database_url),
-            ("STRIPE_SECRET_KEY", STRIPE_SECRET_KEY),
-            ("STRIPE_API_BASE", &stripe_url),
-            ("PAYMENTS_GRPC_ADDR", &grpc_addr.to_string()),
-            ("PAYMENTS_INTERNAL_TOKEN", INTERNAL_TOKEN),
-            ("DATABASE_POOL_SIZE", &args.pool_size.to_string()),
-            ("TOKIO_WORKER_THREADS", &args.server_threads.to_string()),
-            ("RUST_LOG", "warn"),
-        ],
-    )?;
-    let grpc_url = format!("http://{grpc_addr}");
-    let grpc_ready = wait_for_grpc(&grpc_url, grpc_started).await?;
-    let edge_started = Instant::now();
-    let edge = spawn_server(
-        &bin_dir.join("edge-gateway"),
-        &log_dir.join("edge-gateway.log"),
-        &[
-            ("EDGE_ADDR", &edge_addr.to_string()),
-            ("PAYMENTS_GRPC_URL", &grpc_url),
-            ("PAYMENTS_INTERNAL_TOKEN", INTERNAL_TOKEN),
-            ("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET),
-            ("FIREBASE_PROJECT_ID", PROJECT_ID),
-            ("FIREBASE_JWKS_URL", &keys_url),
-            ("TOKIO_WORKER_THREADS", &args.server_threads.to_string()),
-            ("RUST_LOG", "warn"),
-        ],
-    )?;
-    let http: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(1024)
-        .build_http();
-    let edge_url = format!("http://{edge_addr}");
-    let edge_ready = wait_for_edge(&http, &edge_url, edge_started).await?;
-    println!(
-        "ready: payments-grpc {:.0} ms (migrations included), edge-gateway {:.0} ms",
-        grpc_ready.as_secs_f64() * 1e3,
-        edge_ready.as_secs_f64() * 1e3
-    );
-
-    let now = now_unix();
-    let tokens = Arc::new(
-        (0..args.users)
-            .map(|u| id_token(PROJECT_ID, &format!("bench-user-{u}"), now))
-            .collect::<Vec<_>>(),
-    );
-    let mut world = World {
-        grpc_pid: grpc.id().context("grpc pid")?,
-        edge_pid: edge.id().context("edge pid")?,
-        args: args.clone(),
-        database_url,
-        grpc,
-        edge,
-        edge_addr,
-        grpc_url,
-        tokens,
-    };
-
-    let result = run_rounds(&mut world).await;
-    stop_gracefully(&mut world.edge).await;
-    stop_gracefully(&mut world.grpc).await;
-    drop_database(&maintenance, &name).await;
-    let mut report = result?;
-    report["startup_ms"] = json!({"payments_grpc": grpc_ready.as_millis() as u64, "edge_gateway": edge_ready.as_millis() as u64});
+    // Stopped and dropped at the end, whatever happened.
+    let mut worlds = Vec::new();
+    let result = async {
+        worlds.push(start_world(&args, &setting, "empty").await?);
+        if args.preload > 0 {
+            worlds.push(start_world(&args, &setting, "preloaded").await?);
+        }
+        run_rounds(&worlds).await
+    }
+    .await;
+    for world in &mut worlds {
+        stop_gracefully(&mut world.edge).await;
+        stop_gracefully(&mut world.grpc).await;
+        drop_database(&setting.maintenance, &world.database).await;
+    }
+    let report = result?;
     if let Some(dir) = args.out.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -222,80 +192,234 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run_rounds(world: &mut World) -> anyhow::Result<Value> {
-    seed_balances(&world.database_url, world.args.users).await?;
-    let empty = run_round(world, "empty").await?;
-    if world.args.preload == 0 {
-        return Ok(json!({"rounds": {"empty": empty}}));
+/// Creates the stack's database, starts payments-grpc on it (which migrates
+/// it) and then the edge, timing both to ready.
+async fn start_world(args: &Args, setting: &Setting, label: &'static str) -> anyhow::Result<World> {
+    let database = format!("payments_bench_{}_{label}", std::process::id());
+    let database_url = url_with_path(&setting.maintenance, &database);
+    let grpc_addr = free_addr().await?;
+    let edge_addr = free_addr().await?;
+    let threads = args.server_threads.to_string();
+    let grpc_started = Instant::now();
+    let mut grpc = spawn_server(
+        &setting.bin_dir.join("payments-grpc"),
+        &setting.log_dir.join(format!("payments-grpc-{label}.log")),
+        &[
+            ("DATABASE_URL", &database_url),
+            ("STRIPE_SECRET_KEY", STRIPE_SECRET_KEY),
+            ("STRIPE_API_BASE", &setting.stripe_url),
+            ("PAYMENTS_GRPC_ADDR", &grpc_addr.to_string()),
+            ("PAYMENTS_INTERNAL_TOKEN", INTERNAL_TOKEN),
+            ("DATABASE_POOL_SIZE", &args.pool_size.to_string()),
+            ("TOKIO_WORKER_THREADS", &threads),
+            ("RUST_LOG", "warn"),
+        ],
+    )?;
+    let grpc_url = format!("http://{grpc_addr}");
+    let grpc_ready = match wait_for_grpc(&grpc_url, grpc_started).await {
+        Ok(ready) => ready,
+        Err(err) => {
+            stop_gracefully(&mut grpc).await;
+            drop_database(&setting.maintenance, &database).await;
+            return Err(err);
+        }
+    };
+    let edge_started = Instant::now();
+    let edge = spawn_server(
+        &setting.bin_dir.join("edge-gateway"),
+        &setting.log_dir.join(format!("edge-gateway-{label}.log")),
+        &[
+            ("EDGE_ADDR", &edge_addr.to_string()),
+            ("PAYMENTS_GRPC_URL", &grpc_url),
+            ("PAYMENTS_INTERNAL_TOKEN", INTERNAL_TOKEN),
+            ("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET),
+            ("FIREBASE_PROJECT_ID", PROJECT_ID),
+            ("FIREBASE_JWKS_URL", &setting.keys_url),
+            ("TOKIO_WORKER_THREADS", &threads),
+            ("RUST_LOG", "warn"),
+        ],
+    )?;
+    let mut world = World {
+        grpc_pid: grpc.id().context("grpc pid")?,
+        edge_pid: edge.id().context("edge pid")?,
+        args: args.clone(),
+        label,
+        database,
+        database_url,
+        grpc,
+        edge,
+        edge_addr,
+        grpc_url,
+        tokens: setting.tokens.clone(),
+        ready: (grpc_ready, Duration::ZERO),
+    };
+    let http: Client<HttpConnector, Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build_http();
+    match wait_for_edge(&http, &format!("http://{edge_addr}"), edge_started).await {
+        Ok(ready) => world.ready.1 = ready,
+        Err(err) => {
+            stop_gracefully(&mut world.edge).await;
+            stop_gracefully(&mut world.grpc).await;
+            drop_database(&setting.maintenance, &world.database).await;
+            return Err(err);
+        }
     }
     println!(
-        "\npreloading {} payments, events and ledger entries…",
-        world.args.preload
+        "ready ({label} database): payments-grpc {:.0} ms (migrations included), edge-gateway {:.0} ms",
+        world.ready.0.as_secs_f64() * 1e3,
+        world.ready.1.as_secs_f64() * 1e3
     );
-    let started = Instant::now();
-    preload(&world.database_url, world.args.preload).await?;
-    println!("preloaded in {:.1} s", started.elapsed().as_secs_f64());
-    let preloaded = run_round(world, "preloaded").await?;
-    print_comparison(&empty, &preloaded);
-    Ok(json!({
-        "connections": world.args.connections,
-        "seconds": world.args.seconds,
-        "users": world.args.users,
-        "preload": world.args.preload,
-        "smoke": world.args.smoke,
-        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-        "rounds": {"empty": empty, "preloaded": preloaded},
-    }))
+    Ok(world)
 }
 
-async fn run_round(world: &mut World, round: &str) -> anyhow::Result<Value> {
-    println!("\n== round: {round} database ==");
+/// The scenarios, in the order they run and are printed.
+#[derive(Clone, Copy, PartialEq)]
+enum Scenario {
+    Rest,
+    Grpc,
+    Webhook,
+    Create,
+    PgbenchInsert,
+    Pgbench,
+}
+
+impl Scenario {
+    const ALL: [Scenario; 6] = [
+        Scenario::Rest,
+        Scenario::Grpc,
+        Scenario::Webhook,
+        Scenario::Create,
+        Scenario::PgbenchInsert,
+        Scenario::Pgbench,
+    ];
+
+    /// Its name for `--only`.
+    fn name(self) -> &'static str {
+        match self {
+            Scenario::Rest => "rest",
+            Scenario::Grpc => "grpc",
+            Scenario::Webhook => "webhook",
+            Scenario::Create => "create",
+            Scenario::PgbenchInsert | Scenario::Pgbench => "pgbench",
+        }
+    }
+}
+
+/// One round's figures: the scenarios through our servers, then the ceilings.
+#[derive(Default)]
+struct Round {
+    scenarios: Vec<Figures>,
+    webhook_rate: f64,
+    insert_ceiling: Option<Figures>,
+    ceiling: Option<Figures>,
+}
+
+/// Runs each scenario on every stack in turn, alternating which goes first,
+/// so both rounds see the machine in the same minute: its speed drifts by
+/// more than the 10 % the comparison is about.
+async fn run_rounds(worlds: &[World]) -> anyhow::Result<Value> {
+    let args = &worlds[0].args;
+    for world in worlds {
+        seed_balances(&world.database_url, args.users).await?;
+    }
+    if let Some(world) = worlds.iter().find(|w| w.label == "preloaded") {
+        println!(
+            "preloading {} payments, events and ledger entries…",
+            args.preload
+        );
+        let started = Instant::now();
+        preload(&world.database_url, args.preload).await?;
+        println!("preloaded in {:.1} s", started.elapsed().as_secs_f64());
+    }
     let wanted =
-        |name: &str| world.args.only.is_empty() || world.args.only.iter().any(|o| o == name);
-    let mut figures = Vec::new();
-    if wanted("rest") {
-        figures.push(with_rss(world, balance_over_rest(world).await));
+        |scenario: Scenario| args.only.is_empty() || args.only.iter().any(|o| o == scenario.name());
+    let mut rounds: Vec<Round> = worlds.iter().map(|_| Round::default()).collect();
+    let scenarios = Scenario::ALL.into_iter().filter(|s| wanted(*s));
+    for (step, scenario) in scenarios.enumerate() {
+        let mut order: Vec<usize> = (0..worlds.len()).collect();
+        if step % 2 == 1 {
+            order.reverse();
+        }
+        for i in order {
+            run_scenario(&worlds[i], scenario, &mut rounds[i]).await?;
+        }
     }
-    if wanted("grpc") {
-        figures.push(with_rss(world, balance_over_grpc(world).await?));
+
+    let mut report = json!({
+        "connections": args.connections,
+        "server_threads": args.server_threads,
+        "seconds": args.seconds,
+        "users": args.users,
+        "preload": args.preload,
+        "smoke": args.smoke,
+        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "startup_ms": {
+            "payments_grpc": worlds[0].ready.0.as_millis() as u64,
+            "edge_gateway": worlds[0].ready.1.as_millis() as u64,
+        },
+        "rounds": {},
+    });
+    for (world, round) in worlds.iter().zip(rounds) {
+        report["rounds"][world.label] = report_round(world, round).await?;
     }
-    let mut webhook_rate = 0.0;
-    if wanted("webhook") {
-        let (first, replay) = webhooks(world, round).await?;
-        webhook_rate = first.requests_per_sec;
-        figures.push(with_rss(world, first));
-        figures.push(with_rss(world, replay));
+    if let [empty, preloaded] = worlds {
+        print_comparison(
+            &report["rounds"][empty.label],
+            &report["rounds"][preloaded.label],
+        );
     }
-    if wanted("create") {
-        figures.push(with_rss(world, create_intents(world).await));
+    Ok(report)
+}
+
+async fn run_scenario(world: &World, scenario: Scenario, round: &mut Round) -> anyhow::Result<()> {
+    match scenario {
+        Scenario::Rest => round
+            .scenarios
+            .push(with_rss(world, balance_over_rest(world).await)),
+        Scenario::Grpc => round
+            .scenarios
+            .push(with_rss(world, balance_over_grpc(world).await?)),
+        Scenario::Webhook => {
+            let (first, replay) = webhooks(world, world.label).await?;
+            round.webhook_rate = first.requests_per_sec;
+            round.scenarios.push(with_rss(world, first));
+            round.scenarios.push(with_rss(world, replay));
+        }
+        Scenario::Create => round
+            .scenarios
+            .push(with_rss(world, create_intents(world).await)),
+        Scenario::PgbenchInsert => {
+            round.insert_ceiling = Some(pgbench_insert(world, world.label).await?);
+        }
+        Scenario::Pgbench => round.ceiling = Some(pgbench(world, world.label).await?),
     }
-    let insert_ceiling = if wanted("pgbench") {
-        Some(pgbench_insert(world, round).await?)
-    } else {
-        None
+    Ok(())
+}
+
+/// Prints one round's table and ratio, checks its ledger, and gives its JSON.
+async fn report_round(world: &World, round: Round) -> anyhow::Result<Value> {
+    println!("\n== round: {} database ==", world.label);
+    let ceilings: Vec<&Figures> = round.ceiling.iter().chain(&round.insert_ceiling).collect();
+    print_table(&round.scenarios, &ceilings);
+    let ratio = match &round.ceiling {
+        Some(ceiling) if ceiling.requests_per_sec > 0.0 => {
+            round.webhook_rate / ceiling.requests_per_sec
+        }
+        _ => 0.0,
     };
-    let ceiling = if wanted("pgbench") {
-        pgbench(world, round).await?
-    } else {
-        load::summarize("pgbench (not run)", Vec::new(), 0, 1.0)
-    };
-    let ceilings: Vec<&Figures> = std::iter::once(&ceiling)
-        .chain(insert_ceiling.as_ref())
-        .collect();
-    print_table(&figures, &ceilings);
-    let ratio = if ceiling.requests_per_sec > 0.0 {
-        webhook_rate / ceiling.requests_per_sec
-    } else {
-        0.0
-    };
-    println!(
-        "webhook application / pgbench ceiling = {:.0} %",
-        ratio * 100.0
-    );
+    if round.ceiling.is_some() && round.webhook_rate > 0.0 {
+        println!(
+            "webhook application / pgbench ceiling = {:.0} %",
+            ratio * 100.0
+        );
+    }
     check_ledger(&world.database_url).await?;
-    Ok(
-        json!({"scenarios": figures, "pgbench": ceiling, "pgbench_insert": insert_ceiling, "webhook_to_ceiling_ratio": ratio}),
-    )
+    Ok(json!({
+        "scenarios": round.scenarios,
+        "pgbench": round.ceiling,
+        "pgbench_insert": round.insert_ceiling,
+        "webhook_to_ceiling_ratio": ratio,
+    }))
 }
 
 fn with_rss(world: &World, mut figures: Figures) -> Figures {
@@ -500,7 +624,9 @@ async fn webhooks(world: &World, round: &str) -> anyhow::Result<(Figures, Figure
         "after the first pass, balances differ from the paid intents"
     );
     check_ledger(&world.database_url).await?;
-    println!("    checked: {sent} events, each balance = its paid intents, ledger sums equal");
+    println!(
+        "    {round}: checked {sent} events, each balance = its paid intents, ledger sums equal"
+    );
 
     let replayed = Arc::new(AtomicU64::new(0));
     let replay = {
@@ -529,7 +655,7 @@ async fn webhooks(world: &World, round: &str) -> anyhow::Result<(Figures, Figure
         "a replayed event changed a balance"
     );
     println!(
-        "    checked: {} replays, all duplicates, balances unchanged",
+        "    {round}: checked {} replays, all duplicates, balances unchanged",
         AtomicU64::load(&replayed, Ordering::Relaxed).min(sent)
     );
     Ok((first, replay))
@@ -815,15 +941,19 @@ fn print_table(figures: &[Figures], ceilings: &[&Figures]) {
     println!("(pgbench reports the average latency, shown under p50)");
 }
 
+/// Every scenario, then the pgbench ceilings: those show how much the
+/// machine itself drifted between the rounds.
 fn print_comparison(empty: &Value, preloaded: &Value) {
     println!("\n== preloaded vs empty (requests/s) ==");
-    let (Some(a), Some(b)) = (
-        empty["scenarios"].as_array(),
-        preloaded["scenarios"].as_array(),
-    ) else {
-        return;
+    let rows = |round: &Value| -> Vec<Value> {
+        let scenarios = round["scenarios"].as_array().into_iter().flatten();
+        let ceilings = [&round["pgbench"], &round["pgbench_insert"]];
+        scenarios
+            .chain(ceilings.into_iter().filter(|c| c.is_object()))
+            .cloned()
+            .collect()
     };
-    for (e, p) in a.iter().zip(b) {
+    for (e, p) in rows(empty).iter().zip(&rows(preloaded)) {
         let (e_rate, p_rate) = (
             e["requests_per_sec"].as_f64().unwrap_or(0.0),
             p["requests_per_sec"].as_f64().unwrap_or(0.0),
