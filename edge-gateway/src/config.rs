@@ -1,10 +1,20 @@
-//! Configuration: every setting is an environment variable and a flag.
+//! Configuration: every setting is an environment variable and a flag, and
+//! every one is checked at start (`Settings::from_config`), so a bad value
+//! stops the binary with one line naming it instead of failing later.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use axum::http::HeaderValue;
+use clap::Parser;
+use service_runtime::connections::ConnectionLimits;
+use service_runtime::logging::LogFormat;
 
 use crate::keys::GOOGLE_X509_URL;
+use crate::stripe_signature::WebhookSecret;
+
+/// At most this many webhook secrets at once (rotation needs two or three).
+pub const MAX_WEBHOOK_SECRETS: usize = 8;
 
 #[derive(Parser, Clone)]
 #[command(
@@ -16,7 +26,7 @@ pub struct Config {
     /// Address the HTTP server listens on.
     #[arg(long, env = "EDGE_ADDR", default_value = "127.0.0.1:8080")]
     pub edge_addr: SocketAddr,
-    /// URL of payments-grpc.
+    /// URL of payments-grpc (http://; https:// is refused: this build has no TLS client).
     #[arg(
         long,
         env = "PAYMENTS_GRPC_URL",
@@ -35,40 +45,200 @@ pub struct Config {
     /// Google's key set: a kid → X.509 certificate map or a JWK Set.
     #[arg(long, env = "FIREBASE_JWKS_URL", default_value = GOOGLE_X509_URL)]
     pub firebase_jwks_url: String,
-    /// Clock leeway for ID token exp/iat/auth_time, in seconds.
+    /// Clock leeway for ID token exp/iat/auth_time, in seconds (at most 300).
     #[arg(long, env = "FIREBASE_CLOCK_LEEWAY_SECS", default_value_t = 60)]
     pub firebase_clock_leeway_secs: u32,
-    /// Origins allowed to call the REST API from a browser, comma-separated.
+    /// Origins allowed to call the REST API from a browser, comma-separated
+    /// (`https://app.example.com`; `*` is refused).
     #[arg(long, env = "CORS_ALLOWED_ORIGINS", default_value = "")]
     pub cors_allowed_origins: String,
     /// Top-up tiers in whole US dollars; keep equal to payments-grpc's.
     #[arg(long, env = "TOPUP_TIERS_USD", default_value = "5,10,20,50")]
     pub topup_tiers_usd: String,
-    /// Largest webhook body accepted, in bytes.
+    /// Largest webhook body accepted, in bytes (4 KiB to 1 MiB).
     #[arg(long, env = "WEBHOOK_BODY_LIMIT_BYTES", default_value_t = 256 * 1024)]
     pub webhook_body_limit_bytes: usize,
+    /// Webhook bodies read at once; past it a webhook is answered 503 (Stripe retries).
+    #[arg(long, env = "WEBHOOK_MAX_CONCURRENT_BODIES", default_value_t = 32)]
+    pub webhook_max_concurrent_bodies: usize,
     /// Time limit of one request, in milliseconds.
     #[arg(long, env = "REQUEST_TIMEOUT_MS", default_value_t = 15_000)]
     pub request_timeout_ms: u64,
-    /// Log format.
+    /// Open client connections at most; keep it below the process's file descriptor limit.
+    #[arg(long, env = "EDGE_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub edge_max_connections: usize,
+    /// Time a client has to send a request's headers (and a new connection its first byte), in milliseconds.
+    #[arg(long, env = "EDGE_HEADER_READ_TIMEOUT_MS", default_value_t = 10_000)]
+    pub edge_header_read_timeout_ms: u64,
+    /// A connection silent this long (nothing read or written) is closed, in seconds.
+    #[arg(long, env = "EDGE_IDLE_TIMEOUT_SECS", default_value_t = 60)]
+    pub edge_idle_timeout_secs: u64,
+    /// Log format (text is coloured only on a terminal).
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 }
 
-#[derive(ValueEnum, Clone, Copy, PartialEq, Eq, Debug)]
-pub enum LogFormat {
-    Text,
-    Json,
+impl Config {
+    /// The defaults, as if no variable or flag were given (tests override fields).
+    pub fn defaults() -> Self {
+        Self::parse_from(["edge-gateway"])
+    }
 }
 
-/// A required setting given neither as a variable nor as a flag.
-pub fn required(value: &Option<String>, variable: &str, flag: &str) -> anyhow::Result<String> {
-    match value.as_deref() {
-        Some(value) if !value.trim().is_empty() => Ok(value.to_owned()),
-        _ => {
-            anyhow::bail!("{variable} is required (set the environment variable or pass --{flag})")
+/// The configuration once every value has been checked.
+pub struct Settings {
+    pub internal_token: String,
+    pub webhook_secrets: Vec<WebhookSecret>,
+    pub project_id: String,
+    pub cors_allowed_origins: Vec<HeaderValue>,
+    pub tiers_usd: Vec<u32>,
+    pub request_timeout: Duration,
+    pub header_read_timeout: Duration,
+    pub connections: ConnectionLimits,
+}
+
+impl Settings {
+    pub fn from_config(config: &Config) -> anyhow::Result<Self> {
+        use service_runtime::required;
+        let internal_token = required(
+            &config.payments_internal_token,
+            "PAYMENTS_INTERNAL_TOKEN",
+            "payments-internal-token",
+        )?;
+        let secrets = required(
+            &config.stripe_webhook_secret,
+            "STRIPE_WEBHOOK_SECRET",
+            "stripe-webhook-secret",
+        )?;
+        let project_id = required(
+            &config.firebase_project_id,
+            "FIREBASE_PROJECT_ID",
+            "firebase-project-id",
+        )?;
+        let webhook_secrets = parse_webhook_secrets(&secrets)?;
+        check_grpc_url(&config.payments_grpc_url)?;
+        check_range(
+            "FIREBASE_CLOCK_LEEWAY_SECS",
+            config.firebase_clock_leeway_secs.into(),
+            0,
+            300,
+        )?;
+        check_range(
+            "WEBHOOK_BODY_LIMIT_BYTES",
+            config.webhook_body_limit_bytes as u64,
+            4 * 1024,
+            1024 * 1024,
+        )?;
+        check_range(
+            "WEBHOOK_MAX_CONCURRENT_BODIES",
+            config.webhook_max_concurrent_bodies as u64,
+            1,
+            10_000,
+        )?;
+        check_range(
+            "REQUEST_TIMEOUT_MS",
+            config.request_timeout_ms,
+            100,
+            300_000,
+        )?;
+        check_range(
+            "EDGE_MAX_CONNECTIONS",
+            config.edge_max_connections as u64,
+            1,
+            1_000_000,
+        )?;
+        check_range(
+            "EDGE_HEADER_READ_TIMEOUT_MS",
+            config.edge_header_read_timeout_ms,
+            100,
+            120_000,
+        )?;
+        let request_timeout = Duration::from_millis(config.request_timeout_ms);
+        let idle_timeout = Duration::from_secs(config.edge_idle_timeout_secs);
+        // A request in progress may leave its connection quiet for its whole time limit.
+        if idle_timeout <= request_timeout {
+            anyhow::bail!(
+                "EDGE_IDLE_TIMEOUT_SECS ({}) must be longer than REQUEST_TIMEOUT_MS ({} ms)",
+                config.edge_idle_timeout_secs,
+                config.request_timeout_ms
+            );
         }
+        let header_read_timeout = Duration::from_millis(config.edge_header_read_timeout_ms);
+        Ok(Self {
+            internal_token,
+            webhook_secrets,
+            project_id,
+            cors_allowed_origins: parse_origins(&config.cors_allowed_origins)?,
+            tiers_usd: parse_tiers(&config.topup_tiers_usd)?,
+            request_timeout,
+            header_read_timeout,
+            connections: ConnectionLimits {
+                max_connections: config.edge_max_connections,
+                first_byte_timeout: header_read_timeout,
+                idle_timeout,
+            },
+        })
     }
+}
+
+fn check_range(variable: &str, value: u64, min: u64, max: u64) -> anyhow::Result<()> {
+    if (min..=max).contains(&value) {
+        Ok(())
+    } else {
+        anyhow::bail!("{variable} must be between {min} and {max} (got {value})")
+    }
+}
+
+fn parse_webhook_secrets(list: &str) -> anyhow::Result<Vec<WebhookSecret>> {
+    let secrets = WebhookSecret::parse_list(list);
+    if secrets.is_empty() {
+        anyhow::bail!("STRIPE_WEBHOOK_SECRET holds no secret (expected whsec_…, comma-separated)");
+    }
+    if secrets.len() > MAX_WEBHOOK_SECRETS {
+        anyhow::bail!("STRIPE_WEBHOOK_SECRET holds more than {MAX_WEBHOOK_SECRETS} secrets");
+    }
+    if list
+        .split(',')
+        .map(str::trim)
+        .any(|secret| !secret.is_empty() && !secret.starts_with("whsec_"))
+    {
+        anyhow::bail!("STRIPE_WEBHOOK_SECRET: every secret starts with whsec_");
+    }
+    Ok(secrets)
+}
+
+/// The internal hop is plaintext HTTP/2 in this build: an `https` URL would
+/// silently send the internal token in clear, so it is refused.
+fn check_grpc_url(url: &str) -> anyhow::Result<()> {
+    let uri: axum::http::Uri = url
+        .parse()
+        .map_err(|err| anyhow::anyhow!("PAYMENTS_GRPC_URL: {url:?} is not a URL: {err}"))?;
+    match uri.scheme_str() {
+        Some("http") if uri.authority().is_some() => Ok(()),
+        Some("https") => anyhow::bail!(
+            "PAYMENTS_GRPC_URL: https is not supported by this build (the internal hop is plaintext; keep it on a private network)"
+        ),
+        _ => anyhow::bail!("PAYMENTS_GRPC_URL: {url:?} is not an http://host:port URL"),
+    }
+}
+
+/// `scheme://host[:port]` origins; `*` or a path is refused.
+pub fn parse_origins(list: &str) -> anyhow::Result<Vec<HeaderValue>> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|origin| !origin.is_empty())
+        .map(|origin| {
+            let uri: axum::http::Uri = origin.parse().ok().filter(|uri: &axum::http::Uri| {
+                matches!(uri.scheme_str(), Some("http" | "https"))
+                    && uri.authority().is_some()
+                    && uri.path_and_query().is_none_or(|p| p.as_str().is_empty() || p.as_str() == "/")
+            }).ok_or_else(|| anyhow::anyhow!(
+                "CORS_ALLOWED_ORIGINS: {origin:?} is not an origin like https://app.example.com (* is not allowed)"
+            ))?;
+            let origin = format!("{}://{}", uri.scheme_str().unwrap_or("https"), uri.authority().map(|a| a.as_str()).unwrap_or_default());
+            Ok(HeaderValue::from_str(&origin)?)
+        })
+        .collect()
 }
 
 /// Whole-dollar tiers, e.g. `5,10,20,50`, sorted.
@@ -104,6 +274,10 @@ mod tests {
             "FIREBASE_PROJECT_ID",
             "FIREBASE_JWKS_URL",
             "CORS_ALLOWED_ORIGINS",
+            "WEBHOOK_MAX_CONCURRENT_BODIES",
+            "EDGE_MAX_CONNECTIONS",
+            "EDGE_HEADER_READ_TIMEOUT_MS",
+            "EDGE_IDLE_TIMEOUT_SECS",
         ] {
             assert!(help.contains(variable), "{variable} missing from --help");
             let flag = format!("--{}", variable.to_lowercase().replace('_', "-"));
@@ -119,15 +293,89 @@ mod tests {
         }
     }
 
+    fn valid() -> Config {
+        let mut config = Config::defaults();
+        config.payments_internal_token = Some("token".into());
+        config.stripe_webhook_secret = Some("whsec_a".into());
+        config.firebase_project_id = Some("project".into());
+        config
+    }
+
+    fn refusal(change: impl FnOnce(&mut Config)) -> String {
+        let mut config = valid();
+        change(&mut config);
+        match Settings::from_config(&config) {
+            Ok(_) => panic!("accepted"),
+            Err(err) => err.to_string(),
+        }
+    }
+
     #[test]
-    fn missing_required_settings_are_named_on_one_line() {
-        let err = required(&None, "FIREBASE_PROJECT_ID", "firebase-project-id")
-            .unwrap_err()
-            .to_string();
+    fn the_defaults_with_the_required_values_are_valid() {
+        let settings = Settings::from_config(&valid()).unwrap();
+        assert_eq!(settings.webhook_secrets.len(), 1);
+        assert_eq!(settings.connections.max_connections, 1024);
+        assert!(settings.connections.idle_timeout > settings.request_timeout);
+    }
+
+    #[test]
+    fn bad_values_stop_the_start_with_one_line_naming_the_variable() {
+        type Change = fn(&mut Config);
+        let cases: [(&str, Change); 12] = [
+            ("STRIPE_WEBHOOK_SECRET holds no secret", |c| {
+                c.stripe_webhook_secret = Some(" , ".into())
+            }),
+            (
+                "STRIPE_WEBHOOK_SECRET: every secret starts with whsec_",
+                |c| c.stripe_webhook_secret = Some("whsec_a,sk_live_x".into()),
+            ),
+            ("STRIPE_WEBHOOK_SECRET holds more than 8", |c| {
+                c.stripe_webhook_secret = Some(["whsec_a"; 9].join(","))
+            }),
+            ("CORS_ALLOWED_ORIGINS: \"*\"", |c| {
+                c.cors_allowed_origins = "*".into()
+            }),
+            ("CORS_ALLOWED_ORIGINS: \"https://a.example/path\"", |c| {
+                c.cors_allowed_origins = "https://a.example/path".into()
+            }),
+            ("PAYMENTS_GRPC_URL: https is not supported", |c| {
+                c.payments_grpc_url = "https://grpc.internal:50051".into()
+            }),
+            ("PAYMENTS_GRPC_URL: \"grpc.internal\"", |c| {
+                c.payments_grpc_url = "grpc.internal".into()
+            }),
+            ("WEBHOOK_BODY_LIMIT_BYTES must be between", |c| {
+                c.webhook_body_limit_bytes = 0
+            }),
+            ("WEBHOOK_MAX_CONCURRENT_BODIES must be between", |c| {
+                c.webhook_max_concurrent_bodies = 0
+            }),
+            ("EDGE_MAX_CONNECTIONS must be between", |c| {
+                c.edge_max_connections = 0
+            }),
+            ("EDGE_IDLE_TIMEOUT_SECS (10) must be longer", |c| {
+                c.edge_idle_timeout_secs = 10
+            }),
+            ("PAYMENTS_INTERNAL_TOKEN is required", |c| {
+                c.payments_internal_token = Some("  ".into())
+            }),
+        ];
+        for (expected, change) in cases {
+            let message = refusal(change);
+            assert!(
+                message.starts_with(expected),
+                "{message:?} should start with {expected:?}"
+            );
+            assert!(!message.contains('\n'), "{message:?}");
+        }
+    }
+
+    #[test]
+    fn origins_are_normalised() {
+        let origins = parse_origins(" https://app.example , http://localhost:5173/").unwrap();
         assert_eq!(
-            err,
-            "FIREBASE_PROJECT_ID is required (set the environment variable or pass --firebase-project-id)"
+            origins,
+            vec!["https://app.example", "http://localhost:5173"]
         );
-        assert!(required(&Some("  ".into()), "X", "x").is_err());
     }
 }

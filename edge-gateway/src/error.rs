@@ -12,6 +12,8 @@ pub struct ApiError {
     pub kind: &'static str,
     pub title: &'static str,
     pub detail: String,
+    /// Sent as `Retry-After` (seconds) with 429 and 503 answers.
+    pub retry_after_secs: Option<u32>,
 }
 
 #[derive(Serialize)]
@@ -35,7 +37,13 @@ impl ApiError {
             kind,
             title,
             detail: detail.into(),
+            retry_after_secs: None,
         }
+    }
+
+    pub fn retry_after(mut self, secs: u32) -> Self {
+        self.retry_after_secs = Some(secs);
+        self
     }
 
     pub fn unauthorized(detail: impl Into<String>) -> Self {
@@ -110,6 +118,17 @@ impl ApiError {
         )
     }
 
+    /// Load shed: too much of one kind of work in flight right now.
+    pub fn overloaded() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "Too many requests of this kind in flight",
+            "try again shortly",
+        )
+        .retry_after(1)
+    }
+
     pub fn not_found() -> Self {
         Self::new(
             StatusCode::NOT_FOUND,
@@ -166,6 +185,9 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if let Some(secs) = self.retry_after_secs {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             headers.insert(
                 header::WWW_AUTHENTICATE,

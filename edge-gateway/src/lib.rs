@@ -7,32 +7,96 @@ pub mod error;
 pub mod firebase;
 pub mod keys;
 mod routes;
+pub mod server;
 pub mod stripe_signature;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod upstream;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+use anyhow::Context;
+use service_runtime::connections::LimitedListener;
 
 pub use routes::{AppState, router};
 
-/// Serves `router` on `listener` until `shutdown`, then drains requests.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
+use crate::config::{Config, Settings};
+use crate::firebase::{TokenVerifier, VerifiedTokens};
+use crate::keys::KeyCache;
+use crate::upstream::Upstream;
+
+/// Verified ID tokens kept, until their `exp`.
+const VERIFIED_TOKENS_KEPT: usize = 10_000;
+
+/// The edge, built from its configuration and bound to its address: what
+/// `main`, the tests, the demo and the bench all start.
+pub struct Application {
+    listener: LimitedListener,
     state: Arc<AppState>,
-    request_timeout: Duration,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, router(state, request_timeout))
-        .with_graceful_shutdown(shutdown)
-        .await
+    settings: Settings,
 }
 
-pub(crate) fn now_unix() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default()
+impl Application {
+    /// Checks every setting, builds the state and binds `EDGE_ADDR`.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(config.edge_addr)
+            .await
+            .with_context(|| format!("binding {}", config.edge_addr))?;
+        Self::build_on(config, listener)
+    }
+
+    /// As `build`, on a listener bound already (its address is `EDGE_ADDR`).
+    pub fn build_on(config: Config, listener: tokio::net::TcpListener) -> anyhow::Result<Self> {
+        let settings = Settings::from_config(&config)?;
+        let state = Arc::new(AppState {
+            verifier: TokenVerifier::new(&settings.project_id, config.firebase_clock_leeway_secs),
+            verified_tokens: VerifiedTokens::new(VERIFIED_TOKENS_KEPT),
+            keys: KeyCache::new(&config.firebase_jwks_url).map_err(anyhow::Error::msg)?,
+            webhook_secrets: settings.webhook_secrets.clone(),
+            upstream: Upstream::new(&config.payments_grpc_url, &settings.internal_token)
+                .context("PAYMENTS_GRPC_URL")?,
+            tiers_usd: settings.tiers_usd.clone(),
+            webhook_body_limit: config.webhook_body_limit_bytes,
+            webhook_bodies: tokio::sync::Semaphore::new(config.webhook_max_concurrent_bodies),
+            cors_allowed_origins: settings.cors_allowed_origins.clone(),
+        });
+        Ok(Self {
+            listener: LimitedListener::new(listener, settings.connections),
+            state,
+            settings,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    pub fn state(&self) -> &Arc<AppState> {
+        &self.state
+    }
+
+    /// Serves until `shutdown`, then drains requests in flight.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()>) {
+        // Warm the key cache; a failure here is retried on the first request.
+        let warm = self.state.clone();
+        tokio::spawn(async move {
+            if let Err(err) = warm.keys.keys().await {
+                tracing::warn!(error = %err, "Firebase keys not fetched at start");
+            }
+        });
+        let router = router(self.state, self.settings.request_timeout);
+        server::serve(
+            self.listener,
+            router,
+            self.settings.header_read_timeout,
+            self.settings.request_timeout + Duration::from_secs(1),
+            shutdown,
+        )
+        .await;
+    }
 }

@@ -21,15 +21,18 @@ use tower_http::request_id::{
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::amount;
 use crate::error::ApiError;
 use crate::firebase::{TokenError, TokenVerifier, VerifiedTokens};
 use crate::keys::KeyCache;
 use crate::stripe_signature::{self, WebhookSecret};
 use crate::upstream::Upstream;
-use crate::{amount, now_unix};
+use service_runtime::now_unix;
 
 /// Bodies of the SPA's calls are tiny.
 const API_BODY_LIMIT: usize = 16 * 1024;
+/// How long a webhook waits for a body place before it is shed with 503.
+const WEBHOOK_PLACE_WAIT: Duration = Duration::from_secs(2);
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 pub struct AppState {
@@ -41,6 +44,9 @@ pub struct AppState {
     pub upstream: Upstream,
     pub tiers_usd: Vec<u32>,
     pub webhook_body_limit: usize,
+    /// Places for webhook bodies being read: past them a webhook is shed
+    /// with 503 instead of holding more memory.
+    pub webhook_bodies: tokio::sync::Semaphore,
     pub cors_allowed_origins: Vec<HeaderValue>,
 }
 
@@ -81,6 +87,22 @@ pub fn router(state: Arc<AppState>, request_timeout: Duration) -> Router {
         }))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, RequestIds::new()))
+        .layer(axum::middleware::map_request(drop_unsafe_request_id))
+}
+
+/// A client's `X-Request-Id` is kept only when it is short and plain, so it
+/// cannot flood the logs or forge log fields; otherwise one is made.
+async fn drop_unsafe_request_id(
+    mut request: axum::http::Request<Body>,
+) -> axum::http::Request<Body> {
+    let safe = request
+        .headers()
+        .get(REQUEST_ID)
+        .is_none_or(|id| service_runtime::is_safe_request_id(id.as_bytes()));
+    if !safe {
+        request.headers_mut().remove(REQUEST_ID);
+    }
+    request
 }
 
 /// Request ids `<random per process>-<counter>`: unique across replicas and
@@ -275,21 +297,42 @@ async fn stripe_webhook(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let body = read_body(body, state.webhook_body_limit).await?;
-    let signature = headers
-        .get("stripe-signature")
-        .and_then(|v| v.to_str().ok());
-    stripe_signature::verify(
-        signature,
-        &body,
-        &state.webhook_secrets,
+    let refused = |err: stripe_signature::SignatureError| {
+        tracing::warn!(reason = %err, "webhook signature refused");
+        ApiError::invalid_webhook(err.to_string())
+    };
+    // The header's shape and time first: a malformed or stale delivery is
+    // refused before its body is uploaded.
+    let signature = stripe_signature::SignatureHeader::parse(
+        headers
+            .get("stripe-signature")
+            .and_then(|v| v.to_str().ok()),
         now_unix(),
         stripe_signature::DEFAULT_TOLERANCE_SECS,
     )
-    .map_err(|err| {
-        tracing::warn!(reason = %err, "webhook signature refused");
-        ApiError::invalid_webhook(err.to_string())
-    })?;
+    .map_err(refused)?;
+    let declared_length = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared_length.is_some_and(|length| length > state.webhook_body_limit as u64) {
+        return Err(ApiError::too_large(state.webhook_body_limit));
+    }
+    let body = {
+        // A place is held while the body is uploaded and checked, so
+        // stalled or forged uploads hold a bounded amount of memory; a burst
+        // of real deliveries waits a moment for one.
+        let place = tokio::time::timeout(WEBHOOK_PLACE_WAIT, state.webhook_bodies.acquire()).await;
+        let Ok(Ok(_place)) = place else {
+            tracing::warn!("webhook shed: every body place is taken");
+            return Err(ApiError::overloaded());
+        };
+        let body = read_body(body, state.webhook_body_limit).await?;
+        signature
+            .verify(&body, &state.webhook_secrets)
+            .map_err(refused)?;
+        body
+    };
     // serde would also read a struct from a JSON array; events are objects.
     if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(ApiError::invalid_webhook(

@@ -60,6 +60,91 @@ pub enum SignatureError {
     NoMatch,
 }
 
+/// Stripe's header is `t=…` and one `v1` per active secret (plus a `v0` in
+/// test mode): a few hundred bytes. Anything much larger is an attack.
+pub const MAX_HEADER_BYTES: usize = 2048;
+/// `v1` values accepted in one header (one per secret during rotation).
+pub const MAX_SIGNATURES: usize = 8;
+
+/// A `Stripe-Signature` header whose shape and timestamp are acceptable:
+/// checked before the body is read, so a malformed or stale delivery costs
+/// no body upload and no HMAC.
+#[derive(Debug)]
+pub struct SignatureHeader<'a> {
+    /// As sent: the signed message starts with these exact bytes.
+    timestamp: &'a str,
+    signatures: Vec<[u8; 32]>,
+}
+
+impl<'a> SignatureHeader<'a> {
+    pub fn parse(
+        header: Option<&'a str>,
+        now_unix: i64,
+        tolerance_secs: i64,
+    ) -> Result<Self, SignatureError> {
+        let header = header.ok_or(SignatureError::Missing)?;
+        if header.len() > MAX_HEADER_BYTES {
+            return Err(SignatureError::Malformed("longer than 2048 bytes"));
+        }
+        let mut timestamp = None;
+        let mut signatures = Vec::new();
+        for item in header.split(',') {
+            let Some((key, value)) = item.trim().split_once('=') else {
+                return Err(SignatureError::Malformed("an item is not key=value"));
+            };
+            match key {
+                "t" if timestamp.is_some() => {
+                    return Err(SignatureError::Malformed("several timestamps"));
+                }
+                "t" => timestamp = Some(value),
+                "v1" if signatures.len() == MAX_SIGNATURES => {
+                    return Err(SignatureError::Malformed("more than 8 v1 signatures"));
+                }
+                "v1" => {
+                    let mut signature = [0u8; 32];
+                    hex::decode_to_slice(value, &mut signature).map_err(|_| {
+                        SignatureError::Malformed("a v1 signature is not 64 hex characters")
+                    })?;
+                    signatures.push(signature);
+                }
+                // v0 (test-mode legacy) and future schemes are not trusted.
+                _ => {}
+            }
+        }
+        let timestamp = timestamp.ok_or(SignatureError::Malformed("no timestamp"))?;
+        let signed_at: i64 = timestamp
+            .parse()
+            .map_err(|_| SignatureError::Malformed("timestamp is not an integer"))?;
+        if signatures.is_empty() {
+            return Err(SignatureError::Malformed("no v1 signature"));
+        }
+        if now_unix.abs_diff(signed_at) > tolerance_secs.unsigned_abs() {
+            return Err(SignatureError::OutsideTolerance);
+        }
+        Ok(Self {
+            timestamp,
+            signatures,
+        })
+    }
+
+    /// One HMAC over the body per secret, compared in constant time with
+    /// every `v1` value.
+    pub fn verify(&self, body: &[u8], secrets: &[WebhookSecret]) -> Result<(), SignatureError> {
+        let matches = secrets.iter().any(|secret| {
+            let expected = secret.mac(self.timestamp, body).finalize();
+            self.signatures.iter().any(|signature| {
+                // CtOutput's equality is constant-time.
+                expected == hmac::digest::CtOutput::new((*signature).into())
+            })
+        });
+        if matches {
+            Ok(())
+        } else {
+            Err(SignatureError::NoMatch)
+        }
+    }
+}
+
 /// Checks the header against the raw body, before anything parses the body.
 pub fn verify(
     header: Option<&str>,
@@ -68,45 +153,7 @@ pub fn verify(
     now_unix: i64,
     tolerance_secs: i64,
 ) -> Result<(), SignatureError> {
-    let header = header.ok_or(SignatureError::Missing)?;
-    let mut timestamp = None;
-    let mut signatures = Vec::new();
-    for item in header.split(',') {
-        let Some((key, value)) = item.trim().split_once('=') else {
-            return Err(SignatureError::Malformed("an item is not key=value"));
-        };
-        match key {
-            "t" if timestamp.is_some() => {
-                return Err(SignatureError::Malformed("several timestamps"));
-            }
-            "t" => timestamp = Some(value),
-            // A v1 that is not hex cannot match; skip it like Stripe's libraries.
-            "v1" => signatures.extend(hex::decode(value).ok()),
-            // v0 (test-mode legacy) and future schemes are not trusted.
-            _ => {}
-        }
-    }
-    let timestamp = timestamp.ok_or(SignatureError::Malformed("no timestamp"))?;
-    let signed_at: i64 = timestamp
-        .parse()
-        .map_err(|_| SignatureError::Malformed("timestamp is not an integer"))?;
-    if signatures.is_empty() {
-        return Err(SignatureError::Malformed("no v1 signature"));
-    }
-    if now_unix.abs_diff(signed_at) > tolerance_secs.unsigned_abs() {
-        return Err(SignatureError::OutsideTolerance);
-    }
-    // verify_slice compares in constant time.
-    let matches = secrets.iter().any(|secret| {
-        signatures
-            .iter()
-            .any(|signature| secret.mac(timestamp, body).verify_slice(signature).is_ok())
-    });
-    if matches {
-        Ok(())
-    } else {
-        Err(SignatureError::NoMatch)
-    }
+    SignatureHeader::parse(header, now_unix, tolerance_secs)?.verify(body, secrets)
 }
 
 #[cfg(test)]
@@ -224,12 +271,55 @@ mod tests {
             format!("t={NOW},v1=nothex"),
             format!("t={NOW},t={NOW},v1={good}"),
             format!("t={NOW};v1={good}"),
+            // Empty or short v1 values: each would have cost an HMAC over the body.
+            format!("t={NOW},v1=,v1={good}"),
+            format!("t={NOW},v1={}", &good[..62]),
+            format!("t={NOW},v1={good}00"),
         ] {
             assert!(
                 matches!(check(&bad, BODY), Err(SignatureError::Malformed(_))),
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn headers_built_to_amplify_the_hmac_are_refused_before_any_hmac() {
+        let good = WebhookSecret::new("whsec_current").unwrap().sign(NOW, BODY);
+        // Nine v1 values, the good one last: each used to cost an HMAC over the body.
+        let nine = format!(
+            "t={NOW}{},v1={good}",
+            format!(",v1={}", "ab".repeat(32)).repeat(8)
+        );
+        assert!(nine.len() < MAX_HEADER_BYTES);
+        assert_eq!(
+            check(&nine, BODY),
+            Err(SignatureError::Malformed("more than 8 v1 signatures"))
+        );
+        let eight = format!(
+            "t={NOW}{},v1={good}",
+            format!(",v1={}", "ab".repeat(32)).repeat(7)
+        );
+        assert_eq!(check(&eight, BODY), Ok(()));
+        // 400 KB of empty entries, as in the attack.
+        let huge = format!("t={NOW},{}v1={good}", "v1=,".repeat(100_000));
+        assert_eq!(
+            check(&huge, BODY),
+            Err(SignatureError::Malformed("longer than 2048 bytes"))
+        );
+    }
+
+    #[test]
+    fn shape_and_time_are_known_before_the_body() {
+        let good = WebhookSecret::new("whsec_current").unwrap().sign(NOW, BODY);
+        let header = format!("t={NOW},v1={good}");
+        let parsed = SignatureHeader::parse(Some(&header), NOW, 300).unwrap();
+        assert_eq!(parsed.verify(BODY, &secrets()), Ok(()));
+        let stale = format!("t={},v1={good}", NOW - 301);
+        assert_eq!(
+            SignatureHeader::parse(Some(&stale), NOW, 300).unwrap_err(),
+            SignatureError::OutsideTolerance
+        );
     }
 
     #[test]

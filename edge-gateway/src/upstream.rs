@@ -9,6 +9,8 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
+/// payments-grpc's Stripe calls, retries included, end before this
+/// (`payments_grpc::config::EDGE_CALL_TIMEOUT`).
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -33,7 +35,12 @@ impl Upstream {
         let endpoint = Endpoint::from_shared(url.to_owned())?
             .connect_timeout(Duration::from_secs(2))
             .timeout(CALL_TIMEOUT)
-            .tcp_nodelay(true);
+            .tcp_nodelay(true)
+            // payments-grpc closes connections silent for its idle timeout
+            // (300 s by default); pings keep ours open and find dead ones.
+            .http2_keep_alive_interval(Duration::from_secs(60))
+            .keep_alive_timeout(Duration::from_secs(20))
+            .keep_alive_while_idle(true);
         let connections = std::thread::available_parallelism()
             .map_or(2, |n| n.get())
             .clamp(2, 8);

@@ -6,14 +6,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use edge_gateway::AppState;
-use edge_gateway::firebase::TokenVerifier;
-use edge_gateway::keys::KeyCache;
-use edge_gateway::stripe_signature::WebhookSecret;
+use edge_gateway::Application;
+use edge_gateway::config::Config;
 use edge_gateway::testing::{
     JWKS_JSON, KID, X509_MAP_JSON, claims, id_token, sign, stripe_signature,
 };
-use edge_gateway::upstream::Upstream;
 use payments_core::PaymentsService;
 use payments_core::domain::Tiers;
 use payments_core::stripe::StripeGateway;
@@ -97,6 +94,15 @@ impl Stack {
     }
 
     async fn start_with_keys(key_set: &str, max_age_secs: u32) -> Self {
+        Self::start_configured(key_set, max_age_secs, |_| {}).await
+    }
+
+    /// The stack with the edge's configuration changed by `configure`.
+    async fn start_configured(
+        key_set: &str,
+        max_age_secs: u32,
+        configure: impl FnOnce(&mut Config),
+    ) -> Self {
         let db = TestDatabase::create().await;
         let stripe = StripeStandIn::start().await;
         let grpc = Grpc::start(&db, &stripe, "127.0.0.1:0".parse().unwrap()).await;
@@ -114,26 +120,20 @@ impl Stack {
             .with_priority(10)
             .mount(&keys)
             .await;
-        let state = Arc::new(AppState {
-            verifier: TokenVerifier::new(PROJECT, 60),
-            verified_tokens: edge_gateway::firebase::VerifiedTokens::new(10_000),
-            keys: KeyCache::new(&format!("{}/keys", keys.uri())).unwrap(),
-            webhook_secrets: WebhookSecret::parse_list(&format!(
-                "whsec_old_rotated,{WEBHOOK_SECRET}"
-            )),
-            upstream: Upstream::new(&format!("http://{}", grpc.addr), INTERNAL_TOKEN).unwrap(),
-            tiers_usd: vec![5, 10, 20, 50],
-            webhook_body_limit: 64 * 1024,
-            cors_allowed_origins: vec!["https://app.example".parse().unwrap()],
-        });
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let edge = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(edge_gateway::serve(
-            listener,
-            state,
-            Duration::from_secs(10),
-            std::future::pending(),
-        ));
+        let mut config = Config::defaults();
+        config.edge_addr = "127.0.0.1:0".parse().unwrap();
+        config.payments_grpc_url = format!("http://{}", grpc.addr);
+        config.payments_internal_token = Some(INTERNAL_TOKEN.into());
+        config.stripe_webhook_secret = Some(format!("whsec_old_rotated,{WEBHOOK_SECRET}"));
+        config.firebase_project_id = Some(PROJECT.into());
+        config.firebase_jwks_url = format!("{}/keys", keys.uri());
+        config.webhook_body_limit_bytes = 64 * 1024;
+        config.request_timeout_ms = 10_000;
+        config.cors_allowed_origins = "https://app.example".into();
+        configure(&mut config);
+        let application = Application::build(config).await.unwrap();
+        let edge = format!("http://{}", application.local_addr());
+        tokio::spawn(application.run_until(std::future::pending()));
         Self {
             db,
             stripe,

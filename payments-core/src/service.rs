@@ -9,7 +9,7 @@ use crate::db::balance_reads::BalanceReads;
 use crate::db::payment_inserts::{PaymentInserts, PaymentToStore};
 use crate::db::payments::{NewPayment, PaymentRow, PaymentUpdate};
 use crate::db::stripe_events::{NewStripeEvent, OUTCOME_APPLIED, OUTCOME_IGNORED};
-use crate::db::{DbPool, PooledConnection, balances, ledger, payments, stripe_events};
+use crate::db::{CancelOnDrop, DbPool, balances, ledger, payments, stripe_events};
 use crate::domain::{ClientIdempotencyKey, Currency, PaymentStatus, Tiers, UserId};
 use crate::stripe::{EventKind, NewIntent, PaymentGateway, StripeEvent, StripeIntent};
 
@@ -74,8 +74,9 @@ impl<G: PaymentGateway> PaymentsService<G> {
     }
 
     /// A pooled connection; UNAVAILABLE when none comes within the pool's timeout.
-    async fn connection(&self) -> Result<PooledConnection<'_>, Error> {
-        Ok(self.pool.get().await.map_err(crate::db::DbError::from)?)
+    async fn connection(&self) -> Result<CancelOnDrop<'_>, Error> {
+        let conn = self.pool.get().await.map_err(crate::db::DbError::from)?;
+        Ok(CancelOnDrop::new(conn))
     }
 
     /// Whether Postgres answers, for health checks.

@@ -52,10 +52,15 @@ impl TestDatabase {
     }
 
     pub async fn pool(&self) -> DbPool {
-        let config = PoolConfig {
+        self.pool_with(PoolConfig {
             max_size: 8,
             connection_timeout: Duration::from_secs(2),
-        };
+            ..PoolConfig::default()
+        })
+        .await
+    }
+
+    pub async fn pool_with(&self, config: PoolConfig) -> DbPool {
         db::connect_pool(&self.url, &config).await.expect("pool")
     }
 
@@ -211,6 +216,7 @@ impl StripeStandIn {
             secret_key: "sk_test_standin".into(),
             api_base: self.url(),
             timeout: Duration::from_secs(2),
+            deadline: Duration::from_secs(5),
             max_attempts: 3,
             retry_backoff: Duration::from_millis(10),
         }

@@ -1,10 +1,22 @@
-//! Configuration: every setting is an environment variable and a flag.
+//! Configuration: every setting is an environment variable and a flag, and
+//! every one is checked at start (`Config::check`), so a bad value stops the
+//! binary with one line naming it instead of failing later.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
+use payments_core::db::{PoolConfig, SessionLimits};
 use payments_core::domain::Tiers;
+use payments_core::stripe::StripeConfig;
+use service_runtime::connections::ConnectionLimits;
+use service_runtime::logging::LogFormat;
+
+use crate::limits::GrpcLimits;
+
+/// The edge gives each call to payments-grpc this long; a Stripe call with
+/// its retries must end before it.
+pub const EDGE_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Parser)]
 #[command(
@@ -37,7 +49,7 @@ pub struct Config {
         hide_env_values = true
     )]
     pub database_url: String,
-    /// Stripe secret key (sk_test_… or sk_live_…). Required to serve.
+    /// Stripe secret key (sk_test_… or sk_live_…, or a restricted rk_…). Required to serve.
     #[arg(long, env = "STRIPE_SECRET_KEY", hide_env_values = true)]
     pub stripe_secret_key: Option<String>,
     /// Stripe API base URL; point it at a local stand-in in tests.
@@ -47,12 +59,18 @@ pub struct Config {
         default_value = "https://api.stripe.com"
     )]
     pub stripe_api_base: String,
-    /// Per-attempt timeout of Stripe calls, in milliseconds.
-    #[arg(long, env = "STRIPE_TIMEOUT_MS", default_value_t = 10_000)]
+    /// Time limit of one attempt of a Stripe call, in milliseconds (at most half the deadline).
+    #[arg(long, env = "STRIPE_TIMEOUT_MS", default_value_t = 3_000)]
     pub stripe_timeout_ms: u64,
-    /// Attempts per Stripe call; retries reuse the same Idempotency-Key.
+    /// Time limit of a whole Stripe call, retries included, in milliseconds (below the edge's 10 s).
+    #[arg(long, env = "STRIPE_DEADLINE_MS", default_value_t = 8_000)]
+    pub stripe_deadline_ms: u64,
+    /// Attempts per Stripe call (1 to 10); retries reuse the same Idempotency-Key.
     #[arg(long, env = "STRIPE_MAX_ATTEMPTS", default_value_t = 3)]
     pub stripe_max_attempts: u32,
+    /// Pause before the first retry of a Stripe call, in milliseconds; doubled each time, at most 2 s.
+    #[arg(long, env = "STRIPE_RETRY_BACKOFF_MS", default_value_t = 200)]
+    pub stripe_retry_backoff_ms: u64,
     /// Address the gRPC server listens on.
     #[arg(long, env = "PAYMENTS_GRPC_ADDR", default_value = "127.0.0.1:50051")]
     pub payments_grpc_addr: SocketAddr,
@@ -62,37 +80,170 @@ pub struct Config {
     /// Top-up tiers in whole US dollars, comma-separated.
     #[arg(long, env = "TOPUP_TIERS_USD", default_value = "5,10,20,50", value_parser = parse_tiers)]
     pub topup_tiers_usd: Tiers,
-    /// Postgres connections in the pool.
+    /// Postgres connections in the pool (1 to 1000).
     #[arg(long, env = "DATABASE_POOL_SIZE", default_value_t = 16)]
     pub database_pool_size: u32,
-    /// Log format.
+    /// `statement_timeout` of every pooled connection, in milliseconds.
+    #[arg(long, env = "DATABASE_STATEMENT_TIMEOUT_MS", default_value_t = 5_000)]
+    pub database_statement_timeout_ms: u64,
+    /// `lock_timeout` of every pooled connection, in milliseconds.
+    #[arg(long, env = "DATABASE_LOCK_TIMEOUT_MS", default_value_t = 2_000)]
+    pub database_lock_timeout_ms: u64,
+    /// `idle_in_transaction_session_timeout` of every pooled connection, in milliseconds.
+    #[arg(
+        long,
+        env = "DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    pub database_idle_in_transaction_timeout_ms: u64,
+    /// Open client connections at most; keep it below the process's file descriptor limit.
+    #[arg(long, env = "PAYMENTS_MAX_CONNECTIONS", default_value_t = 256)]
+    pub payments_max_connections: usize,
+    /// Time a new connection has to send its first byte, in milliseconds.
+    #[arg(long, env = "PAYMENTS_FIRST_BYTE_TIMEOUT_MS", default_value_t = 10_000)]
+    pub payments_first_byte_timeout_ms: u64,
+    /// A connection silent this long is closed, in seconds (clients keep theirs with HTTP/2 pings).
+    #[arg(long, env = "PAYMENTS_IDLE_TIMEOUT_SECS", default_value_t = 300)]
+    pub payments_idle_timeout_secs: u64,
+    /// Log format (text is coloured only on a terminal).
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
-}
-
-#[derive(ValueEnum, Clone, Copy, PartialEq, Eq, Debug)]
-pub enum LogFormat {
-    Text,
-    Json,
 }
 
 fn parse_tiers(list: &str) -> Result<Tiers, String> {
     Tiers::parse_usd(list).map_err(|err| err.to_string())
 }
 
-impl Config {
-    pub fn stripe_timeout(&self) -> Duration {
-        Duration::from_millis(self.stripe_timeout_ms)
+fn check_range(variable: &str, value: u64, min: u64, max: u64) -> anyhow::Result<()> {
+    if (min..=max).contains(&value) {
+        Ok(())
+    } else {
+        anyhow::bail!("{variable} must be between {min} and {max} (got {value})")
     }
 }
 
-/// A required setting given neither as a variable nor as a flag: the message
-/// names both, on one line.
-pub fn required(value: &Option<String>, variable: &str, flag: &str) -> anyhow::Result<String> {
-    match value.as_deref() {
-        Some(value) if !value.is_empty() => Ok(value.to_owned()),
-        _ => {
-            anyhow::bail!("{variable} is required (set the environment variable or pass --{flag})")
+impl Config {
+    /// The defaults, as if no variable or flag were given (tests override fields).
+    pub fn defaults() -> Self {
+        Cli::parse_from(["payments-grpc"]).config
+    }
+
+    /// Every value that a clap parser cannot check alone.
+    pub fn check(&self) -> anyhow::Result<()> {
+        url::Url::parse(&self.database_url)
+            .map_err(|err| anyhow::anyhow!("DATABASE_URL is not a URL: {err}"))?;
+        match url::Url::parse(&self.stripe_api_base) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => {}
+            _ => anyhow::bail!(
+                "STRIPE_API_BASE: {:?} is not an http(s) URL",
+                self.stripe_api_base
+            ),
+        }
+        check_range(
+            "DATABASE_POOL_SIZE",
+            self.database_pool_size.into(),
+            1,
+            1000,
+        )?;
+        check_range(
+            "STRIPE_MAX_ATTEMPTS",
+            self.stripe_max_attempts.into(),
+            1,
+            10,
+        )?;
+        check_range(
+            "STRIPE_RETRY_BACKOFF_MS",
+            self.stripe_retry_backoff_ms,
+            0,
+            2_000,
+        )?;
+        let edge_ms = EDGE_CALL_TIMEOUT.as_millis() as u64;
+        check_range(
+            "STRIPE_DEADLINE_MS",
+            self.stripe_deadline_ms,
+            100,
+            edge_ms - 500,
+        )?;
+        if self.stripe_timeout_ms < 50 || self.stripe_timeout_ms * 2 > self.stripe_deadline_ms {
+            anyhow::bail!(
+                "STRIPE_TIMEOUT_MS must be between 50 and half of STRIPE_DEADLINE_MS ({} ms), so a hanging attempt can be retried (got {})",
+                self.stripe_deadline_ms,
+                self.stripe_timeout_ms
+            );
+        }
+        check_range(
+            "DATABASE_STATEMENT_TIMEOUT_MS",
+            self.database_statement_timeout_ms,
+            100,
+            600_000,
+        )?;
+        check_range(
+            "DATABASE_LOCK_TIMEOUT_MS",
+            self.database_lock_timeout_ms,
+            10,
+            600_000,
+        )?;
+        check_range(
+            "DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS",
+            self.database_idle_in_transaction_timeout_ms,
+            100,
+            600_000,
+        )?;
+        check_range(
+            "PAYMENTS_MAX_CONNECTIONS",
+            self.payments_max_connections as u64,
+            1,
+            1_000_000,
+        )?;
+        check_range(
+            "PAYMENTS_FIRST_BYTE_TIMEOUT_MS",
+            self.payments_first_byte_timeout_ms,
+            100,
+            120_000,
+        )?;
+        check_range(
+            "PAYMENTS_IDLE_TIMEOUT_SECS",
+            self.payments_idle_timeout_secs,
+            31,
+            86_400,
+        )?;
+        Ok(())
+    }
+
+    pub fn stripe_config(&self, secret_key: String) -> StripeConfig {
+        StripeConfig {
+            secret_key,
+            api_base: self.stripe_api_base.clone(),
+            timeout: Duration::from_millis(self.stripe_timeout_ms),
+            deadline: Duration::from_millis(self.stripe_deadline_ms),
+            max_attempts: self.stripe_max_attempts,
+            retry_backoff: Duration::from_millis(self.stripe_retry_backoff_ms),
+        }
+    }
+
+    pub fn pool_config(&self) -> PoolConfig {
+        PoolConfig {
+            max_size: self.database_pool_size,
+            session: SessionLimits {
+                statement_timeout: Duration::from_millis(self.database_statement_timeout_ms),
+                lock_timeout: Duration::from_millis(self.database_lock_timeout_ms),
+                idle_in_transaction_timeout: Duration::from_millis(
+                    self.database_idle_in_transaction_timeout_ms,
+                ),
+            },
+            ..PoolConfig::default()
+        }
+    }
+
+    pub fn limits(&self) -> GrpcLimits {
+        let defaults = GrpcLimits::default();
+        GrpcLimits {
+            connections: ConnectionLimits {
+                max_connections: self.payments_max_connections,
+                first_byte_timeout: Duration::from_millis(self.payments_first_byte_timeout_ms),
+                idle_timeout: Duration::from_secs(self.payments_idle_timeout_secs),
+            },
+            ..defaults
         }
     }
 }
@@ -110,9 +261,17 @@ mod tests {
             "DATABASE_URL",
             "STRIPE_SECRET_KEY",
             "STRIPE_API_BASE",
+            "STRIPE_DEADLINE_MS",
+            "STRIPE_RETRY_BACKOFF_MS",
             "PAYMENTS_GRPC_ADDR",
             "PAYMENTS_INTERNAL_TOKEN",
             "TOPUP_TIERS_USD",
+            "DATABASE_STATEMENT_TIMEOUT_MS",
+            "DATABASE_LOCK_TIMEOUT_MS",
+            "DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS",
+            "PAYMENTS_MAX_CONNECTIONS",
+            "PAYMENTS_FIRST_BYTE_TIMEOUT_MS",
+            "PAYMENTS_IDLE_TIMEOUT_SECS",
         ] {
             assert!(help.contains(variable), "{variable} missing from --help");
             let flag = format!("--{}", variable.to_lowercase().replace('_', "-"));
@@ -121,13 +280,55 @@ mod tests {
     }
 
     #[test]
-    fn missing_required_settings_are_named() {
-        let err = required(&None, "STRIPE_SECRET_KEY", "stripe-secret-key").unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "STRIPE_SECRET_KEY is required (set the environment variable or pass --stripe-secret-key)"
-        );
-        assert!(required(&Some(String::new()), "X", "x").is_err());
-        assert_eq!(required(&Some("v".into()), "X", "x").unwrap(), "v");
+    fn the_defaults_are_valid_and_retry_a_hanging_stripe_within_the_edges_deadline() {
+        let config = Config::defaults();
+        config.check().unwrap();
+        let stripe = config.stripe_config("sk_test_x".into());
+        assert!(stripe.timeout * 2 <= stripe.deadline, "{stripe:?}");
+        assert!(stripe.deadline < EDGE_CALL_TIMEOUT, "{stripe:?}");
+    }
+
+    #[test]
+    fn bad_values_stop_the_start_with_one_line_naming_the_variable() {
+        type Change = fn(&mut Config);
+        let cases: [(&str, Change); 9] = [
+            ("DATABASE_POOL_SIZE must be between 1", |c| {
+                c.database_pool_size = 0
+            }),
+            ("STRIPE_MAX_ATTEMPTS must be between 1", |c| {
+                c.stripe_max_attempts = 0
+            }),
+            ("STRIPE_RETRY_BACKOFF_MS must be between", |c| {
+                c.stripe_retry_backoff_ms = 60_000
+            }),
+            ("STRIPE_DEADLINE_MS must be between", |c| {
+                c.stripe_deadline_ms = 10_000
+            }),
+            ("STRIPE_TIMEOUT_MS must be between 50 and half", |c| {
+                c.stripe_timeout_ms = 8_000
+            }),
+            ("STRIPE_API_BASE: \"api.stripe.com\"", |c| {
+                c.stripe_api_base = "api.stripe.com".into()
+            }),
+            ("DATABASE_URL is not a URL", |c| {
+                c.database_url = "localhost/payments".into()
+            }),
+            ("DATABASE_LOCK_TIMEOUT_MS must be between", |c| {
+                c.database_lock_timeout_ms = 0
+            }),
+            ("PAYMENTS_MAX_CONNECTIONS must be between", |c| {
+                c.payments_max_connections = 0
+            }),
+        ];
+        for (expected, change) in cases {
+            let mut config = Config::defaults();
+            change(&mut config);
+            let message = config.check().unwrap_err().to_string();
+            assert!(
+                message.starts_with(expected),
+                "{message:?} should start with {expected:?}"
+            );
+            assert!(!message.contains('\n'), "{message:?}");
+        }
     }
 }

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod config;
 pub mod convert;
+pub mod limits;
 mod service;
 
 use std::future::Future;
@@ -12,12 +13,16 @@ use std::time::Duration;
 
 use payments_core::PaymentsService;
 use payments_core::stripe::PaymentGateway;
+use service_runtime::connections::LimitedListener;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tonic::codegen::InterceptedService;
 use tonic::transport::Server;
-use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
+pub use limits::GrpcLimits;
+use limits::StreamPlaces;
 pub use service::GrpcPaymentsService;
 
 pub use payments_proto as proto;
@@ -27,24 +32,52 @@ use proto::payments_service_server::PaymentsServiceServer;
 pub use payments_proto::SERVICE_NAME;
 
 /// Serves the payments service, health and reflection on `listener` until
-/// `shutdown` resolves, then drains in-flight calls.
+/// `shutdown` resolves, then drains in-flight calls; with the default limits.
 pub async fn serve<G: PaymentGateway>(
     core: Arc<PaymentsService<G>>,
     internal_token: auth::InternalToken,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
+    serve_with_limits(
+        core,
+        internal_token,
+        listener,
+        &GrpcLimits::default(),
+        shutdown,
+    )
+    .await
+}
+
+/// As `serve`, with the given limits.
+pub async fn serve_with_limits<G: PaymentGateway>(
+    core: Arc<PaymentsService<G>>,
+    internal_token: auth::InternalToken,
+    listener: TcpListener,
+    limits: &GrpcLimits,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), tonic::transport::Error> {
     let (health, health_service) = tonic_health::server::health_reporter();
+    let health_service =
+        health_service.max_decoding_message_size(limits::MAX_UNAUTHENTICATED_MESSAGE_BYTES);
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
-        .expect("the embedded descriptors are valid");
+        .expect("the embedded descriptors are valid")
+        .max_decoding_message_size(limits::MAX_UNAUTHENTICATED_MESSAGE_BYTES);
     let reflection_v1alpha = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
-        .expect("the embedded descriptors are valid");
+        .expect("the embedded descriptors are valid")
+        .max_decoding_message_size(limits::MAX_UNAUTHENTICATED_MESSAGE_BYTES);
+    // Anyone may open these streams: together they share a fixed number of places.
+    let open_streams = Arc::new(Semaphore::new(limits.max_unauthenticated_streams));
+    let health_service =
+        StreamPlaces::new(health_service, open_streams.clone(), limits::health_watch);
+    let reflection_v1 = StreamPlaces::new(reflection_v1, open_streams.clone(), limits::always);
+    let reflection_v1alpha = StreamPlaces::new(reflection_v1alpha, open_streams, limits::always);
 
     // Known before the first call, then kept up to date.
     let mut database_status = report_database_health(&core, &health, None).await;
@@ -58,17 +91,27 @@ pub async fn serve<G: PaymentGateway>(
             }
         }
     });
-    let payments = PaymentsServiceServer::with_interceptor(
-        GrpcPaymentsService::new(core),
+    // The token is checked on the headers, before a message is read.
+    let payments = InterceptedService::new(
+        PaymentsServiceServer::new(GrpcPaymentsService::new(core))
+            .max_decoding_message_size(limits::MAX_CALL_MESSAGE_BYTES),
         auth::check_bearer(internal_token),
     );
     let result = Server::builder()
-        // One span per call, carrying the edge's request id when it sent one.
+        .max_concurrent_streams(limits.max_streams_per_connection)
+        .concurrency_limit_per_connection(limits.max_calls_per_connection)
+        .timeout(limits.call_timeout)
+        .http2_max_header_list_size(16 * 1024)
+        .http2_max_pending_accept_reset_streams(Some(32))
+        .http2_max_local_error_reset_streams(Some(64))
+        // One span per call, carrying the caller's request id when it is a safe one.
         .trace_fn(|request| {
             let request_id = request
                 .headers()
                 .get("x-request-id")
-                .and_then(|value| value.to_str().ok())
+                .map(|value| value.as_bytes())
+                .filter(|id| service_runtime::is_safe_request_id(id))
+                .and_then(|id| std::str::from_utf8(id).ok())
                 .unwrap_or("-");
             tracing::info_span!("grpc", path = %request.uri().path(), request_id = %request_id)
         })
@@ -77,7 +120,7 @@ pub async fn serve<G: PaymentGateway>(
         .add_service(reflection_v1alpha)
         .add_service(payments)
         .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            LimitedListener::new(listener, limits.connections).into_incoming(),
             shutdown,
         )
         .await;

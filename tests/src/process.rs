@@ -22,9 +22,21 @@ pub fn spawn_server(binary: &Path, log: &Path, env: &[(&str, &str)]) -> anyhow::
         "{} not found; build it with `cargo build --release --bins`",
         binary.display()
     );
+    spawn_command(binary, &[], log, env)
+}
+
+/// Starts `program` with `args` and `env`, its output going to `log`.
+pub fn spawn_command(
+    program: &Path,
+    args: &[&str],
+    log: &Path,
+    env: &[(&str, &str)],
+) -> anyhow::Result<Child> {
+    let binary = program;
     let log_file =
         std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
     Command::new(binary)
+        .args(args)
         .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(log_file.try_clone()?)
@@ -48,4 +60,42 @@ pub async fn stop_gracefully(child: &mut Child) {
             let _ = child.kill().await;
         }
     }
+}
+
+/// A field of `/proc/<pid>/status` in KiB (`VmRSS`, `VmHWM`).
+fn status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"))
+}
+
+/// The most memory the process has held, in KiB.
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmHWM")
+}
+
+/// The memory the process holds now, in KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmRSS")
+}
+
+/// CPU time the process has used (user + system), in seconds.
+pub fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/<pid>/stat");
+    // The command name may hold spaces; the fields after it are plain.
+    let fields: Vec<&str> = stat[stat.rfind(')').expect("comm") + 2..]
+        .split_whitespace()
+        .collect();
+    let ticks: u64 =
+        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+    // Linux reports in USER_HZ, 100 per second on every architecture we run on.
+    ticks as f64 / 100.0
+}
+
+/// Open file descriptors of the process.
+pub fn open_files(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |dir| dir.count())
 }

@@ -8,11 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::routing::get;
-use edge_gateway::AppState;
-use edge_gateway::firebase::TokenVerifier;
-use edge_gateway::keys::KeyCache;
-use edge_gateway::stripe_signature::WebhookSecret;
-use edge_gateway::upstream::Upstream;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
@@ -35,11 +30,35 @@ pub const INTERNAL_TOKEN: &str = "local-internal-token";
 pub const WEBHOOK_SECRET: &str = "whsec_local_sandbox_secret";
 pub const STRIPE_SECRET_KEY: &str = "sk_test_local_sandbox";
 
-pub fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default()
+pub use service_runtime::now_unix;
+
+/// A server binary built beside the test binary: tests run from
+/// target/<profile>/deps, the servers are in target/<profile>.
+pub fn server_binary(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test binary");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target directory");
+    let binary = dir.join(name);
+    assert!(
+        binary.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first",
+        binary.display()
+    );
+    binary
+}
+
+/// The edge's configuration in this stack: its defaults, pointed at the
+/// stack's key set and payments-grpc.
+pub fn edge_config(keys_url: &str, grpc_addr: SocketAddr) -> edge_gateway::config::Config {
+    let mut config = edge_gateway::config::Config::defaults();
+    config.payments_grpc_url = format!("http://{grpc_addr}");
+    config.payments_internal_token = Some(INTERNAL_TOKEN.into());
+    config.stripe_webhook_secret = Some(WEBHOOK_SECRET.into());
+    config.firebase_project_id = Some(PROJECT_ID.into());
+    config.firebase_jwks_url = keys_url.to_owned();
+    config
 }
 
 /// payments-grpc, in this process or as the real binary.
@@ -212,6 +231,7 @@ impl Stack {
             secret_key: STRIPE_SECRET_KEY.into(),
             api_base: self.sandbox.url(),
             timeout: Duration::from_secs(5),
+            deadline: Duration::from_secs(9),
             max_attempts: 3,
             retry_backoff: Duration::from_millis(50),
         })
@@ -235,33 +255,84 @@ impl Stack {
     }
 
     fn run_grpc_process(&self) -> tokio::process::Child {
-        // The test binary is target/<profile>/deps/<name>; the servers are in target/<profile>.
-        let dir = std::env::current_exe().expect("test binary");
-        let dir = dir
-            .parent()
-            .and_then(Path::parent)
-            .expect("target directory");
-        let binary = dir.join("payments-grpc");
-        assert!(
-            binary.exists(),
-            "{} is missing: run `cargo build --workspace --bins` first",
-            binary.display()
-        );
+        self.spawn_grpc_process(&[])
+    }
+
+    /// The real payments-grpc binary on this stack's gRPC address, with
+    /// `extra` settings added to the stack's own.
+    pub fn spawn_grpc_process(&self, extra: &[(&str, &str)]) -> tokio::process::Child {
+        let binary = server_binary("payments-grpc");
         let log = self.grpc_log_path();
-        crate::process::spawn_server(
-            &binary,
-            &log,
-            &[
-                ("DATABASE_URL", self.db.url.as_str()),
-                ("STRIPE_SECRET_KEY", STRIPE_SECRET_KEY),
-                ("STRIPE_API_BASE", &self.sandbox.url()),
-                ("PAYMENTS_GRPC_ADDR", &self.grpc_addr.to_string()),
-                ("PAYMENTS_INTERNAL_TOKEN", INTERNAL_TOKEN),
-                ("DATABASE_POOL_SIZE", "4"),
-                ("RUST_LOG", self.grpc_log_filter),
-            ],
-        )
-        .expect("start payments-grpc")
+        let sandbox_url = self.sandbox.url();
+        let grpc_addr = self.grpc_addr.to_string();
+        let mut env = vec![
+            ("DATABASE_URL", self.db.url.as_str()),
+            ("STRIPE_SECRET_KEY", STRIPE_SECRET_KEY),
+            ("STRIPE_API_BASE", &sandbox_url),
+            ("PAYMENTS_GRPC_ADDR", &grpc_addr),
+            ("PAYMENTS_INTERNAL_TOKEN", INTERNAL_TOKEN),
+            ("DATABASE_POOL_SIZE", "4"),
+            ("RUST_LOG", self.grpc_log_filter),
+        ];
+        env.extend_from_slice(extra);
+        crate::process::spawn_server(&binary, &log, &env).expect("start payments-grpc")
+    }
+
+    /// The real edge-gateway binary in front of this stack's payments-grpc,
+    /// on a port of its own, with `extra` settings, under `prlimit` with
+    /// `max_files` descriptors when given; resolves once it answers.
+    pub async fn spawn_edge_process(
+        &self,
+        extra: &[(&str, &str)],
+        max_files: Option<u32>,
+    ) -> (tokio::process::Child, SocketAddr) {
+        let addr = {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+            probe.local_addr().expect("addr")
+        };
+        let grpc_url = format!("http://{}", self.grpc_addr);
+        let edge_addr = addr.to_string();
+        let mut env = vec![
+            ("EDGE_ADDR", edge_addr.as_str()),
+            ("PAYMENTS_GRPC_URL", &grpc_url),
+            ("PAYMENTS_INTERNAL_TOKEN", INTERNAL_TOKEN),
+            ("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET),
+            ("FIREBASE_PROJECT_ID", PROJECT_ID),
+            ("FIREBASE_JWKS_URL", &self.keys_url),
+            ("RUST_LOG", "warn"),
+        ];
+        env.extend_from_slice(extra);
+        let log = server_binary("edge-gateway")
+            .with_file_name(format!("edge-gateway-{}.log", addr.port()));
+        let binary = server_binary("edge-gateway");
+        let child = match max_files {
+            Some(n) => crate::process::spawn_command(
+                Path::new("/usr/bin/prlimit"),
+                &[
+                    &format!("--nofile={n}:{n}"),
+                    "--",
+                    binary.to_str().expect("utf-8 path"),
+                ],
+                &log,
+                &env,
+            ),
+            None => crate::process::spawn_server(&binary, &log, &env),
+        }
+        .expect("start edge-gateway");
+        let url = format!("http://{addr}/healthz");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while !matches!(
+            self.http.try_send("GET", &url, None, &[], Vec::new()).await,
+            Ok((200, _))
+        ) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "edge-gateway did not start: see {}",
+                log.display()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        (child, addr)
     }
 
     /// Where the payments-grpc process writes its log.
@@ -313,24 +384,13 @@ impl Stack {
     }
 
     fn run_edge_to(&self, listener: TcpListener, grpc_addr: SocketAddr) -> Running {
-        let state = Arc::new(AppState {
-            verifier: TokenVerifier::new(PROJECT_ID, 60),
-            verified_tokens: edge_gateway::firebase::VerifiedTokens::new(10_000),
-            keys: KeyCache::new(&self.keys_url).expect("key url"),
-            webhook_secrets: WebhookSecret::parse_list(WEBHOOK_SECRET),
-            upstream: Upstream::new(&format!("http://{grpc_addr}"), INTERNAL_TOKEN)
-                .expect("upstream"),
-            tiers_usd: vec![5, 10, 20, 50],
-            webhook_body_limit: 256 * 1024,
-            cors_allowed_origins: Vec::new(),
-        });
+        let application =
+            edge_gateway::Application::build_on(edge_config(&self.keys_url, grpc_addr), listener)
+                .expect("edge configuration");
         let (stop, stopped) = oneshot::channel::<()>();
-        let done = tokio::spawn(async move {
-            let shutdown = async {
-                let _ = stopped.await;
-            };
-            let _ = edge_gateway::serve(listener, state, Duration::from_secs(15), shutdown).await;
-        });
+        let done = tokio::spawn(application.run_until(async {
+            let _ = stopped.await;
+        }));
         Running { stop, done }
     }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use payments_core::testing::{assert_balances_match_ledger, count_rows};
+use payments_tests::process::peak_rss_kib;
 use payments_tests::sandbox::{PM_CARD_VISA, SandboxConfig};
 use payments_tests::stack::{Stack, WEBHOOK_SECRET, now_unix};
 use serde_json::Value;
@@ -81,15 +82,6 @@ async fn deliver(stack: &Stack, edge: &str, event: &Value) -> (u16, Value) {
 }
 
 /// VmHWM: the peak resident set size of a process.
-fn peak_rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
-        .expect("VmHWM in /proc/<pid>/status")
-}
-
 async fn settle(stack: &Stack) {
     tokio::time::timeout(Duration::from_secs(120), stack.sandbox.settled())
         .await

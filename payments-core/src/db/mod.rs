@@ -14,13 +14,64 @@ use std::time::Duration;
 
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
-use diesel_async::pooled_connection::{AsyncDieselConnectionManager, PoolError};
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, PoolError};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 pub type DbPool = bb8::Pool<AsyncDieselConnectionManager<AsyncPgConnection>>;
 pub type PooledConnection<'a> =
     bb8::PooledConnection<'a, AsyncDieselConnectionManager<AsyncPgConnection>>;
+
+/// A pooled connection that, when dropped inside a transaction (the call
+/// was cancelled: its client went away or its deadline passed), asks
+/// Postgres to cancel the statement in progress. Without it the backend
+/// keeps waiting (on a row lock, say) for a caller that is gone; the pool
+/// then discards the connection, as it does any left mid-transaction.
+pub struct CancelOnDrop<'a>(PooledConnection<'a>);
+
+impl<'a> CancelOnDrop<'a> {
+    pub fn new(conn: PooledConnection<'a>) -> Self {
+        Self(conn)
+    }
+}
+
+impl std::ops::Deref for CancelOnDrop<'_> {
+    type Target = AsyncPgConnection;
+
+    fn deref(&self) -> &AsyncPgConnection {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for CancelOnDrop<'_> {
+    fn deref_mut(&mut self) -> &mut AsyncPgConnection {
+        &mut self.0
+    }
+}
+
+impl Drop for CancelOnDrop<'_> {
+    fn drop(&mut self) {
+        use diesel::connection::TransactionManagerStatus;
+        use diesel_async::{AnsiTransactionManager, TransactionManager};
+        let conn: &mut AsyncPgConnection = &mut self.0;
+        let in_transaction = match AnsiTransactionManager::transaction_manager_status_mut(conn) {
+            TransactionManagerStatus::Valid(status) => status.transaction_depth().is_some(),
+            TransactionManagerStatus::InError => true,
+        };
+        if !in_transaction {
+            return;
+        }
+        let cancel = conn.cancel_token();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            tracing::info!("call dropped inside a transaction: cancelling its statement");
+            runtime.spawn(async move {
+                if let Err(err) = cancel.cancel_query(tokio_postgres::NoTls).await {
+                    tracing::warn!(error = %err, "could not cancel the abandoned statement");
+                }
+            });
+        }
+    }
+}
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations");
 
@@ -91,6 +142,7 @@ pub struct PoolConfig {
     pub max_size: u32,
     /// How long a request waits for a connection before answering UNAVAILABLE.
     pub connection_timeout: Duration,
+    pub session: SessionLimits,
 }
 
 impl Default for PoolConfig {
@@ -98,12 +150,70 @@ impl Default for PoolConfig {
         Self {
             max_size: 16,
             connection_timeout: Duration::from_secs(5),
+            session: SessionLimits::default(),
         }
     }
 }
 
+/// Set on every pooled connection, so no call (nor a call whose client has
+/// gone) keeps a backend busy or a row locked for long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionLimits {
+    /// `statement_timeout`: one statement at most this long.
+    pub statement_timeout: Duration,
+    /// `lock_timeout`: waiting for a row lock at most this long.
+    pub lock_timeout: Duration,
+    /// `idle_in_transaction_session_timeout`: a transaction left open by a
+    /// vanished caller is rolled back and its locks released.
+    pub idle_in_transaction_timeout: Duration,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        Self {
+            statement_timeout: Duration::from_secs(5),
+            lock_timeout: Duration::from_secs(2),
+            idle_in_transaction_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// While a statement runs, Postgres checks this often whether the client is
+/// still connected, and stops the statement when it is not: the backend of
+/// a call dropped mid-statement (its connection dropped) stops at once.
+const CLIENT_CONNECTION_CHECK: Duration = Duration::from_millis(500);
+
+impl SessionLimits {
+    fn set_statement(&self) -> String {
+        format!(
+            "SET statement_timeout = {}; SET lock_timeout = {}; \
+             SET idle_in_transaction_session_timeout = {}; \
+             SET client_connection_check_interval = {}",
+            self.statement_timeout.as_millis(),
+            self.lock_timeout.as_millis(),
+            self.idle_in_transaction_timeout.as_millis(),
+            CLIENT_CONNECTION_CHECK.as_millis()
+        )
+    }
+}
+
 pub async fn connect_pool(database_url: &str, config: &PoolConfig) -> Result<DbPool, DbError> {
-    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(database_url);
+    let set_limits = config.session.set_statement();
+    let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
+    manager_config.custom_setup = Box::new(move |url| {
+        let set_limits = set_limits.clone();
+        Box::pin(async move {
+            let mut conn = AsyncPgConnection::establish(url).await?;
+            conn.batch_execute(&set_limits)
+                .await
+                .map_err(|err| diesel::ConnectionError::BadConnection(err.to_string()))?;
+            Ok(conn)
+        })
+    });
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
+        database_url,
+        manager_config,
+    );
     bb8::Pool::builder()
         .max_size(config.max_size)
         .connection_timeout(config.connection_timeout)

@@ -21,6 +21,10 @@ pub struct StripeConfig {
     pub api_base: String,
     /// Per attempt.
     pub timeout: Duration,
+    /// The whole call, retries and pauses included: no attempt starts or
+    /// runs past it, so a hanging Stripe is retried within the caller's own
+    /// deadline instead of using it up.
+    pub deadline: Duration,
     /// Attempts per call, the first included; retries reuse the idempotency key.
     pub max_attempts: u32,
     /// Before the first retry; doubled before each next one.
@@ -33,6 +37,7 @@ impl std::fmt::Debug for StripeConfig {
             .field("secret_key", &"<redacted>")
             .field("api_base", &self.api_base)
             .field("timeout", &self.timeout)
+            .field("deadline", &self.deadline)
             .field("max_attempts", &self.max_attempts)
             .field("retry_backoff", &self.retry_backoff)
             .finish()
@@ -44,9 +49,13 @@ impl std::fmt::Debug for StripeConfig {
 #[derive(Clone, Debug)]
 pub struct StripeGateway {
     client: PooledStripeClient,
+    deadline: Duration,
     max_attempts: u32,
     retry_backoff: Duration,
 }
+
+/// Pauses between attempts double up to this.
+pub const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(2);
 
 impl StripeGateway {
     pub fn new(config: &StripeConfig) -> Result<Self, GatewayError> {
@@ -56,6 +65,7 @@ impl StripeGateway {
             })?;
         Ok(Self {
             client,
+            deadline: config.deadline,
             max_attempts: config.max_attempts.max(1),
             retry_backoff: config.retry_backoff,
         })
@@ -74,20 +84,27 @@ impl StripeGateway {
             Some(key) => RequestStrategy::Idempotent(key.clone()),
             None => RequestStrategy::Once,
         };
-        let mut backoff = self.retry_backoff;
+        let deadline = tokio::time::Instant::now() + self.deadline;
+        let mut backoff = self.retry_backoff.min(MAX_RETRY_BACKOFF);
         let mut attempt = 1;
         loop {
-            let result = request
+            let send = request
                 .customize()
                 .request_strategy(strategy.clone())
-                .send(&self.client)
-                .await;
-            match result.map_err(classify) {
+                .send(&self.client);
+            let result = match tokio::time::timeout_at(deadline, send).await {
+                Ok(result) => result.map_err(classify),
+                Err(_) => Err(Failure::Transient("the call's deadline passed".into())),
+            };
+            match result {
                 Ok(intent) => return Ok(intent),
-                Err(Failure::Transient(reason)) if attempt < self.max_attempts => {
+                Err(Failure::Transient(reason))
+                    if attempt < self.max_attempts
+                        && tokio::time::Instant::now() + backoff < deadline =>
+                {
                     tracing::warn!(attempt, %reason, "Stripe call failed; retrying");
                     tokio::time::sleep(backoff).await;
-                    backoff *= 2;
+                    backoff = (backoff * 2).min(MAX_RETRY_BACKOFF);
                     attempt += 1;
                 }
                 Err(Failure::Transient(reason)) => return Err(GatewayError::Unavailable(reason)),

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue, USER_AGENT};
 use hyper_rustls::HttpsConnector;
@@ -18,6 +18,9 @@ use stripe_client_core::{CustomizedStripeRequest, StripeClient, StripeMethod};
 
 /// Idle connections are dropped before Stripe's side would close them.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Stripe's answers to our calls are a few KiB; a larger one (a proxy's
+/// page, a hostile endpoint) is refused before it is held in memory.
+pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 
 #[derive(Clone)]
 pub struct PooledStripeClient {
@@ -115,7 +118,15 @@ impl StripeClient for PooledStripeClient {
         let attempt = async {
             let response = self.http.request(request).await?;
             let status = response.status();
-            let bytes = response.into_body().collect().await?.to_bytes();
+            let bytes = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
+                .collect()
+                .await
+                .map_err(|err| {
+                    StripeError::ClientError(format!(
+                        "Stripe's answer was not read whole (at most {MAX_RESPONSE_BYTES} bytes): {err}"
+                    ))
+                })?
+                .to_bytes();
             Ok::<_, StripeError>((status, bytes))
         };
         let (status, bytes) = tokio::time::timeout(config.timeout.unwrap_or(self.timeout), attempt)

@@ -1,0 +1,360 @@
+//! Attacks on the servers themselves, run against the real binaries on
+//! loopback, each bounded in count and time: what a hostile client can make
+//! them hold (connections, memory, CPU) stays bounded, and a well-behaved
+//! client is still served meanwhile.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures::future::join_all;
+use payments_tests::process::{cpu_secs, open_files, peak_rss_kib, rss_kib};
+use payments_tests::sandbox::SandboxConfig;
+use payments_tests::stack::{Stack, now_unix};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, timeout};
+
+/// Reads until the server closes the connection (or `limit` passes); true
+/// when the server closed it.
+async fn closed_by_server(stream: &mut TcpStream, limit: Duration) -> bool {
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + limit;
+    loop {
+        match timeout(deadline - Instant::now(), stream.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => return true,
+            Ok(Ok(_)) => {}
+            Err(_) => return false,
+        }
+    }
+}
+
+/// The head (status line and headers, lower-cased) of the server's answer
+/// on `stream`, if one comes within `limit`.
+async fn answer_head(stream: &mut TcpStream, limit: Duration) -> Option<String> {
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    let deadline = Instant::now() + limit;
+    while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+        match timeout(
+            deadline.saturating_duration_since(Instant::now()),
+            stream.read(&mut buf),
+        )
+        .await
+        {
+            Ok(Ok(n)) if n > 0 => answer.extend_from_slice(&buf[..n]),
+            _ => return None,
+        }
+    }
+    Some(String::from_utf8_lossy(&answer).to_lowercase())
+}
+
+async fn healthz(stack: &Stack, edge: SocketAddr) -> Result<(u16, serde_json::Value), String> {
+    stack
+        .http
+        .try_send(
+            "GET",
+            &format!("http://{edge}/healthz"),
+            None,
+            &[],
+            Vec::new(),
+        )
+        .await
+}
+
+/// Slowloris: 300 clients sending their headers a line at a time, against
+/// an edge allowed 256 file descriptors. The edge caps its connections
+/// below that, cuts each slow client at the header-read timeout, and keeps
+/// answering a normal client.
+#[tokio::test]
+async fn slow_headers_cannot_exhaust_the_edges_descriptors_or_hold_connections() {
+    let stack = Stack::start(SandboxConfig::default()).await;
+    let (edge, addr) = stack
+        .spawn_edge_process(
+            &[
+                ("EDGE_MAX_CONNECTIONS", "200"),
+                ("EDGE_HEADER_READ_TIMEOUT_MS", "1000"),
+            ],
+            Some(256),
+        )
+        .await;
+    let pid = edge.id().expect("edge pid");
+
+    let slow_clients = (0..300).map(|_| async move {
+        let Ok(mut stream) = TcpStream::connect(addr).await else {
+            return (false, Duration::ZERO);
+        };
+        let started = Instant::now();
+        if stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: edge\r\n")
+            .await
+            .is_err()
+        {
+            return (true, started.elapsed());
+        }
+        // One more header line every 200 ms, for at most 10 s.
+        for n in 0..50 {
+            let line = format!("X-Slow-{n}: 1\r\n");
+            if stream.write_all(line.as_bytes()).await.is_err() {
+                return (true, started.elapsed());
+            }
+            if closed_by_server(&mut stream, Duration::from_millis(200)).await {
+                return (true, started.elapsed());
+            }
+        }
+        (false, started.elapsed())
+    });
+    let attack = tokio::spawn(join_all(slow_clients));
+
+    // While the attack runs, a normal client is answered.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let files_during_attack = open_files(pid);
+    let answered = timeout(Duration::from_secs(10), healthz(&stack, addr)).await;
+    assert!(
+        matches!(answered, Ok(Ok((200, _)))),
+        "/healthz during the attack: {answered:?}"
+    );
+
+    let outcomes = attack.await.unwrap();
+    let cut = outcomes.iter().filter(|(closed, _)| *closed).count();
+    let longest = outcomes
+        .iter()
+        .map(|(_, held)| *held)
+        .max()
+        .unwrap_or_default();
+    assert_eq!(cut, 300, "every slow client is cut off by the server");
+    assert!(
+        files_during_attack < 256,
+        "{files_during_attack} descriptors open"
+    );
+    eprintln!(
+        "slowloris: 300 slow clients, {files_during_attack} descriptors open at most seen, each cut within {longest:?}, /healthz answered"
+    );
+    assert!(matches!(healthz(&stack, addr).await, Ok((200, _))));
+}
+
+/// A connection that never sends a byte is closed at the header-read
+/// timeout by the edge, and at the first-byte timeout by payments-grpc.
+#[tokio::test]
+async fn silent_connections_are_closed_by_both_servers() {
+    let mut stack = Stack::start_with_grpc_process(SandboxConfig::default()).await;
+    stack.stop_grpc().await;
+    let mut grpc = stack.spawn_grpc_process(&[("PAYMENTS_FIRST_BYTE_TIMEOUT_MS", "500")]);
+    stack.wait_ready().await;
+    let (_edge, edge_addr) = stack
+        .spawn_edge_process(&[("EDGE_HEADER_READ_TIMEOUT_MS", "500")], None)
+        .await;
+
+    for addr in [edge_addr, stack.grpc_addr] {
+        let silent = (0..50).map(|_| async move {
+            let mut stream = TcpStream::connect(addr).await.expect("connect");
+            closed_by_server(&mut stream, Duration::from_secs(5)).await
+        });
+        let closed = join_all(silent).await;
+        assert!(
+            closed.iter().all(|closed| *closed),
+            "{} of 50 silent connections to {addr} still open after 5 s",
+            closed.iter().filter(|closed| !**closed).count()
+        );
+    }
+    payments_tests::process::stop_gracefully(&mut grpc).await;
+}
+
+/// 300 webhook uploads with a well-formed signature header, each stalled
+/// one byte short of its 256 KiB body: only a few bodies are read at a
+/// time, the rest are shed with 503 and Retry-After, and the edge's memory
+/// stays bounded.
+#[tokio::test]
+async fn stalled_webhook_uploads_hold_bounded_memory() {
+    let stack = Stack::start(SandboxConfig::default()).await;
+    let (edge, addr) = stack
+        .spawn_edge_process(&[("WEBHOOK_MAX_CONCURRENT_BODIES", "8")], None)
+        .await;
+    let pid = edge.id().expect("edge pid");
+    let before_kib = rss_kib(pid);
+
+    const BODY: usize = 256 * 1024;
+    let uploads = (0..300).map(|_| async move {
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        let head = format!(
+            "POST /stripe/webhook HTTP/1.1\r\nHost: edge\r\nContent-Type: application/json\r\n\
+             Content-Length: {BODY}\r\nStripe-Signature: t={},v1={}\r\n\r\n",
+            now_unix(),
+            "0".repeat(64)
+        );
+        stream.write_all(head.as_bytes()).await.expect("head");
+        let body = vec![b' '; BODY - 1];
+        // The edge may stop reading (a shed upload): the write then stalls.
+        let _ = timeout(Duration::from_secs(5), stream.write_all(&body)).await;
+        let head = answer_head(&mut stream, Duration::from_secs(5)).await;
+        (stream, head)
+    });
+    let answered = join_all(uploads).await;
+    let shed = answered
+        .iter()
+        .filter(|(_, head)| {
+            // A shed upload is told when to come back.
+            head.as_deref().is_some_and(|head| {
+                head.starts_with("http/1.1 503 ") && head.contains("\r\nretry-after: 1\r\n")
+            })
+        })
+        .count();
+    let peak_kib = peak_rss_kib(pid);
+    assert!(
+        shed >= 250,
+        "{shed} of 300 stalled uploads were shed with 503"
+    );
+    assert!(
+        peak_kib < before_kib + 40 * 1024,
+        "the edge grew from {before_kib} KiB to a peak of {peak_kib} KiB"
+    );
+    eprintln!(
+        "stalled uploads: 300 × 256 KiB one byte short, {shed} shed with 503, edge RSS {} MiB → peak {} MiB",
+        before_kib / 1024,
+        peak_kib / 1024
+    );
+    drop(answered);
+    // Once the attack is over, deliveries are read again.
+    let (status, _) = stack
+        .http
+        .send(
+            "POST",
+            &format!("http://{addr}/stripe/webhook"),
+            None,
+            &[(
+                "stripe-signature",
+                &format!("t={},v1={}", now_unix(), "0".repeat(64)),
+            )],
+            b"{}".to_vec(),
+        )
+        .await;
+    assert_eq!(status, 400, "a small forged delivery is refused, not shed");
+}
+
+/// Stripe-Signature headers built to multiply the HMAC work (thousands of
+/// empty `v1=` entries over a 256 KiB body) are refused from the header
+/// alone: fifty of them cost the edge well under a second of CPU.
+#[tokio::test]
+async fn signature_headers_built_to_amplify_the_hmac_cost_almost_nothing() {
+    let stack = Stack::start(SandboxConfig::default()).await;
+    let (edge, addr) = stack.spawn_edge_process(&[], None).await;
+    let pid = edge.id().expect("edge pid");
+    let cpu_before = cpu_secs(pid);
+
+    let header = format!(
+        "t={},{}v1={}",
+        now_unix(),
+        "v1=,".repeat(5_000),
+        "0".repeat(64)
+    );
+    let body = vec![b' '; 256 * 1024 - 1];
+    let url = format!("http://{addr}/stripe/webhook");
+    let headers = [("stripe-signature", header.as_str())];
+    let attacks = (0..50).map(|_| {
+        stack
+            .http
+            .try_send("POST", &url, None, &headers, body.clone())
+    });
+    let answers = join_all(attacks).await;
+    let cpu_used = cpu_secs(pid) - cpu_before;
+    for answer in &answers {
+        let (status, problem) = answer.as_ref().expect("answered");
+        assert_eq!(*status, 400, "{problem}");
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("longer than 2048 bytes"),
+            "{problem}"
+        );
+    }
+    assert!(cpu_used < 2.0, "50 requests took {cpu_used:.2} s of CPU");
+    eprintln!(
+        "signature amplification: 50 × (20 KB header, 256 KiB body): {cpu_used:.2} s of edge CPU"
+    );
+    // A 400 KB header, past the server's own 32 KiB limit, is refused
+    // before any handler: 431, or the connection closed while it is sent.
+    let huge = format!("t={},{}", now_unix(), "v1=,".repeat(100_000));
+    let answer = stack
+        .http
+        .try_send(
+            "POST",
+            &url,
+            None,
+            &[("stripe-signature", huge.as_str())],
+            b"{}".to_vec(),
+        )
+        .await;
+    assert!(matches!(answer, Ok((431, _)) | Err(_)), "{answer:?}");
+    assert!(matches!(healthz(&stack, addr).await, Ok((200, _))));
+}
+
+/// payments-grpc's health `Watch` and reflection need no token: together
+/// they get 64 stream places, the rest are refused RESOURCE_EXHAUSTED at
+/// once; health `Check` is still answered; their messages are capped at
+/// 4 KiB (the 4 MB default let a client make the server buffer megabytes).
+/// A client refused more than 64 times on one connection is disconnected
+/// (h2's limit on streams the server had to reset).
+#[tokio::test]
+async fn unauthenticated_grpc_streams_and_messages_are_bounded() {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+
+    let stack = Stack::start_with_grpc_process(SandboxConfig::default()).await;
+    stack.wait_ready().await;
+    let pid = stack.grpc_pid().expect("payments-grpc process");
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", stack.grpc_addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let health = HealthClient::new(channel);
+    let request = || HealthCheckRequest {
+        service: String::new(),
+    };
+
+    let mut watching = Vec::new();
+    let mut refused = 0;
+    // 100 here: h2 closes a connection after 64 streams it had to reset,
+    // and each refused Watch is one (its request was not read).
+    for _ in 0..100 {
+        match health.clone().watch(request()).await {
+            Ok(stream) => watching.push(stream.into_inner()),
+            Err(status) => {
+                assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!((watching.len(), refused), (64, 36));
+    let peak_kib = peak_rss_kib(pid);
+    eprintln!(
+        "health watch flood: 100 Watch calls, 64 held, 36 refused; payments-grpc peak RSS {} MiB",
+        peak_kib / 1024
+    );
+    let status = health
+        .clone()
+        .check(request())
+        .await
+        .unwrap()
+        .into_inner()
+        .status();
+    assert_eq!(status, ServingStatus::Serving);
+
+    let oversized = HealthCheckRequest {
+        service: "x".repeat(8 * 1024),
+    };
+    let status = health.clone().check(oversized).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::OutOfRange, "{status:?}");
+
+    // Places come back when streams end.
+    drop(watching);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while health.clone().watch(request()).await.is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "no Watch place came back within 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
