@@ -231,8 +231,17 @@ impl VerifiedTokens {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if entries.len() >= self.capacity {
             entries.retain(|_, cached| cached.expires_at > now_unix);
-            if entries.len() >= self.capacity {
-                entries.clear();
+            // Still full: the token closest to its expiry goes (the oldest,
+            // as every ID token lives one hour), not every user's at once.
+            while entries.len() >= self.capacity {
+                let Some(oldest) = entries
+                    .iter()
+                    .min_by_key(|(_, cached)| cached.expires_at)
+                    .map(|(key, _)| *key)
+                else {
+                    break;
+                };
+                entries.remove(&oldest);
             }
         }
         entries.insert(Self::key(token), verified);
@@ -280,6 +289,15 @@ mod tests {
             assert!(cache.len() <= 3);
         }
         assert_eq!(cache.get("t9", 1_000, 0), Some(verified("u", 2_000)));
+        // Full of live tokens: the oldest goes, the others stay.
+        let cache = VerifiedTokens::new(3);
+        for n in 0..4 {
+            cache.insert(&format!("t{n}"), verified("u", 2_000 + n), 1_000);
+        }
+        assert_eq!(cache.get("t0", 1_000, 0), None);
+        for n in 1..4 {
+            assert!(cache.get(&format!("t{n}"), 1_000, 0).is_some(), "t{n} kept");
+        }
         // Expired entries go first.
         let cache = VerifiedTokens::new(2);
         cache.insert("old", verified("u", 100), 50);

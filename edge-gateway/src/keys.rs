@@ -1,6 +1,8 @@
 //! Google's key set, fetched over HTTPS and cached per `Cache-Control:
-//! max-age`; one refresh at a time; an unknown `kid` refetches at most once a
-//! minute; the last good set is kept when a refresh fails.
+//! max-age`; one refresh at a time, in the background once a set is held
+//! (requests go on with the last good set meanwhile, even while Google's URL
+//! hangs); an unknown `kid` refetches at most once a minute; the last good
+//! set is kept when a refresh fails.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,12 +40,15 @@ struct Cached {
     last_fetch: Option<Instant>,
 }
 
-pub struct KeyCache {
+#[derive(Clone)]
+pub struct KeyCache(Arc<Shared>);
+
+struct Shared {
     url: hyper::Uri,
     client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
     cached: RwLock<Cached>,
     /// Held while fetching, so concurrent requests make one fetch.
-    fetching: Mutex<()>,
+    fetching: Arc<Mutex<()>>,
 }
 
 impl KeyCache {
@@ -56,7 +61,7 @@ impl KeyCache {
             .https_or_http()
             .enable_http1()
             .build();
-        Ok(Self {
+        Ok(Self(Arc::new(Shared {
             url,
             client: Client::builder(TokioExecutor::new()).build(connector),
             cached: RwLock::new(Cached {
@@ -64,22 +69,33 @@ impl KeyCache {
                 refresh_at: Instant::now(),
                 last_fetch: None,
             }),
-            fetching: Mutex::new(()),
-        })
+            fetching: Arc::new(Mutex::new(())),
+        })))
     }
 
-    /// The current key set, refreshed first when its max-age has passed.
+    /// The current key set. Past its max-age, the last good set is answered
+    /// at once while one refresh runs in the background; only a cache that
+    /// never held a set waits for a fetch.
     pub async fn keys(&self) -> Result<Arc<KeySet>, KeysUnavailable> {
-        {
-            let cached = self.cached.read().await;
-            if let Some(keys) = &cached.keys
-                && Instant::now() < cached.refresh_at
-            {
-                return Ok(keys.clone());
+        let stale = {
+            let cached = self.0.cached.read().await;
+            match &cached.keys {
+                Some(keys) if Instant::now() < cached.refresh_at => return Ok(keys.clone()),
+                Some(keys) => keys.clone(),
+                None => {
+                    drop(cached);
+                    return self.refresh(|cached| cached.keys.is_some()).await;
+                }
             }
+        };
+        if let Ok(one_at_a_time) = self.0.fetching.clone().try_lock_owned() {
+            let shared = self.0.clone();
+            tokio::spawn(async move {
+                let _one_at_a_time = one_at_a_time;
+                let _ = shared.fetch_and_store().await;
+            });
         }
-        self.refresh(|cached| cached.keys.is_some() && Instant::now() < cached.refresh_at)
-            .await
+        Ok(stale)
     }
 
     /// A refetch because a token names an unknown `kid`: at most once a minute.
@@ -99,9 +115,9 @@ impl KeyCache {
         fresh_enough: impl Fn(&Cached) -> bool,
     ) -> Result<Arc<KeySet>, KeysUnavailable> {
         let asked_at = Instant::now();
-        let _one_at_a_time = self.fetching.lock().await;
+        let _one_at_a_time = self.0.fetching.lock().await;
         {
-            let cached = self.cached.read().await;
+            let cached = self.0.cached.read().await;
             // A fetch that finished while this caller waited answers it too.
             let fetched_meanwhile = cached.last_fetch.is_some_and(|at| at >= asked_at);
             if fresh_enough(&cached) || fetched_meanwhile {
@@ -111,6 +127,14 @@ impl KeyCache {
                     .ok_or_else(|| KeysUnavailable("never fetched".into()));
             }
         }
+        self.0.fetch_and_store().await
+    }
+}
+
+impl Shared {
+    /// Fetches the set and keeps it, or keeps the last good one. The caller
+    /// holds `fetching`.
+    async fn fetch_and_store(&self) -> Result<Arc<KeySet>, KeysUnavailable> {
         let fetched = self.fetch().await;
         let mut cached = self.cached.write().await;
         let now = Instant::now();

@@ -593,6 +593,37 @@ async fn cached_keys_keep_working_when_the_key_url_fails() {
 }
 
 #[tokio::test]
+async fn a_hanging_key_url_never_stalls_requests_while_good_keys_are_held() {
+    let stack = Stack::start_with_keys(JWKS_JSON, 0).await;
+    assert_eq!(
+        stack.balance(&stack.token("gina")).await.status(),
+        StatusCode::OK
+    );
+    // Google's key URL now hangs; max-age=0 makes every request want a refresh.
+    Mock::given(method("GET"))
+        .and(path("/keys"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(30)))
+        .with_priority(1)
+        .mount(&stack.keys)
+        .await;
+    for n in 0..5 {
+        // New tokens each time, so none is answered from the verified-token cache.
+        let mut fresh = claims(PROJECT, "gina", now());
+        fresh["iat"] = json!(now() - 100 - n);
+        let fresh = sign(&fresh, KID, edge_gateway::testing::PRIVATE_KEY_PEM);
+        let answered = tokio::time::timeout(Duration::from_secs(1), stack.balance(&fresh)).await;
+        assert_eq!(
+            answered.expect("answered while the refresh hangs").status(),
+            StatusCode::OK
+        );
+    }
+    // One refresh at a time: the fetches before the URL hung (one or two,
+    // as the first request raced the warm-up), then the one that hangs.
+    let fetches = stack.keys.received_requests().await.unwrap().len();
+    assert!(fetches <= 3, "{fetches} key fetches");
+}
+
+#[tokio::test]
 async fn concurrent_requests_share_one_key_fetch() {
     let stack = Stack::start_with_keys(JWKS_JSON, 300).await;
     let token = stack.token("frank");
@@ -656,6 +687,42 @@ async fn every_response_carries_a_request_id_and_unknown_routes_are_problems() {
         .await
         .unwrap();
     assert_eq!(response.headers()["x-request-id"], "abc-123");
+}
+
+#[tokio::test]
+async fn hostile_request_ids_are_replaced_never_logged_or_forwarded_as_sent() {
+    let stack = Stack::start().await;
+    let token = stack.token("request-ids");
+    for hostile in [
+        "x".repeat(20 * 1024),
+        "x".repeat(65),
+        "abc level=ERROR msg=forged".to_owned(),
+        "id\"quoted".to_owned(),
+        "caf\u{e9}".to_owned(),
+    ] {
+        // A balance read goes through payments-grpc with the id forwarded.
+        let response = stack
+            .http
+            .get(format!("{}/balance", stack.edge))
+            .bearer_auth(&token)
+            .header("x-request-id", hostile.as_bytes())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{hostile:.40}");
+        let given = response.headers()["x-request-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert_ne!(given, hostile);
+        assert!(
+            given.len() <= 64
+                && given
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-'),
+            "{given:?}"
+        );
+    }
 }
 
 #[tokio::test]

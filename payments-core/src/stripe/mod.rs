@@ -6,8 +6,9 @@ mod http;
 
 use std::future::Future;
 
-pub use client::{StripeConfig, StripeGateway};
+pub use client::{MAX_RETRY_BACKOFF, StripeConfig, StripeGateway};
 pub use event::{EventKind, StripeEvent};
+pub use http::MAX_RESPONSE_BYTES;
 
 use crate::domain::{Currency, PaymentStatus, Tier, UserId};
 
