@@ -73,6 +73,20 @@ pub struct Config {
     /// A connection silent this long (nothing read or written) is closed, in seconds.
     #[arg(long, env = "EDGE_IDLE_TIMEOUT_SECS", default_value_t = 60)]
     pub edge_idle_timeout_secs: u64,
+    /// Payment intents one user may create per minute (burst and rate); 0 = no limit.
+    #[arg(long, env = "RATE_LIMIT_CREATES_PER_MINUTE", default_value_t = 10)]
+    pub rate_limit_creates_per_minute: u32,
+    /// Payment intents one client IP (IPv6: one /64) may create per minute; 0 = no limit.
+    #[arg(
+        long,
+        env = "RATE_LIMIT_CREATES_PER_MINUTE_PER_IP",
+        default_value_t = 120
+    )]
+    pub rate_limit_creates_per_minute_per_ip: u32,
+    /// Header carrying the client's IP, set by the proxy in front (its last
+    /// entry is used, e.g. x-forwarded-for); unset = the peer address.
+    #[arg(long, env = "EDGE_CLIENT_IP_HEADER")]
+    pub edge_client_ip_header: Option<String>,
     /// Log format (text is coloured only on a terminal).
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -95,6 +109,7 @@ pub struct Settings {
     pub request_timeout: Duration,
     pub header_read_timeout: Duration,
     pub connections: ConnectionLimits,
+    pub client_ip_header: Option<axum::http::HeaderName>,
 }
 
 impl Settings {
@@ -164,6 +179,12 @@ impl Settings {
             );
         }
         let header_read_timeout = Duration::from_millis(config.edge_header_read_timeout_ms);
+        let client_ip_header = match config.edge_client_ip_header.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(name) => Some(name.parse().map_err(|_| {
+                anyhow::anyhow!("EDGE_CLIENT_IP_HEADER: {name:?} is not a header name")
+            })?),
+        };
         Ok(Self {
             internal_token,
             webhook_secrets,
@@ -177,6 +198,7 @@ impl Settings {
                 first_byte_timeout: header_read_timeout,
                 idle_timeout,
             },
+            client_ip_header,
         })
     }
 }
@@ -278,6 +300,9 @@ mod tests {
             "EDGE_MAX_CONNECTIONS",
             "EDGE_HEADER_READ_TIMEOUT_MS",
             "EDGE_IDLE_TIMEOUT_SECS",
+            "RATE_LIMIT_CREATES_PER_MINUTE",
+            "RATE_LIMIT_CREATES_PER_MINUTE_PER_IP",
+            "EDGE_CLIENT_IP_HEADER",
         ] {
             assert!(help.contains(variable), "{variable} missing from --help");
             let flag = format!("--{}", variable.to_lowercase().replace('_', "-"));

@@ -118,6 +118,26 @@ impl ApiError {
         )
     }
 
+    /// Over a per-user or per-client rate limit.
+    pub fn rate_limited(retry_after_secs: u32) -> Self {
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate-limited",
+            "Too many requests",
+            format!("try again in {retry_after_secs} s"),
+        )
+        .retry_after(retry_after_secs)
+    }
+
+    pub fn too_many_open_intents(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too-many-open-intents",
+            "Too many unpaid top-ups are open",
+            detail,
+        )
+    }
+
     /// Load shed: too much of one kind of work in flight right now.
     pub fn overloaded() -> Self {
         Self::new(
@@ -158,6 +178,7 @@ impl ApiError {
                 Self::internal()
             }
             Code::AlreadyExists | Code::FailedPrecondition => Self::conflict(message),
+            Code::ResourceExhausted => Self::too_many_open_intents(message),
             Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => {
                 tracing::warn!(grpc_code = ?status.code(), %message, "payments-grpc unavailable");
                 Self::unavailable("try again shortly")
@@ -209,6 +230,7 @@ mod tests {
             (Code::Unauthenticated, StatusCode::INTERNAL_SERVER_ERROR),
             (Code::AlreadyExists, StatusCode::CONFLICT),
             (Code::FailedPrecondition, StatusCode::CONFLICT),
+            (Code::ResourceExhausted, StatusCode::TOO_MANY_REQUESTS),
             (Code::Unavailable, StatusCode::SERVICE_UNAVAILABLE),
             (Code::DeadlineExceeded, StatusCode::SERVICE_UNAVAILABLE),
             (Code::Internal, StatusCode::INTERNAL_SERVER_ERROR),

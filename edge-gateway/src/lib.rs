@@ -6,6 +6,7 @@ pub mod config;
 pub mod error;
 pub mod firebase;
 pub mod keys;
+pub mod rate_limit;
 mod routes;
 pub mod server;
 pub mod stripe_signature;
@@ -62,6 +63,11 @@ impl Application {
             webhook_body_limit: config.webhook_body_limit_bytes,
             webhook_bodies: tokio::sync::Semaphore::new(config.webhook_max_concurrent_bodies),
             cors_allowed_origins: settings.cors_allowed_origins.clone(),
+            create_limit: rate_limit::RateLimit::new(
+                config.rate_limit_creates_per_minute,
+                config.rate_limit_creates_per_minute_per_ip,
+            ),
+            client_ip_header: settings.client_ip_header.clone(),
         });
         Ok(Self {
             listener: LimitedListener::new(listener, settings.connections),
@@ -87,6 +93,14 @@ impl Application {
         tokio::spawn(async move {
             if let Err(err) = warm.keys.keys().await {
                 tracing::warn!(error = %err, "Firebase keys not fetched at start");
+            }
+        });
+        let limits = self.state.clone();
+        tokio::spawn(async move {
+            let mut every_minute = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                every_minute.tick().await;
+                limits.create_limit.forget_idle();
             }
         });
         let router = router(self.state, self.settings.request_timeout);

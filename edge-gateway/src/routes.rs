@@ -25,9 +25,12 @@ use crate::amount;
 use crate::error::ApiError;
 use crate::firebase::{TokenError, TokenVerifier, VerifiedTokens};
 use crate::keys::KeyCache;
+use crate::rate_limit::RateLimit;
 use crate::stripe_signature::{self, WebhookSecret};
 use crate::upstream::Upstream;
+use axum::extract::ConnectInfo;
 use service_runtime::now_unix;
+use std::net::{IpAddr, SocketAddr};
 
 /// Bodies of the SPA's calls are tiny.
 const API_BODY_LIMIT: usize = 16 * 1024;
@@ -48,6 +51,10 @@ pub struct AppState {
     /// with 503 instead of holding more memory.
     pub webhook_bodies: tokio::sync::Semaphore,
     pub cors_allowed_origins: Vec<HeaderValue>,
+    /// Intent creates per user and per client IP.
+    pub create_limit: RateLimit,
+    /// Where the client's IP is read when a proxy stands in front.
+    pub client_ip_header: Option<HeaderName>,
 }
 
 pub fn router(state: Arc<AppState>, request_timeout: Duration) -> Router {
@@ -189,6 +196,33 @@ impl FromRequestParts<Arc<AppState>> for AuthenticatedUser {
     }
 }
 
+/// The caller's IP: the last entry of the configured proxy header, else the
+/// peer address of the connection.
+pub struct ClientIp(pub IpAddr);
+
+impl FromRequestParts<Arc<AppState>> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        let from_proxy = state.client_ip_header.as_ref().and_then(|name| {
+            let value = parts.headers.get_all(name).iter().next_back()?;
+            value.to_str().ok()?.rsplit(',').next()?.trim().parse().ok()
+        });
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(peer)| peer.ip());
+        Ok(Self(
+            from_proxy
+                .or(peer)
+                .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
+        ))
+    }
+}
+
 fn request_id(headers: &HeaderMap) -> Option<String> {
     headers
         .get(REQUEST_ID)
@@ -214,9 +248,12 @@ pub struct CreatedIntent {
 async fn create_payment_intent(
     State(state): State<Arc<AppState>>,
     user: AuthenticatedUser,
+    ClientIp(client_ip): ClientIp,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<CreatedIntent>, ApiError> {
+    // Each create is a Stripe call and a row: limited before anything else.
+    state.create_limit.check(&user.user_id, client_ip)?;
     let body = read_body(body, API_BODY_LIMIT).await?;
     let amount_cents = amount::top_up_cents(&body, &state.tiers_usd)?;
     let idempotency_key = match headers.get("idempotency-key") {

@@ -130,6 +130,8 @@ impl Stack {
         config.webhook_body_limit_bytes = 64 * 1024;
         config.request_timeout_ms = 10_000;
         config.cors_allowed_origins = "https://app.example".into();
+        // Tests send many creates per user; the limit has its own test.
+        config.rate_limit_creates_per_minute = 1_000;
         configure(&mut config);
         let application = Application::build(config).await.unwrap();
         let edge = format!("http://{}", application.local_addr());
@@ -811,5 +813,90 @@ async fn stripe_failing_during_create_is_503_and_a_retry_with_the_same_key_makes
         keys.len(),
         1,
         "every attempt and retry used one Stripe Idempotency-Key"
+    );
+}
+
+#[tokio::test]
+async fn creates_past_the_per_user_limit_are_429_with_retry_after_before_stripe() {
+    let stack = Stack::start_configured(JWKS_JSON, 0, |config| {
+        config.rate_limit_creates_per_minute = 3;
+    })
+    .await;
+    let token = stack.token("flooder");
+    for n in 0..3 {
+        let key = format!("flood-{n}");
+        let response = stack
+            .create_with_key(&token, &key, r#"{"amount_usd": 10}"#)
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    let intents_before = stack.stripe.intent_count();
+    for body in [r#"{"amount_usd": 10}"#, "not even json"] {
+        let response = stack.create_with_key(&token, "flood-x", body).await;
+        let retry_after: u64 = response.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=21).contains(&retry_after), "{retry_after}");
+        let body = problem(response, StatusCode::TOO_MANY_REQUESTS).await;
+        assert_eq!(body["type"], "urn:credits-topup:problem:rate-limited");
+    }
+    assert_eq!(
+        stack.stripe.intent_count(),
+        intents_before,
+        "Stripe never called"
+    );
+    // Another user is not affected.
+    let other = stack.token("neighbour");
+    assert_eq!(
+        stack.create(&other, r#"{"amount_usd": 10}"#).await.status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn a_user_holding_the_most_open_intents_is_refused_a_new_one() {
+    let stack = Stack::start().await;
+    let token = stack.token("hoarder");
+    for n in 0..20 {
+        let response = stack
+            .create_with_key(&token, &format!("open-{n}"), r#"{"amount_usd": 5}"#)
+            .await;
+        assert_eq!(response.status(), StatusCode::OK, "intent {n}");
+    }
+    let intents_before = stack.stripe.intent_count();
+    let body = problem(
+        stack
+            .create_with_key(&token, "open-20", r#"{"amount_usd": 5}"#)
+            .await,
+        StatusCode::TOO_MANY_REQUESTS,
+    )
+    .await;
+    assert_eq!(
+        body["type"],
+        "urn:credits-topup:problem:too-many-open-intents"
+    );
+    assert_eq!(
+        stack.stripe.intent_count(),
+        intents_before,
+        "Stripe never called"
+    );
+    // A retry of an open intent's create is still answered (no new intent).
+    let replay = stack
+        .create_with_key(&token, "open-3", r#"{"amount_usd": 5}"#)
+        .await;
+    assert_eq!(replay.status(), StatusCode::OK);
+    // Once one is paid, a new one can be created.
+    let paid = stack.stripe.intent_ids()[0].clone();
+    stack.stripe.succeed(&paid);
+    let event = payments_core::testing::event_json("evt_paid", "payment_intent.succeeded", &paid);
+    assert_eq!(stack.signed_webhook(&event).await.status(), StatusCode::OK);
+    assert_eq!(
+        stack
+            .create_with_key(&token, "open-21", r#"{"amount_usd": 5}"#)
+            .await
+            .status(),
+        StatusCode::OK
     );
 }

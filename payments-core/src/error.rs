@@ -11,6 +11,10 @@ pub enum Error {
     /// The idempotency key was already used for a different request.
     #[error("{0}")]
     IdempotencyConflict(String),
+    /// The user holds as many unpaid intents as allowed; one must be paid
+    /// or abandoned (cancelled) before another is created.
+    #[error("{0}")]
+    TooManyOpenIntents(String),
     /// Postgres or Stripe cannot be reached right now; retrying may help.
     #[error("{0}")]
     Unavailable(String),

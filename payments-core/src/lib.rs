@@ -10,4 +10,4 @@ pub mod stripe;
 pub mod testing;
 
 pub use error::Error;
-pub use service::{Balance, CreatedIntent, EventOutcome, PaymentsService};
+pub use service::{Balance, CreatedIntent, EventOutcome, OpenIntentLimit, PaymentsService};

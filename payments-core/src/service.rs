@@ -60,6 +60,25 @@ pub struct PaymentsService<G> {
     payment_inserts: PaymentInserts,
     gateway: G,
     tiers: Tiers,
+    open_intents: OpenIntentLimit,
+}
+
+/// At most `max` unpaid intents created within `window` per user: against
+/// card testing and floods of intents, each a Stripe call and a row.
+/// `max` 0 turns the limit off (the benchmark's create scenario).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenIntentLimit {
+    pub max: i64,
+    pub window: chrono::Duration,
+}
+
+impl Default for OpenIntentLimit {
+    fn default() -> Self {
+        Self {
+            max: 20,
+            window: chrono::Duration::hours(24),
+        }
+    }
 }
 
 impl<G: PaymentGateway> PaymentsService<G> {
@@ -70,7 +89,13 @@ impl<G: PaymentGateway> PaymentsService<G> {
             pool,
             gateway,
             tiers,
+            open_intents: OpenIntentLimit::default(),
         }
+    }
+
+    pub fn with_open_intent_limit(mut self, limit: OpenIntentLimit) -> Self {
+        self.open_intents = limit;
+        self
     }
 
     /// A pooled connection; UNAVAILABLE when none comes within the pool's timeout.
@@ -99,13 +124,28 @@ impl<G: PaymentGateway> PaymentsService<G> {
         let tier = self.tiers.tier_for(amount_cents)?;
         let key = ClientIdempotencyKey::parse_optional(idempotency_key)?;
 
-        if let Some(key) = &key {
+        {
             let mut conn = self.connection().await?;
-            let existing =
-                payments::find_by_idempotency_key(&mut conn, user.as_str(), key.as_str()).await?;
-            drop(conn);
-            if let Some(existing) = existing {
-                return self.replay(existing, amount_cents).await;
+            if let Some(key) = &key {
+                let existing =
+                    payments::find_by_idempotency_key(&mut conn, user.as_str(), key.as_str())
+                        .await?;
+                if let Some(existing) = existing {
+                    drop(conn);
+                    return self.replay(existing, amount_cents).await;
+                }
+            }
+            let limit = self.open_intents;
+            let since = Utc::now() - limit.window;
+            let open = match limit.max {
+                0 => 0,
+                max => payments::count_open_since(&mut conn, user.as_str(), since, max).await?,
+            };
+            if limit.max > 0 && open >= limit.max {
+                tracing::warn!(open, "create refused: too many open intents");
+                return Err(Error::TooManyOpenIntents(format!(
+                    "{open} unpaid top-ups are open; pay or abandon one first"
+                )));
             }
         }
 

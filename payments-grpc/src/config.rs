@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use payments_core::OpenIntentLimit;
 use payments_core::db::{PoolConfig, SessionLimits};
 use payments_core::domain::Tiers;
 use payments_core::stripe::StripeConfig;
@@ -80,6 +81,9 @@ pub struct Config {
     /// Top-up tiers in whole US dollars, comma-separated.
     #[arg(long, env = "TOPUP_TIERS_USD", default_value = "5,10,20,50", value_parser = parse_tiers)]
     pub topup_tiers_usd: Tiers,
+    /// Unpaid intents a user may hold (created within 24 h); 0 = no limit.
+    #[arg(long, env = "MAX_OPEN_INTENTS_PER_USER", default_value_t = 20)]
+    pub max_open_intents_per_user: u32,
     /// Postgres connections in the pool (1 to 1000).
     #[arg(long, env = "DATABASE_POOL_SIZE", default_value_t = 16)]
     pub database_pool_size: u32,
@@ -221,6 +225,13 @@ impl Config {
         }
     }
 
+    pub fn open_intent_limit(&self) -> OpenIntentLimit {
+        OpenIntentLimit {
+            max: self.max_open_intents_per_user.into(),
+            ..OpenIntentLimit::default()
+        }
+    }
+
     pub fn pool_config(&self) -> PoolConfig {
         PoolConfig {
             max_size: self.database_pool_size,
@@ -272,6 +283,7 @@ mod tests {
             "PAYMENTS_MAX_CONNECTIONS",
             "PAYMENTS_FIRST_BYTE_TIMEOUT_MS",
             "PAYMENTS_IDLE_TIMEOUT_SECS",
+            "MAX_OPEN_INTENTS_PER_USER",
         ] {
             assert!(help.contains(variable), "{variable} missing from --help");
             let flag = format!("--{}", variable.to_lowercase().replace('_', "-"));

@@ -45,6 +45,7 @@ pub fn to_status(err: Error) -> Status {
     match err {
         Error::InvalidArgument(message) => Status::invalid_argument(message),
         Error::IdempotencyConflict(message) => Status::failed_precondition(message),
+        Error::TooManyOpenIntents(message) => Status::resource_exhausted(message),
         Error::Unavailable(message) => {
             tracing::warn!(error = %message, "dependency unavailable");
             Status::unavailable(message)
@@ -74,6 +75,11 @@ mod tests {
                 Error::IdempotencyConflict("reused".into()),
                 Code::FailedPrecondition,
                 "reused",
+            ),
+            (
+                Error::TooManyOpenIntents("open".into()),
+                Code::ResourceExhausted,
+                "open",
             ),
             (
                 Error::Unavailable("db down".into()),

@@ -63,11 +63,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .context("connecting to Postgres")?;
     let gateway = StripeGateway::new(&config.stripe_config(secret_key))
         .context("configuring the Stripe client")?;
-    let core = Arc::new(PaymentsService::new(
-        pool,
-        gateway,
-        config.topup_tiers_usd.clone(),
-    ));
+    let core = Arc::new(
+        PaymentsService::new(pool, gateway, config.topup_tiers_usd.clone())
+            .with_open_intent_limit(config.open_intent_limit()),
+    );
 
     let listener = tokio::net::TcpListener::bind(config.payments_grpc_addr)
         .await

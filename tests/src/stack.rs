@@ -58,6 +58,9 @@ pub fn edge_config(keys_url: &str, grpc_addr: SocketAddr) -> edge_gateway::confi
     config.stripe_webhook_secret = Some(WEBHOOK_SECRET.into());
     config.firebase_project_id = Some(PROJECT_ID.into());
     config.firebase_jwks_url = keys_url.to_owned();
+    // The end-to-end tests create many intents for few users from one IP.
+    config.rate_limit_creates_per_minute = 10_000;
+    config.rate_limit_creates_per_minute_per_ip = 10_000;
     config
 }
 
@@ -236,11 +239,13 @@ impl Stack {
             retry_backoff: Duration::from_millis(50),
         })
         .expect("gateway");
-        let core = Arc::new(PaymentsService::new(
-            self.db.pool().await,
-            gateway,
-            Tiers::default(),
-        ));
+        let core = Arc::new(
+            PaymentsService::new(self.db.pool().await, gateway, Tiers::default())
+                .with_open_intent_limit(payments_core::OpenIntentLimit {
+                    max: 1000,
+                    ..Default::default()
+                }),
+        );
         let token = InternalToken::new(INTERNAL_TOKEN.into()).expect("token");
         let (stop, stopped) = oneshot::channel::<()>();
         let done = tokio::spawn(async move {
@@ -272,6 +277,7 @@ impl Stack {
             ("PAYMENTS_GRPC_ADDR", &grpc_addr),
             ("PAYMENTS_INTERNAL_TOKEN", INTERNAL_TOKEN),
             ("DATABASE_POOL_SIZE", "4"),
+            ("MAX_OPEN_INTENTS_PER_USER", "1000"),
             ("RUST_LOG", self.grpc_log_filter),
         ];
         env.extend_from_slice(extra);

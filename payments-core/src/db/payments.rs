@@ -51,6 +51,26 @@ pub struct PaymentUpdate<'a> {
     pub updated_at: DateTime<Utc>,
 }
 
+/// How many of the user's payments created after `since` are still open
+/// (neither succeeded nor canceled), counting at most `up_to`: the partial
+/// index `payments_open_by_user` keeps it to that many index entries.
+pub async fn count_open_since(
+    conn: &mut AsyncPgConnection,
+    user_id: &str,
+    since: DateTime<Utc>,
+    up_to: i64,
+) -> Result<i64, DbError> {
+    let open: Vec<i64> = payments::table
+        .select(payments::id)
+        .filter(payments::user_id.eq(user_id))
+        .filter(payments::created_at.gt(since))
+        .filter(payments::status.ne_all(["succeeded", "canceled"]))
+        .limit(up_to)
+        .load(conn)
+        .await?;
+    Ok(open.len() as i64)
+}
+
 /// Inserts `new` unless a row with its intent id, or its user and
 /// idempotency key, exists; returns the inserted row.
 pub async fn insert_if_absent(

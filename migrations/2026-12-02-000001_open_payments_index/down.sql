@@ -1,0 +1,1 @@
+DROP INDEX payments_open_by_user;
