@@ -900,3 +900,18 @@ async fn a_user_holding_the_most_open_intents_is_refused_a_new_one() {
         StatusCode::OK
     );
 }
+
+#[tokio::test]
+async fn poison_events_with_control_characters_are_400_not_500_and_write_nothing() {
+    let stack = Stack::start().await;
+    for body in [
+        r#"{"id":"evt_\u0000","object":"event","type":"payment_intent.succeeded","data":{"object":{"id":"pi_1"}}}"#,
+        r#"{"id":"evt_1","object":"event","type":"payment_intent.succeeded\u0000","data":{"object":{"id":"pi_1"}}}"#,
+        r#"{"id":"evt_2","object":"event","type":"payment_intent.succeeded","data":{"object":{"id":"pi_\u0000"}}}"#,
+    ] {
+        let body = problem(stack.signed_webhook(body).await, StatusCode::BAD_REQUEST).await;
+        assert_eq!(body["type"], "urn:credits-topup:problem:invalid-webhook");
+    }
+    let mut conn = stack.db.connection().await;
+    assert_eq!(count_rows(&mut conn, "stripe_events").await, 0);
+}

@@ -61,6 +61,8 @@ pub struct PaymentsService<G> {
     gateway: G,
     tiers: Tiers,
     open_intents: OpenIntentLimit,
+    /// Read from the database once, on first use.
+    deployment: tokio::sync::OnceCell<String>,
 }
 
 /// At most `max` unpaid intents created within `window` per user: against
@@ -90,6 +92,7 @@ impl<G: PaymentGateway> PaymentsService<G> {
             gateway,
             tiers,
             open_intents: OpenIntentLimit::default(),
+            deployment: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -102,6 +105,37 @@ impl<G: PaymentGateway> PaymentsService<G> {
     async fn connection(&self) -> Result<CancelOnDrop<'_>, Error> {
         let conn = self.pool.get().await.map_err(crate::db::DbError::from)?;
         Ok(CancelOnDrop::new(conn))
+    }
+
+    /// This deployment's id (`metadata[deployment]` of every intent it creates).
+    pub async fn deployment_id(&self) -> Result<&str, Error> {
+        let id = self
+            .deployment
+            .get_or_try_init(|| async {
+                let mut conn = self.connection().await?;
+                Ok::<_, Error>(crate::db::deployment::id(&mut conn).await?)
+            })
+            .await?;
+        Ok(id.as_str())
+    }
+
+    /// Empties the stored payloads of events received more than `retention`
+    /// ago, in batches; answers how many.
+    pub async fn forget_old_event_payloads(
+        &self,
+        retention: chrono::Duration,
+    ) -> Result<usize, Error> {
+        const BATCH: i64 = 1_000;
+        let cutoff = Utc::now() - retention;
+        let mut forgotten = 0;
+        loop {
+            let mut conn = self.connection().await?;
+            let done = stripe_events::forget_payloads_before(&mut conn, cutoff, BATCH).await?;
+            forgotten += done;
+            if (done as i64) < BATCH {
+                return Ok(forgotten);
+            }
+        }
     }
 
     /// Whether Postgres answers, for health checks.
@@ -161,6 +195,7 @@ impl<G: PaymentGateway> PaymentsService<G> {
                 tier,
                 currency: CURRENCY,
                 stripe_idempotency_key: &stripe_key,
+                deployment: self.deployment_id().await?,
             })
             .await?;
         tracing::Span::current().record("intent_id", intent.id.as_str());
@@ -280,8 +315,9 @@ impl<G: PaymentGateway> PaymentsService<G> {
         span.record("event_id", event.id.as_str());
         span.record("event_type", event.event_type.as_str());
 
+        let payload = StripeEvent::payload_to_store(event_json);
         let mut conn = self.connection().await?;
-        if stripe_events::exists(&mut conn, &event.id).await? {
+        if stripe_events::was_applied(&mut conn, &event.id).await? {
             tracing::info!("duplicate event");
             return Ok(EventOutcome::Duplicate);
         }
@@ -295,7 +331,7 @@ impl<G: PaymentGateway> PaymentsService<G> {
                 object_id: event.object_id(),
                 user_id: None,
                 outcome: OUTCOME_IGNORED,
-                payload: event_json,
+                payload: &payload,
                 received_at,
                 processed_at: Utc::now(),
             }
@@ -315,8 +351,22 @@ impl<G: PaymentGateway> PaymentsService<G> {
         };
         span.record("intent_id", intent_id);
 
+        // Our row, when we hold one, is the authority on whose payment this
+        // is and what was asked: Stripe's metadata can be edited.
+        let mut conn = self.connection().await?;
+        let ours = payments::find_by_intent(&mut conn, intent_id).await?;
+        drop(conn);
+
         let intent = match self.gateway.retrieve_intent(intent_id).await {
             Ok(intent) => intent,
+            Err(crate::stripe::GatewayError::NotFound) if ours.is_some() => {
+                tracing::error!(
+                    "Stripe has no PaymentIntent this service created: is STRIPE_SECRET_KEY the right account's?"
+                );
+                return Err(Error::Unavailable(
+                    "Stripe answered 404 for a PaymentIntent this service created; retry once the Stripe key is right".into(),
+                ));
+            }
             Err(crate::stripe::GatewayError::NotFound) => {
                 return self
                     .record_ignored(&ignored("Stripe has no such PaymentIntent"))
@@ -324,34 +374,99 @@ impl<G: PaymentGateway> PaymentsService<G> {
             }
             Err(err) => return Err(err.into()),
         };
-        if !intent.created_by_us {
-            return self
-                .record_ignored(&ignored("PaymentIntent not created by this service"))
-                .await;
-        }
-        if intent.currency != CURRENCY.code() {
-            return self
-                .record_ignored(&ignored("PaymentIntent in another currency"))
-                .await;
-        }
-        let Some(owner) = intent
-            .user_id
-            .as_deref()
-            .and_then(|id| UserId::parse(id).ok())
-        else {
-            return self
-                .record_ignored(&ignored("PaymentIntent has no valid metadata.user_id"))
-                .await;
+        let owner = match &ours {
+            Some(row) => {
+                let owner = UserId::parse(&row.user_id).map_err(|err| Error::Internal(err.0))?;
+                self.check_against_our_row(row, &intent).await?;
+                owner
+            }
+            None => {
+                // No row (a crash between Stripe's create and our insert):
+                // only an intent of this deployment, in our currency, with
+                // its owner in the metadata, is recovered.
+                if !intent.created_by_us {
+                    return self
+                        .record_ignored(&ignored("PaymentIntent not created by this service"))
+                        .await;
+                }
+                if intent.deployment.as_deref() != Some(self.deployment_id().await?) {
+                    return self
+                        .record_ignored(&ignored("PaymentIntent created by another deployment"))
+                        .await;
+                }
+                if intent.currency != CURRENCY.code() {
+                    return self
+                        .record_ignored(&ignored("PaymentIntent in another currency"))
+                        .await;
+                }
+                let Some(owner) = intent
+                    .user_id
+                    .as_deref()
+                    .and_then(|id| UserId::parse(id).ok())
+                else {
+                    return self
+                        .record_ignored(&ignored("PaymentIntent has no valid metadata.user_id"))
+                        .await;
+                };
+                owner
+            }
         };
         span.record("user_id", owner.as_str());
 
         let mut conn = self.connection().await?;
         let outcome = conn
             .transaction::<_, Error, _>(async |conn| {
-                apply_intent_state(conn, &event, event_json, received_at, &owner, &intent).await
+                apply_intent_state(conn, &event, &payload, received_at, &owner, &intent).await
             })
             .await?;
         Ok(outcome)
+    }
+
+    /// Logs every way Stripe's copy of one of our intents disagrees with our
+    /// row. Only a changed currency stops the event (amounts in another
+    /// currency are not cents of ours): it fails, so Stripe retries and an
+    /// operator can look; nothing is recorded.
+    async fn check_against_our_row(
+        &self,
+        row: &payments::PaymentRow,
+        intent: &StripeIntent,
+    ) -> Result<(), Error> {
+        if intent.user_id.as_deref() != Some(row.user_id.as_str()) {
+            tracing::error!(
+                owner = %row.user_id,
+                metadata_user_id = intent.user_id.as_deref().unwrap_or("<none>"),
+                "PaymentIntent metadata names another user; the payment's owner is credited"
+            );
+        }
+        if !intent.created_by_us {
+            tracing::error!("PaymentIntent lost our created_by marker; it is ours by our records");
+        } else if intent.deployment.is_some()
+            && intent.deployment.as_deref() != Some(self.deployment_id().await?)
+        {
+            tracing::error!(
+                deployment = intent.deployment.as_deref().unwrap_or_default(),
+                "PaymentIntent names another deployment, yet this one holds its row"
+            );
+        }
+        if intent.amount != row.amount_cents {
+            tracing::error!(
+                asked_cents = row.amount_cents,
+                stripe_amount = intent.amount,
+                "PaymentIntent amount was changed at Stripe; what Stripe received is credited"
+            );
+        }
+        if intent.currency != row.currency {
+            tracing::error!(
+                currency = %intent.currency,
+                ours = %row.currency,
+                "PaymentIntent currency was changed at Stripe; not credited"
+            );
+            return Err(Error::Internal(format!(
+                "PaymentIntent {} is in {} at Stripe, {} in our records",
+                intent.id, intent.currency, row.currency
+            )));
+        }
+        Ok(())
     }
 
     async fn record_ignored(&self, event: &NewStripeEvent<'_>) -> Result<EventOutcome, Error> {
@@ -371,7 +486,7 @@ impl<G: PaymentGateway> PaymentsService<G> {
 async fn apply_intent_state(
     conn: &mut diesel_async::AsyncPgConnection,
     event: &StripeEvent,
-    event_json: &str,
+    payload: &str,
     received_at: DateTime<Utc>,
     owner: &UserId,
     intent: &StripeIntent,
@@ -400,7 +515,7 @@ async fn apply_intent_state(
     };
     let user_id = payment.user_id.as_str();
 
-    let recorded = stripe_events::insert_if_absent(
+    let recorded = stripe_events::record_applied(
         conn,
         &NewStripeEvent {
             event_id: &event.id,
@@ -408,7 +523,7 @@ async fn apply_intent_state(
             object_id: Some(&intent.id),
             user_id: Some(user_id),
             outcome: OUTCOME_APPLIED,
-            payload: event_json,
+            payload,
             received_at,
             processed_at: now,
         },

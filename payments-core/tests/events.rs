@@ -428,25 +428,239 @@ async fn stripe_unavailable_leaves_the_event_unrecorded_so_a_retry_applies_it() 
     world.check_ledger().await;
 }
 
-#[tokio::test]
-async fn a_paid_intent_whose_row_was_never_stored_is_recovered_and_credited() {
-    let world = World::new().await;
-    // Created by this service at Stripe, but the process died before the insert.
-    world.stripe.put_intent(FakeIntent {
-        id: "pi_orphan".into(),
+/// A paid intent at Stripe, made by a deployment of this service, with no row here.
+fn orphan(id: &str, user: &str, deployment: &str) -> FakeIntent {
+    FakeIntent {
+        id: id.into(),
         amount: 2000,
         amount_received: 2000,
         currency: "usd".into(),
         status: "succeeded".into(),
         metadata: HashMap::from([
-            ("user_id".into(), "ivy".into()),
+            ("user_id".into(), user.into()),
             (
                 "created_by".into(),
                 payments_core::stripe::CREATED_BY_MARKER.into(),
             ),
+            ("deployment".into(), deployment.into()),
         ]),
         last_payment_error: None,
-    });
+    }
+}
+
+#[tokio::test]
+async fn another_deployments_intent_is_never_recovered_or_credited_here() {
+    let world = World::new().await;
+    // Staging and production share the Stripe account; this intent is staging's.
+    world.stripe.put_intent(orphan(
+        "pi_staging",
+        "ivy",
+        "dep_0123456789abcdef0123456789abcdef",
+    ));
+    let outcome = world
+        .apply("evt_staging", "payment_intent.succeeded", "pi_staging")
+        .await
+        .unwrap();
+    assert_eq!(outcome, EventOutcome::Ignored);
+    assert_eq!(world.balance("ivy").await, 0);
+    assert_eq!(
+        count_rows(&mut world.db.connection().await, "payments").await,
+        0
+    );
+    // Intents this deployment creates carry its id.
+    let ours = world.intent_for("ivy", 1000).await;
+    let deployment = world.service.deployment_id().await.unwrap().to_owned();
+    assert!(
+        deployment.starts_with("dep_") && deployment.len() == 36,
+        "{deployment}"
+    );
+    assert_eq!(
+        world
+            .stripe
+            .intent(&ours)
+            .unwrap()
+            .metadata
+            .get("deployment"),
+        Some(&deployment)
+    );
+}
+
+#[tokio::test]
+async fn our_intent_is_credited_to_its_owner_whatever_its_stripe_metadata_says() {
+    let world = World::new().await;
+    for (n, metadata) in [
+        HashMap::new(),
+        HashMap::from([("user_id".to_owned(), "mallory".to_owned())]),
+        HashMap::from([
+            ("user_id".to_owned(), "mallory".to_owned()),
+            (
+                "created_by".to_owned(),
+                payments_core::stripe::CREATED_BY_MARKER.to_owned(),
+            ),
+            (
+                "deployment".to_owned(),
+                "dep_0123456789abcdef0123456789abcdef".to_owned(),
+            ),
+        ]),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let intent = world.intent_for("alice", 1000).await;
+        // Someone with the Stripe key edited the intent's metadata.
+        let mut edited = world.stripe.intent(&intent).unwrap();
+        edited.metadata = metadata;
+        world.stripe.put_intent(edited);
+        world.stripe.succeed(&intent);
+        let outcome = world
+            .apply(
+                &format!("evt_edited_{n}"),
+                "payment_intent.succeeded",
+                &intent,
+            )
+            .await
+            .unwrap();
+        assert_eq!(outcome, EventOutcome::Applied, "case {n}");
+    }
+    assert_eq!(world.balance("alice").await, 3000);
+    assert_eq!(world.balance("mallory").await, 0);
+    world.check_ledger().await;
+}
+
+#[tokio::test]
+async fn a_404_for_an_intent_we_hold_is_unavailable_so_the_redelivery_credits_it() {
+    let world = World::new().await;
+    let intent = world.intent_for("bruno", 1000).await;
+    world.stripe.succeed(&intent);
+    // A wrong STRIPE_SECRET_KEY (another account) answers 404 for our intents.
+    world
+        .stripe
+        .fail_next(
+            "GET",
+            1,
+            stripe_error(
+                404,
+                "invalid_request_error",
+                "resource_missing",
+                "No such payment_intent",
+            ),
+        )
+        .await;
+    let err = world
+        .apply("evt_404", "payment_intent.succeeded", &intent)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Unavailable(_)), "{err:?}");
+    let mut conn = world.db.connection().await;
+    assert!(
+        stripe_events::find(&mut conn, "evt_404")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Stripe retries once the key is right.
+    let outcome = world
+        .apply("evt_404", "payment_intent.succeeded", &intent)
+        .await
+        .unwrap();
+    assert_eq!(outcome, EventOutcome::Applied);
+    assert_eq!(world.balance("bruno").await, 1000);
+    world.check_ledger().await;
+}
+
+#[tokio::test]
+async fn an_event_recorded_ignored_is_applied_when_delivered_again_after_the_cause_is_gone() {
+    let world = World::new().await;
+    let intent = world.intent_for("carla", 1000).await;
+    world.stripe.succeed(&intent);
+    // What the service used to record when a cause (since fixed) made it ignore the event.
+    let mut conn = world.db.connection().await;
+    conn.batch_execute(&format!(
+        "INSERT INTO stripe_events (event_id, event_type, object_id, outcome, payload, received_at)
+         VALUES ('evt_was_ignored', 'payment_intent.succeeded', '{intent}', 'ignored', '{{}}', now())"
+    ))
+    .await
+    .unwrap();
+    let outcome = world
+        .apply("evt_was_ignored", "payment_intent.succeeded", &intent)
+        .await
+        .unwrap();
+    assert_eq!(outcome, EventOutcome::Applied);
+    let row = stripe_events::find(&mut conn, "evt_was_ignored")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (row.outcome.as_str(), row.user_id.as_deref()),
+        ("applied", Some("carla"))
+    );
+    let again = world
+        .apply("evt_was_ignored", "payment_intent.succeeded", &intent)
+        .await
+        .unwrap();
+    assert_eq!(again, EventOutcome::Duplicate);
+    assert_eq!(world.balance("carla").await, 1000);
+    world.check_ledger().await;
+}
+
+#[tokio::test]
+async fn our_intent_whose_currency_was_changed_at_stripe_is_not_credited_and_not_recorded() {
+    let world = World::new().await;
+    let intent = world.intent_for("dora", 1000).await;
+    let mut edited = world.stripe.intent(&intent).unwrap();
+    edited.currency = "jpy".into();
+    world.stripe.put_intent(edited);
+    world.stripe.succeed(&intent);
+    let err = world
+        .apply("evt_jpy", "payment_intent.succeeded", &intent)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Internal(_)), "{err:?}");
+    assert_eq!(world.balance("dora").await, 0);
+    let mut conn = world.db.connection().await;
+    assert!(
+        stripe_events::find(&mut conn, "evt_jpy")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn stored_event_payloads_carry_no_client_secret() {
+    let world = World::new().await;
+    let intent = world.intent_for("elia", 1000).await;
+    world.stripe.succeed(&intent);
+    let mut event: serde_json::Value = serde_json::from_str(&event_json(
+        "evt_secret",
+        "payment_intent.succeeded",
+        &intent,
+    ))
+    .unwrap();
+    event["data"]["object"]["client_secret"] = format!("{intent}_secret_topsecret").into();
+    let outcome = world
+        .service
+        .apply_stripe_event(&event.to_string())
+        .await
+        .unwrap();
+    assert_eq!(outcome, EventOutcome::Applied);
+    let mut conn = world.db.connection().await;
+    let row = stripe_events::find(&mut conn, "evt_secret")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!row.payload.contains("topsecret"), "{}", row.payload);
+    assert!(row.payload.contains(&intent));
+}
+
+#[tokio::test]
+async fn a_paid_intent_whose_row_was_never_stored_is_recovered_and_credited() {
+    let world = World::new().await;
+    // Created by this service at Stripe, but the process died before the insert.
+    let deployment = world.service.deployment_id().await.unwrap().to_owned();
+    world
+        .stripe
+        .put_intent(orphan("pi_orphan", "ivy", &deployment));
 
     let outcome = world
         .apply("evt_orphan", "payment_intent.succeeded", "pi_orphan")
@@ -598,4 +812,51 @@ async fn balances_of_several_users_stay_equal_to_their_ledgers() {
         assert_eq!(balance.balance_cents, cents, "{user}");
     }
     world.check_ledger().await;
+}
+
+#[tokio::test]
+async fn event_payloads_past_their_retention_are_emptied_and_their_rows_kept() {
+    let world = World::new().await;
+    let intent = world.intent_for("fede", 1000).await;
+    world.stripe.succeed(&intent);
+    world
+        .apply("evt_old", "payment_intent.succeeded", &intent)
+        .await
+        .unwrap();
+    world
+        .apply("evt_new", "payment_intent.processing", &intent)
+        .await
+        .unwrap();
+    let mut conn = world.db.connection().await;
+    conn.batch_execute(
+        "UPDATE stripe_events SET received_at = now() - interval '31 days' WHERE event_id = 'evt_old'",
+    )
+    .await
+    .unwrap();
+    let forgotten = world
+        .service
+        .forget_old_event_payloads(chrono::Duration::days(30))
+        .await
+        .unwrap();
+    assert_eq!(forgotten, 1);
+    let old = stripe_events::find(&mut conn, "evt_old")
+        .await
+        .unwrap()
+        .unwrap();
+    let new = stripe_events::find(&mut conn, "evt_new")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (old.payload.as_str(), old.outcome.as_str()),
+        ("", "applied")
+    );
+    assert!(new.payload.contains("evt_new"));
+    // The registry still answers a redelivery of the old event.
+    let again = world
+        .apply("evt_old", "payment_intent.succeeded", &intent)
+        .await
+        .unwrap();
+    assert_eq!(again, EventOutcome::Duplicate);
+    assert_eq!(world.balance("fede").await, 1000);
 }

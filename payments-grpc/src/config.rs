@@ -84,6 +84,13 @@ pub struct Config {
     /// Unpaid intents a user may hold (created within 24 h); 0 = no limit.
     #[arg(long, env = "MAX_OPEN_INTENTS_PER_USER", default_value_t = 20)]
     pub max_open_intents_per_user: u32,
+    /// Days a received Stripe event's payload is kept (the event id is kept for good); 0 = forever.
+    #[arg(
+        long,
+        env = "STRIPE_EVENT_PAYLOAD_RETENTION_DAYS",
+        default_value_t = 30
+    )]
+    pub stripe_event_payload_retention_days: u32,
     /// Postgres connections in the pool (1 to 1000).
     #[arg(long, env = "DATABASE_POOL_SIZE", default_value_t = 16)]
     pub database_pool_size: u32,
@@ -284,6 +291,7 @@ mod tests {
             "PAYMENTS_FIRST_BYTE_TIMEOUT_MS",
             "PAYMENTS_IDLE_TIMEOUT_SECS",
             "MAX_OPEN_INTENTS_PER_USER",
+            "STRIPE_EVENT_PAYLOAD_RETENTION_DAYS",
         ] {
             assert!(help.contains(variable), "{variable} missing from --help");
             let flag = format!("--{}", variable.to_lowercase().replace('_', "-"));

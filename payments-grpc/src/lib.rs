@@ -128,6 +128,25 @@ pub async fn serve_with_limits<G: PaymentGateway>(
     result
 }
 
+/// Empties stored event payloads older than `retention`, once an hour (any
+/// number of replicas may do it at once: it only clears what is past it).
+pub fn spawn_payload_retention<G: PaymentGateway>(
+    core: Arc<PaymentsService<G>>,
+    retention: chrono::Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut every_hour = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            every_hour.tick().await;
+            match core.forget_old_event_payloads(retention).await {
+                Ok(0) => {}
+                Ok(forgotten) => tracing::info!(forgotten, "old event payloads emptied"),
+                Err(err) => tracing::warn!(error = %err, "event payload retention failed"),
+            }
+        }
+    })
+}
+
 /// Health follows the database: NOT_SERVING while Postgres cannot be reached.
 async fn report_database_health<G: PaymentGateway>(
     core: &PaymentsService<G>,

@@ -68,6 +68,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             .with_open_intent_limit(config.open_intent_limit()),
     );
 
+    if config.stripe_event_payload_retention_days > 0 {
+        payments_grpc::spawn_payload_retention(
+            core.clone(),
+            chrono::Duration::days(config.stripe_event_payload_retention_days.into()),
+        );
+    }
+
     let listener = tokio::net::TcpListener::bind(config.payments_grpc_addr)
         .await
         .with_context(|| format!("binding {}", config.payments_grpc_addr))?;

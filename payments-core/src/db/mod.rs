@@ -4,6 +4,7 @@
 pub mod balance_reads;
 pub mod balances;
 pub mod coalesce;
+pub mod deployment;
 pub mod ledger;
 pub mod payment_inserts;
 pub mod payments;

@@ -10,6 +10,13 @@ diesel::table! {
 }
 
 diesel::table! {
+    deployment (singleton) {
+        singleton -> Bool,
+        id -> Text,
+    }
+}
+
+diesel::table! {
     ledger_entries (id) {
         id -> Int8,
         user_id -> Text,

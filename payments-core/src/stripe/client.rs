@@ -175,6 +175,7 @@ fn to_stripe_intent(intent: PaymentIntent) -> Result<StripeIntent, GatewayError>
         user_id: intent.metadata.get("user_id").cloned(),
         created_by_us: intent.metadata.get("created_by").map(String::as_str)
             == Some(CREATED_BY_MARKER),
+        deployment: intent.metadata.get("deployment").cloned(),
         last_payment_error,
     })
 }
@@ -187,6 +188,7 @@ impl PaymentGateway for StripeGateway {
         let metadata = HashMap::from([
             ("user_id".to_owned(), intent.user_id.as_str().to_owned()),
             ("created_by".to_owned(), CREATED_BY_MARKER.to_owned()),
+            ("deployment".to_owned(), intent.deployment.to_owned()),
         ]);
         let request =
             CreatePaymentIntent::new(intent.tier.cents().get(), stripe_types::Currency::USD)

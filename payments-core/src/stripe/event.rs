@@ -69,7 +69,42 @@ impl StripeEvent {
                 "not a Stripe event: object is not \"event\"".into(),
             ));
         }
+        // Stripe's ids and types are plain ASCII; a control character (NUL
+        // above all, which Postgres cannot store) would fail on every retry.
+        plain("id", &event.id)?;
+        plain("type", &event.event_type)?;
+        if let Some(object_id) = event.object_id() {
+            if object_id.len() > 255 {
+                return Err(InvalidInput(
+                    "not a Stripe event: data.object.id is over 255 bytes".into(),
+                ));
+            }
+            plain("data.object.id", object_id)?;
+        }
         Ok(event)
+    }
+
+    /// The event as stored in the registry: as received, less every
+    /// `client_secret` (a PaymentIntent's carries the right to confirm it).
+    pub fn payload_to_store(json: &str) -> String {
+        fn strip(value: &mut serde_json::Value) {
+            match value {
+                serde_json::Value::Object(map) => {
+                    map.remove("client_secret");
+                    map.values_mut().for_each(strip);
+                }
+                serde_json::Value::Array(items) => items.iter_mut().for_each(strip),
+                _ => {}
+            }
+        }
+        match serde_json::from_str::<serde_json::Value>(json) {
+            Ok(mut value) => {
+                strip(&mut value);
+                value.to_string()
+            }
+            // Unreachable for an event `parse` accepted; store nothing rather than a secret.
+            Err(_) => "{}".to_owned(),
+        }
     }
 
     pub fn kind(&self) -> EventKind {
@@ -85,6 +120,17 @@ impl StripeEvent {
 
     pub fn object_id(&self) -> Option<&str> {
         self.data.object.id.as_deref()
+    }
+}
+
+/// Printable ASCII only (no spaces, no control characters).
+fn plain(field: &str, value: &str) -> Result<(), InvalidInput> {
+    if value.bytes().all(|b| b.is_ascii_graphic()) {
+        Ok(())
+    } else {
+        Err(InvalidInput(format!(
+            "not a Stripe event: {field} holds characters other than printable ASCII"
+        )))
     }
 }
 
@@ -154,9 +200,30 @@ mod tests {
             r#"{"id":"evt_1","type":"x","data":{"object":{}}"#,
             r#"["evt_1","payment_intent.succeeded",{"object":{"id":"pi_1"}}]"#,
             r#"{"id":"evt_1","id":"evt_2","type":"x","data":{"object":{}}}"#,
+            // Poison: control characters that used to fail at the database on every retry.
+            r#"{"id":"evt_\u0000","type":"x","data":{"object":{}}}"#,
+            r#"{"id":"evt_1","type":"payment_intent.succeeded\u0000","data":{"object":{}}}"#,
+            r#"{"id":"evt_1","type":"x","data":{"object":{"id":"pi_1\u0000"}}}"#,
+            r#"{"id":"evt 1","type":"x","data":{"object":{}}}"#,
+            r#"{"id":"evt_\u00e9","type":"x","data":{"object":{}}}"#,
         ] {
             let err = StripeEvent::parse(bad).unwrap_err();
             assert!(err.0.starts_with("not a Stripe event"), "{bad:?}: {err}");
         }
+    }
+
+    #[test]
+    fn stored_payloads_carry_no_client_secret() {
+        let json = r#"{"id":"evt_1","object":"event","type":"payment_intent.succeeded",
+            "data":{"object":{"id":"pi_1","client_secret":"pi_1_secret_abc","amount":1000,
+            "charges":[{"client_secret":"nested_secret"}]}}}"#;
+        let stored = StripeEvent::payload_to_store(json);
+        assert!(
+            !stored.contains("secret_abc") && !stored.contains("nested_secret"),
+            "{stored}"
+        );
+        let value: serde_json::Value = serde_json::from_str(&stored).unwrap();
+        assert_eq!(value["data"]["object"]["amount"], 1000);
+        assert_eq!(value["id"], "evt_1");
     }
 }

@@ -24,6 +24,8 @@ pub struct NewIntent<'a> {
     pub currency: Currency,
     /// Sent as Stripe's `Idempotency-Key`; reused on every retry.
     pub stripe_idempotency_key: &'a str,
+    /// This deployment's id, sent as `metadata[deployment]`.
+    pub deployment: &'a str,
 }
 
 /// The fields of a Stripe PaymentIntent this service uses.
@@ -39,6 +41,8 @@ pub struct StripeIntent {
     pub user_id: Option<String>,
     /// `metadata[created_by]` is our marker.
     pub created_by_us: bool,
+    /// `metadata[deployment]`: which deployment of this service created it.
+    pub deployment: Option<String>,
     pub last_payment_error: Option<PaymentError>,
 }
 
@@ -57,6 +61,7 @@ impl std::fmt::Debug for StripeIntent {
             )
             .field("user_id", &self.user_id)
             .field("created_by_us", &self.created_by_us)
+            .field("deployment", &self.deployment)
             .field("last_payment_error", &self.last_payment_error)
             .finish()
     }
@@ -134,6 +139,7 @@ mod tests {
             client_secret: Some("pi_1_secret_abc".into()),
             user_id: Some("u1".into()),
             created_by_us: true,
+            deployment: None,
             last_payment_error: None,
         };
         let shown = format!("{intent:?}");
