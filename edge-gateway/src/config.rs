@@ -26,7 +26,7 @@ pub struct Config {
     /// Address the HTTP server listens on.
     #[arg(long, env = "EDGE_ADDR", default_value = "127.0.0.1:8080")]
     pub edge_addr: SocketAddr,
-    /// URL of payments-grpc (http://; https:// is refused: this build has no TLS client).
+    /// URL of payments-grpc: http://host:port, or https://host:port with PAYMENTS_GRPC_CA_FILE.
     #[arg(
         long,
         env = "PAYMENTS_GRPC_URL",
@@ -87,6 +87,15 @@ pub struct Config {
     /// entry is used, e.g. x-forwarded-for); unset = the peer address.
     #[arg(long, env = "EDGE_CLIENT_IP_HEADER")]
     pub edge_client_ip_header: Option<String>,
+    /// PEM CA that signed payments-grpc's certificate (needed for an https PAYMENTS_GRPC_URL).
+    #[arg(long, env = "PAYMENTS_GRPC_CA_FILE")]
+    pub payments_grpc_ca_file: Option<std::path::PathBuf>,
+    /// PEM client certificate for mutual TLS to payments-grpc (with PAYMENTS_GRPC_CLIENT_KEY_FILE).
+    #[arg(long, env = "PAYMENTS_GRPC_CLIENT_CERT_FILE")]
+    pub payments_grpc_client_cert_file: Option<std::path::PathBuf>,
+    /// PEM private key of PAYMENTS_GRPC_CLIENT_CERT_FILE.
+    #[arg(long, env = "PAYMENTS_GRPC_CLIENT_KEY_FILE")]
+    pub payments_grpc_client_key_file: Option<std::path::PathBuf>,
     /// Log format (text is coloured only on a terminal).
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -110,6 +119,8 @@ pub struct Settings {
     pub header_read_timeout: Duration,
     pub connections: ConnectionLimits,
     pub client_ip_header: Option<axum::http::HeaderName>,
+    /// TLS to payments-grpc, for an https URL.
+    pub upstream_tls: Option<tonic::transport::ClientTlsConfig>,
 }
 
 impl Settings {
@@ -131,7 +142,7 @@ impl Settings {
             "firebase-project-id",
         )?;
         let webhook_secrets = parse_webhook_secrets(&secrets)?;
-        check_grpc_url(&config.payments_grpc_url)?;
+        let upstream_tls = upstream_tls(config)?;
         check_range(
             "FIREBASE_CLOCK_LEEWAY_SECS",
             config.firebase_clock_leeway_secs.into(),
@@ -199,6 +210,7 @@ impl Settings {
                 idle_timeout,
             },
             client_ip_header,
+            upstream_tls,
         })
     }
 }
@@ -229,18 +241,56 @@ fn parse_webhook_secrets(list: &str) -> anyhow::Result<Vec<WebhookSecret>> {
     Ok(secrets)
 }
 
-/// The internal hop is plaintext HTTP/2 in this build: an `https` URL would
-/// silently send the internal token in clear, so it is refused.
-fn check_grpc_url(url: &str) -> anyhow::Result<()> {
+/// TLS for the internal hop: an `https` URL is honoured (the CA given, a
+/// client certificate for mutual TLS when given), never silently sent in
+/// plaintext; TLS files with an `http` URL are refused as a likely mistake.
+fn upstream_tls(config: &Config) -> anyhow::Result<Option<tonic::transport::ClientTlsConfig>> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+    let url = &config.payments_grpc_url;
     let uri: axum::http::Uri = url
         .parse()
         .map_err(|err| anyhow::anyhow!("PAYMENTS_GRPC_URL: {url:?} is not a URL: {err}"))?;
-    match uri.scheme_str() {
-        Some("http") if uri.authority().is_some() => Ok(()),
-        Some("https") => anyhow::bail!(
-            "PAYMENTS_GRPC_URL: https is not supported by this build (the internal hop is plaintext; keep it on a private network)"
+    let read = |variable: &str, path: &std::path::Path| {
+        std::fs::read(path)
+            .map_err(|err| anyhow::anyhow!("{variable}: cannot read {}: {err}", path.display()))
+    };
+    let client_identity = match (
+        &config.payments_grpc_client_cert_file,
+        &config.payments_grpc_client_key_file,
+    ) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => Some((cert, key)),
+        _ => anyhow::bail!(
+            "PAYMENTS_GRPC_CLIENT_CERT_FILE and PAYMENTS_GRPC_CLIENT_KEY_FILE go together"
         ),
-        _ => anyhow::bail!("PAYMENTS_GRPC_URL: {url:?} is not an http://host:port URL"),
+    };
+    match (uri.scheme_str(), uri.host()) {
+        (Some("http"), Some(_)) => {
+            if config.payments_grpc_ca_file.is_some() || client_identity.is_some() {
+                anyhow::bail!(
+                    "PAYMENTS_GRPC_URL is http:// but TLS files are set: use https:// to have them used"
+                );
+            }
+            Ok(None)
+        }
+        (Some("https"), Some(host)) => {
+            let Some(ca) = &config.payments_grpc_ca_file else {
+                anyhow::bail!(
+                    "PAYMENTS_GRPC_URL is https:// but PAYMENTS_GRPC_CA_FILE is not set (the CA that signed payments-grpc's certificate)"
+                );
+            };
+            let mut tls = ClientTlsConfig::new()
+                .domain_name(host)
+                .ca_certificate(Certificate::from_pem(read("PAYMENTS_GRPC_CA_FILE", ca)?));
+            if let Some((cert, key)) = client_identity {
+                tls = tls.identity(Identity::from_pem(
+                    read("PAYMENTS_GRPC_CLIENT_CERT_FILE", cert)?,
+                    read("PAYMENTS_GRPC_CLIENT_KEY_FILE", key)?,
+                ));
+            }
+            Ok(Some(tls))
+        }
+        _ => anyhow::bail!("PAYMENTS_GRPC_URL: {url:?} is not an http(s)://host:port URL"),
     }
 }
 
@@ -303,6 +353,9 @@ mod tests {
             "RATE_LIMIT_CREATES_PER_MINUTE",
             "RATE_LIMIT_CREATES_PER_MINUTE_PER_IP",
             "EDGE_CLIENT_IP_HEADER",
+            "PAYMENTS_GRPC_CA_FILE",
+            "PAYMENTS_GRPC_CLIENT_CERT_FILE",
+            "PAYMENTS_GRPC_CLIENT_KEY_FILE",
         ] {
             assert!(help.contains(variable), "{variable} missing from --help");
             let flag = format!("--{}", variable.to_lowercase().replace('_', "-"));
@@ -363,9 +416,10 @@ mod tests {
             ("CORS_ALLOWED_ORIGINS: \"https://a.example/path\"", |c| {
                 c.cors_allowed_origins = "https://a.example/path".into()
             }),
-            ("PAYMENTS_GRPC_URL: https is not supported", |c| {
-                c.payments_grpc_url = "https://grpc.internal:50051".into()
-            }),
+            (
+                "PAYMENTS_GRPC_URL is https:// but PAYMENTS_GRPC_CA_FILE is not set",
+                |c| c.payments_grpc_url = "https://grpc.internal:50051".into(),
+            ),
             ("PAYMENTS_GRPC_URL: \"grpc.internal\"", |c| {
                 c.payments_grpc_url = "grpc.internal".into()
             }),

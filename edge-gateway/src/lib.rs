@@ -57,8 +57,12 @@ impl Application {
             verified_tokens: VerifiedTokens::new(VERIFIED_TOKENS_KEPT),
             keys: KeyCache::new(&config.firebase_jwks_url).map_err(anyhow::Error::msg)?,
             webhook_secrets: settings.webhook_secrets.clone(),
-            upstream: Upstream::new(&config.payments_grpc_url, &settings.internal_token)
-                .context("PAYMENTS_GRPC_URL")?,
+            upstream: Upstream::new(
+                &config.payments_grpc_url,
+                &settings.internal_token,
+                settings.upstream_tls.clone(),
+            )
+            .context("PAYMENTS_GRPC_URL")?,
             tiers_usd: settings.tiers_usd.clone(),
             webhook_body_limit: config.webhook_body_limit_bytes,
             webhook_bodies: tokio::sync::Semaphore::new(config.webhook_max_concurrent_bodies),

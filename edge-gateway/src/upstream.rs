@@ -31,8 +31,16 @@ impl std::fmt::Debug for Upstream {
 
 impl Upstream {
     /// Connects lazily: the edge starts, and answers 503, while payments-grpc is down.
-    pub fn new(url: &str, internal_token: &str) -> anyhow::Result<Self> {
-        let endpoint = Endpoint::from_shared(url.to_owned())?
+    pub fn new(
+        url: &str,
+        internal_token: &str,
+        tls: Option<tonic::transport::ClientTlsConfig>,
+    ) -> anyhow::Result<Self> {
+        let mut endpoint = Endpoint::from_shared(url.to_owned())?;
+        if let Some(tls) = tls {
+            endpoint = endpoint.tls_config(tls)?;
+        }
+        let endpoint = endpoint
             .connect_timeout(Duration::from_secs(2))
             .timeout(CALL_TIMEOUT)
             .tcp_nodelay(true)

@@ -14,6 +14,7 @@ use service_runtime::connections::ConnectionLimits;
 use service_runtime::logging::LogFormat;
 
 use crate::limits::GrpcLimits;
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 /// The edge gives each call to payments-grpc this long; a Stripe call with
 /// its retries must end before it.
@@ -116,6 +117,15 @@ pub struct Config {
     /// A connection silent this long is closed, in seconds (clients keep theirs with HTTP/2 pings).
     #[arg(long, env = "PAYMENTS_IDLE_TIMEOUT_SECS", default_value_t = 300)]
     pub payments_idle_timeout_secs: u64,
+    /// PEM certificate chain to serve gRPC over TLS (with PAYMENTS_TLS_KEY_FILE); unset = plaintext.
+    #[arg(long, env = "PAYMENTS_TLS_CERT_FILE")]
+    pub payments_tls_cert_file: Option<std::path::PathBuf>,
+    /// PEM private key of PAYMENTS_TLS_CERT_FILE.
+    #[arg(long, env = "PAYMENTS_TLS_KEY_FILE")]
+    pub payments_tls_key_file: Option<std::path::PathBuf>,
+    /// PEM CA whose client certificates are required (mutual TLS); unset = no client certificate asked.
+    #[arg(long, env = "PAYMENTS_TLS_CLIENT_CA_FILE")]
+    pub payments_tls_client_ca_file: Option<std::path::PathBuf>,
     /// Log format (text is coloured only on a terminal).
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -221,6 +231,33 @@ impl Config {
         Ok(())
     }
 
+    /// The server's TLS settings, read from their files; None for plaintext.
+    pub fn tls(&self) -> anyhow::Result<Option<ServerTlsConfig>> {
+        let read = |variable: &str, path: &std::path::Path| {
+            std::fs::read(path)
+                .map_err(|err| anyhow::anyhow!("{variable}: cannot read {}: {err}", path.display()))
+        };
+        let (cert, key) = match (&self.payments_tls_cert_file, &self.payments_tls_key_file) {
+            (None, None) if self.payments_tls_client_ca_file.is_some() => anyhow::bail!(
+                "PAYMENTS_TLS_CLIENT_CA_FILE needs PAYMENTS_TLS_CERT_FILE and PAYMENTS_TLS_KEY_FILE"
+            ),
+            (None, None) => return Ok(None),
+            (Some(cert), Some(key)) => (
+                read("PAYMENTS_TLS_CERT_FILE", cert)?,
+                read("PAYMENTS_TLS_KEY_FILE", key)?,
+            ),
+            _ => anyhow::bail!("PAYMENTS_TLS_CERT_FILE and PAYMENTS_TLS_KEY_FILE go together"),
+        };
+        let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(cert, key));
+        if let Some(ca) = &self.payments_tls_client_ca_file {
+            tls = tls.client_ca_root(Certificate::from_pem(read(
+                "PAYMENTS_TLS_CLIENT_CA_FILE",
+                ca,
+            )?));
+        }
+        Ok(Some(tls))
+    }
+
     pub fn stripe_config(&self, secret_key: String) -> StripeConfig {
         StripeConfig {
             secret_key,
@@ -292,6 +329,9 @@ mod tests {
             "PAYMENTS_IDLE_TIMEOUT_SECS",
             "MAX_OPEN_INTENTS_PER_USER",
             "STRIPE_EVENT_PAYLOAD_RETENTION_DAYS",
+            "PAYMENTS_TLS_CERT_FILE",
+            "PAYMENTS_TLS_KEY_FILE",
+            "PAYMENTS_TLS_CLIENT_CA_FILE",
         ] {
             assert!(help.contains(variable), "{variable} missing from --help");
             let flag = format!("--{}", variable.to_lowercase().replace('_', "-"));

@@ -44,17 +44,19 @@ pub async fn serve<G: PaymentGateway>(
         internal_token,
         listener,
         &GrpcLimits::default(),
+        None,
         shutdown,
     )
     .await
 }
 
-/// As `serve`, with the given limits.
+/// As `serve`, with the given limits, and over TLS when `tls` is given.
 pub async fn serve_with_limits<G: PaymentGateway>(
     core: Arc<PaymentsService<G>>,
     internal_token: auth::InternalToken,
     listener: TcpListener,
     limits: &GrpcLimits,
+    tls: Option<tonic::transport::ServerTlsConfig>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -97,7 +99,11 @@ pub async fn serve_with_limits<G: PaymentGateway>(
             .max_decoding_message_size(limits::MAX_CALL_MESSAGE_BYTES),
         auth::check_bearer(internal_token),
     );
-    let result = Server::builder()
+    let mut server = Server::builder();
+    if let Some(tls) = tls {
+        server = server.tls_config(tls)?;
+    }
+    let result = server
         .max_concurrent_streams(limits.max_streams_per_connection)
         .concurrency_limit_per_connection(limits.max_calls_per_connection)
         .timeout(limits.call_timeout)

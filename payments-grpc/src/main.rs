@@ -56,6 +56,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     )?;
     let token = InternalToken::new(token).context("PAYMENTS_INTERNAL_TOKEN is empty")?;
     config.check()?;
+    let tls = config.tls()?;
 
     migrate(&config).await?;
     let pool = db::connect_pool(&config.database_url, &config.pool_config())
@@ -78,12 +79,19 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.payments_grpc_addr)
         .await
         .with_context(|| format!("binding {}", config.payments_grpc_addr))?;
-    tracing::info!(addr = %listener.local_addr()?, tiers = %config.topup_tiers_usd, "payments-grpc serving");
+    tracing::info!(
+        addr = %listener.local_addr()?,
+        tls = config.payments_tls_cert_file.is_some(),
+        mutual_tls = config.payments_tls_client_ca_file.is_some(),
+        tiers = %config.topup_tiers_usd,
+        "payments-grpc serving"
+    );
     payments_grpc::serve_with_limits(
         core,
         token,
         listener,
         &config.limits(),
+        tls,
         service_runtime::shutdown_signal(),
     )
     .await?;
