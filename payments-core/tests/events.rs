@@ -860,3 +860,57 @@ async fn event_payloads_past_their_retention_are_emptied_and_their_rows_kept() {
     assert_eq!(again, EventOutcome::Duplicate);
     assert_eq!(world.balance("fede").await, 1000);
 }
+
+/// Collects what a test logs.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn the_credit_log_names_the_payments_owner_and_the_metadata_edit_is_an_error() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _logs = tracing::subscriber::set_default(subscriber);
+
+    let world = World::new().await;
+    let intent = world.intent_for("alice", 1000).await;
+    let mut edited = world.stripe.intent(&intent).unwrap();
+    edited.metadata.insert("user_id".into(), "mallory".into());
+    world.stripe.put_intent(edited);
+    world.stripe.succeed(&intent);
+    world
+        .apply("evt_logged", "payment_intent.succeeded", &intent)
+        .await
+        .unwrap();
+
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let credited = logs
+        .lines()
+        .find(|line| line.contains("top-up credited"))
+        .expect("a credit line");
+    assert!(credited.contains("user_id=\"alice\""), "{credited}");
+    assert!(!credited.contains("mallory"), "{credited}");
+    let mismatch = logs
+        .lines()
+        .find(|line| line.contains("metadata names another user"))
+        .expect("the edit is logged");
+    assert!(
+        mismatch.contains("ERROR") && mismatch.contains("mallory"),
+        "{mismatch}"
+    );
+    assert_eq!(world.balance("alice").await, 1000);
+}
