@@ -32,14 +32,19 @@ pub const STRIPE_SECRET_KEY: &str = "sk_test_local_sandbox";
 
 pub use service_runtime::now_unix;
 
-/// A server binary built beside the test binary: tests run from
-/// target/<profile>/deps, the servers are in target/<profile>.
+/// A server binary built beside the test binary (tests run from
+/// target/<profile>/deps, the servers are in target/<profile>), or in
+/// `SERVER_BIN_DIR` when set (e.g. target/release, to attack release builds).
 pub fn server_binary(name: &str) -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("test binary");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target directory");
+    let dir = match std::env::var_os("SERVER_BIN_DIR") {
+        Some(dir) => std::path::PathBuf::from(dir),
+        None => exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target directory")
+            .to_path_buf(),
+    };
     let binary = dir.join(name);
     assert!(
         binary.exists(),
