@@ -72,6 +72,11 @@ async fn no_secret_reaches_a_log_line() {
 
     let edge_log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     let grpc_log = std::fs::read_to_string(stack.grpc_log_path()).unwrap();
+    // Written to a file, not a terminal: no colour escape codes.
+    assert!(
+        !grpc_log.contains('\u{1b}'),
+        "ANSI escape codes in a log file"
+    );
     assert!(
         edge_log.contains("webhook handled"),
         "the edge logged at debug level"
