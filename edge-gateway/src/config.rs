@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use axum::http::HeaderValue;
 use clap::Parser;
+use service_runtime::check_range;
 use service_runtime::connections::ConnectionLimits;
 use service_runtime::logging::LogFormat;
 
@@ -215,14 +216,6 @@ impl Settings {
     }
 }
 
-fn check_range(variable: &str, value: u64, min: u64, max: u64) -> anyhow::Result<()> {
-    if (min..=max).contains(&value) {
-        Ok(())
-    } else {
-        anyhow::bail!("{variable} must be between {min} and {max} (got {value})")
-    }
-}
-
 fn parse_webhook_secrets(list: &str) -> anyhow::Result<Vec<WebhookSecret>> {
     let secrets = WebhookSecret::parse_list(list);
     if secrets.is_empty() {
@@ -250,10 +243,7 @@ fn upstream_tls(config: &Config) -> anyhow::Result<Option<tonic::transport::Clie
     let uri: axum::http::Uri = url
         .parse()
         .map_err(|err| anyhow::anyhow!("PAYMENTS_GRPC_URL: {url:?} is not a URL: {err}"))?;
-    let read = |variable: &str, path: &std::path::Path| {
-        std::fs::read(path)
-            .map_err(|err| anyhow::anyhow!("{variable}: cannot read {}: {err}", path.display()))
-    };
+    let read = service_runtime::read_setting_file;
     let client_identity = match (
         &config.payments_grpc_client_cert_file,
         &config.payments_grpc_client_key_file,

@@ -10,6 +10,7 @@ use payments_core::OpenIntentLimit;
 use payments_core::db::{PoolConfig, SessionLimits};
 use payments_core::domain::Tiers;
 use payments_core::stripe::StripeConfig;
+use service_runtime::check_range;
 use service_runtime::connections::ConnectionLimits;
 use service_runtime::logging::LogFormat;
 
@@ -135,14 +136,6 @@ fn parse_tiers(list: &str) -> Result<Tiers, String> {
     Tiers::parse_usd(list).map_err(|err| err.to_string())
 }
 
-fn check_range(variable: &str, value: u64, min: u64, max: u64) -> anyhow::Result<()> {
-    if (min..=max).contains(&value) {
-        Ok(())
-    } else {
-        anyhow::bail!("{variable} must be between {min} and {max} (got {value})")
-    }
-}
-
 impl Config {
     /// The defaults, as if no variable or flag were given (tests override fields).
     pub fn defaults() -> Self {
@@ -233,10 +226,7 @@ impl Config {
 
     /// The server's TLS settings, read from their files; None for plaintext.
     pub fn tls(&self) -> anyhow::Result<Option<ServerTlsConfig>> {
-        let read = |variable: &str, path: &std::path::Path| {
-            std::fs::read(path)
-                .map_err(|err| anyhow::anyhow!("{variable}: cannot read {}: {err}", path.display()))
-        };
+        let read = service_runtime::read_setting_file;
         let (cert, key) = match (&self.payments_tls_cert_file, &self.payments_tls_key_file) {
             (None, None) if self.payments_tls_client_ca_file.is_some() => anyhow::bail!(
                 "PAYMENTS_TLS_CLIENT_CA_FILE needs PAYMENTS_TLS_CERT_FILE and PAYMENTS_TLS_KEY_FILE"

@@ -25,6 +25,22 @@ pub fn required(value: &Option<String>, variable: &str, flag: &str) -> anyhow::R
     }
 }
 
+/// A numeric setting outside `min..=max`: one line naming it.
+pub fn check_range(variable: &str, value: u64, min: u64, max: u64) -> anyhow::Result<()> {
+    if (min..=max).contains(&value) {
+        Ok(())
+    } else {
+        anyhow::bail!("{variable} must be between {min} and {max} (got {value})")
+    }
+}
+
+/// The bytes of a file a setting names (a certificate, a key): one line
+/// naming the setting when it cannot be read.
+pub fn read_setting_file(variable: &str, path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path)
+        .map_err(|err| anyhow::anyhow!("{variable}: cannot read {}: {err}", path.display()))
+}
+
 /// Request ids longer than this are replaced.
 pub const MAX_REQUEST_ID_BYTES: usize = 64;
 
