@@ -1,10 +1,11 @@
 //! The REST routes.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{FromRequestParts, State};
+use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -14,6 +15,7 @@ use payments_proto::apply_stripe_event_response::Outcome;
 use payments_proto::{ApplyStripeEventRequest, CreatePaymentIntentRequest, GetBalanceRequest};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use service_runtime::now_unix;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
@@ -28,9 +30,6 @@ use crate::keys::KeyCache;
 use crate::rate_limit::RateLimit;
 use crate::stripe_signature::{self, WebhookSecret};
 use crate::upstream::Upstream;
-use axum::extract::ConnectInfo;
-use service_runtime::now_unix;
-use std::net::{IpAddr, SocketAddr};
 
 /// Bodies of the SPA's calls are tiny.
 const API_BODY_LIMIT: usize = 16 * 1024;
