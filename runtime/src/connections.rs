@@ -221,3 +221,78 @@ impl LimitedListener {
         ReceiverStream::new(receiver)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    fn limits(max_connections: usize) -> ConnectionLimits {
+        ConnectionLimits {
+            max_connections,
+            first_byte_timeout: Duration::from_millis(200),
+            idle_timeout: Duration::from_millis(600),
+        }
+    }
+
+    async fn listener(max_connections: usize) -> LimitedListener {
+        let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        LimitedListener::new(tcp, limits(max_connections))
+    }
+
+    #[tokio::test]
+    async fn a_client_that_talked_gets_the_idle_timeout_not_the_first_byte_one() {
+        let listener = listener(4).await;
+        let mut client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (mut server, _) = listener.accept().await;
+        // Taken before the byte is read, so the idle deadline is at least 600 ms after it.
+        let talked = Instant::now();
+        client.write_all(b"x").await.unwrap();
+        let mut byte = [0u8; 1];
+        server.read_exact(&mut byte).await.unwrap();
+        let err = server.read(&mut byte).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert!(
+            talked.elapsed() >= Duration::from_millis(600),
+            "closed after {:?}, before the idle timeout",
+            talked.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_silent_client_is_closed_at_the_first_byte_timeout() {
+        let listener = listener(4).await;
+        let _client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (mut server, _) = listener.accept().await;
+        let mut byte = [0u8; 1];
+        let silent = tokio::time::timeout(Duration::from_secs(5), server.read(&mut byte))
+            .await
+            .expect("closed well before 5 s");
+        assert_eq!(silent.unwrap_err().kind(), io::ErrorKind::TimedOut);
+    }
+
+    #[tokio::test]
+    async fn past_the_cap_a_connection_waits_until_one_closes() {
+        let listener = listener(1).await;
+        let addr = listener.local_addr().unwrap();
+        let _first_client = TcpStream::connect(addr).await.unwrap();
+        let (first, _) = listener.accept().await;
+        let _second_client = TcpStream::connect(addr).await.unwrap();
+        let waiting = tokio::time::timeout(Duration::from_millis(100), listener.accept()).await;
+        assert!(
+            waiting.is_err(),
+            "a second connection was accepted past the cap"
+        );
+        drop(first);
+        let accepted = tokio::time::timeout(Duration::from_secs(5), listener.accept()).await;
+        assert!(
+            accepted.is_ok(),
+            "the freed place was not given to the waiting connection"
+        );
+    }
+}
