@@ -64,7 +64,10 @@ pub async fn count_open_since(
         .select(payments::id)
         .filter(payments::user_id.eq(user_id))
         .filter(payments::created_at.gt(since))
-        .filter(payments::status.ne_all(["succeeded", "canceled"]))
+        // Constants, not binds: the planner must see the partial index's own predicate.
+        .filter(diesel::dsl::sql::<diesel::sql_types::Bool>(
+            "status NOT IN ('succeeded', 'canceled')",
+        ))
         .limit(up_to)
         .load(conn)
         .await?;
