@@ -447,6 +447,7 @@ async fn bad_webhooks_are_400_and_change_nothing() {
     )
     .await;
     assert_eq!(stack.rows("stripe_events").await, 0);
+    assert_eq!(stack.rows("ignored_stripe_events").await, 0);
 
     // The rotated-out secret is still accepted while it is configured.
     let rotated = stripe_signature("whsec_old_rotated", now(), event.as_bytes());
@@ -914,4 +915,5 @@ async fn poison_events_with_control_characters_are_400_not_500_and_write_nothing
     }
     let mut conn = stack.db.connection().await;
     assert_eq!(count_rows(&mut conn, "stripe_events").await, 0);
+    assert_eq!(count_rows(&mut conn, "ignored_stripe_events").await, 0);
 }

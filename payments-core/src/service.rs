@@ -5,11 +5,12 @@ use diesel_async::{AsyncConnection, RunQueryDsl};
 use sha2::{Digest, Sha256};
 
 use crate::Error;
+use crate::db::apply::EventEffect;
 use crate::db::balance_reads::BalanceReads;
 use crate::db::payment_inserts::{PaymentInserts, PaymentToStore};
-use crate::db::payments::{NewPayment, PaymentRow, PaymentUpdate};
-use crate::db::stripe_events::{NewStripeEvent, OUTCOME_APPLIED, OUTCOME_IGNORED};
-use crate::db::{CancelOnDrop, DbPool, balances, ledger, payments, stripe_events};
+use crate::db::payments::{NewPayment, PaymentRow};
+use crate::db::stripe_events::IgnoredEvent;
+use crate::db::{CancelOnDrop, DbPool, apply, intent_owners, payments, stripe_events};
 use crate::domain::{ClientIdempotencyKey, Currency, PaymentStatus, Tiers, UserId};
 use crate::stripe::{EventKind, NewIntent, PaymentGateway, StripeEvent, StripeIntent};
 
@@ -234,20 +235,23 @@ impl<G: PaymentGateway> PaymentsService<G> {
         amount_cents: i64,
     ) -> Result<CreatedIntent, Error> {
         let mut conn = self.connection().await?;
-        if let Some(row) = payments::find_by_intent(&mut conn, &intent.id).await? {
-            if row.user_id != user.as_str() {
-                return Err(Error::Internal(format!(
-                    "Stripe answered intent {} stored for another user",
-                    intent.id
-                )));
-            }
+        if let Some(row) = payments::find(&mut conn, user.as_str(), &intent.id).await? {
             if let (Some(key), None) = (key, &row.idempotency_key) {
                 // Kept, so the next retry is answered without asking Stripe
                 // to create, even after Stripe forgets its idempotency key.
-                payments::set_idempotency_key(&mut conn, row.id, key.as_str()).await?;
+                payments::set_idempotency_key(&mut conn, user.as_str(), &intent.id, key.as_str())
+                    .await?;
             }
             tracing::info!("payment intent created before; answered again");
             return created_intent(intent);
+        }
+        if let Some(owner) = intent_owners::find(&mut conn, &intent.id).await?
+            && owner != user.as_str()
+        {
+            return Err(Error::Internal(format!(
+                "Stripe answered intent {} stored for another user",
+                intent.id
+            )));
         }
         // The conflict was on the user's key, held by another intent.
         let by_key = match key {
@@ -316,21 +320,13 @@ impl<G: PaymentGateway> PaymentsService<G> {
         span.record("event_type", event.event_type.as_str());
 
         let payload = StripeEvent::payload_to_store(event_json);
-        let mut conn = self.connection().await?;
-        if stripe_events::was_applied(&mut conn, &event.id).await? {
-            tracing::info!("duplicate event");
-            return Ok(EventOutcome::Duplicate);
-        }
-        drop(conn);
-
-        let ignored = |reason: &str| {
+        let ignored = |reason: &'static str| {
             tracing::info!(reason, "event ignored");
-            NewStripeEvent {
+            IgnoredEvent {
                 event_id: &event.id,
                 event_type: &event.event_type,
                 object_id: event.object_id(),
-                user_id: None,
-                outcome: OUTCOME_IGNORED,
+                reason,
                 payload: &payload,
                 received_at,
                 processed_at: Utc::now(),
@@ -352,9 +348,22 @@ impl<G: PaymentGateway> PaymentsService<G> {
         span.record("intent_id", intent_id);
 
         // Our row, when we hold one, is the authority on whose payment this
-        // is and what was asked: Stripe's metadata can be edited.
+        // is and what was asked: Stripe's metadata can be edited. The
+        // intent's owner (fixed when it was stored) says where the row is.
         let mut conn = self.connection().await?;
-        let ours = payments::find_by_intent(&mut conn, intent_id).await?;
+        let ours = match intent_owners::find(&mut conn, intent_id).await? {
+            Some(owner) => {
+                match payments::find_with_event(&mut conn, &owner, intent_id, &event.id).await? {
+                    Some((_, true)) => {
+                        tracing::info!("duplicate event");
+                        return Ok(EventOutcome::Duplicate);
+                    }
+                    Some((row, false)) => Some(row),
+                    None => None,
+                }
+            }
+            None => None,
+        };
         drop(conn);
 
         let intent = match self.gateway.retrieve_intent(intent_id).await {
@@ -399,7 +408,7 @@ impl<G: PaymentGateway> PaymentsService<G> {
                         .record_ignored(&ignored("PaymentIntent in another currency"))
                         .await;
                 }
-                let Some(owner) = intent
+                let Some(named) = intent
                     .user_id
                     .as_deref()
                     .and_then(|id| UserId::parse(id).ok())
@@ -408,7 +417,18 @@ impl<G: PaymentGateway> PaymentsService<G> {
                         .record_ignored(&ignored("PaymentIntent has no valid metadata.user_id"))
                         .await;
                 };
-                owner
+                // The first to store the intent fixed its owner; the
+                // metadata only names one when nobody has.
+                let mut conn = self.connection().await?;
+                let owner = intent_owners::claim(&mut conn, &intent.id, named.as_str()).await?;
+                if owner != named.as_str() {
+                    tracing::error!(
+                        %owner,
+                        metadata_user_id = named.as_str(),
+                        "PaymentIntent metadata names another user; its owner is credited"
+                    );
+                }
+                UserId::parse(&owner).map_err(|err| Error::Internal(err.0))?
             }
         };
         span.record("user_id", owner.as_str());
@@ -469,20 +489,19 @@ impl<G: PaymentGateway> PaymentsService<G> {
         Ok(())
     }
 
-    async fn record_ignored(&self, event: &NewStripeEvent<'_>) -> Result<EventOutcome, Error> {
+    async fn record_ignored(&self, event: &IgnoredEvent<'_>) -> Result<EventOutcome, Error> {
         let mut conn = self.connection().await?;
-        Ok(
-            if stripe_events::insert_if_absent(&mut conn, event).await? {
-                EventOutcome::Ignored
-            } else {
-                EventOutcome::Duplicate
-            },
-        )
+        Ok(if stripe_events::record_ignored(&mut conn, event).await? {
+            EventOutcome::Ignored
+        } else {
+            EventOutcome::Duplicate
+        })
     }
 }
 
-/// One transaction: the payment (locked), the event row, the ledger entry and
-/// the balance, all for one user.
+/// One transaction on one user's rows: the payment (locked), then one
+/// statement for the event row, the payment's new state, the credit and the
+/// balance (`db::apply`).
 async fn apply_intent_state(
     conn: &mut diesel_async::AsyncPgConnection,
     event: &StripeEvent,
@@ -491,8 +510,7 @@ async fn apply_intent_state(
     owner: &UserId,
     intent: &StripeIntent,
 ) -> Result<EventOutcome, Error> {
-    let now = Utc::now();
-    let payment = match payments::lock_by_intent(conn, &intent.id).await? {
+    let payment = match payments::lock(conn, owner.as_str(), &intent.id).await? {
         Some(payment) => payment,
         None => {
             // Created at Stripe, but the row was never stored (e.g. a crash
@@ -507,32 +525,12 @@ async fn apply_intent_state(
                 status: PaymentStatus::RequiresPaymentMethod.as_str(),
                 idempotency_key: None,
             };
-            payments::insert_if_absent(conn, &new).await?;
-            payments::lock_by_intent(conn, &intent.id)
+            payments::insert_all_if_absent(conn, &[new]).await?;
+            payments::lock(conn, owner.as_str(), &intent.id)
                 .await?
                 .ok_or_else(|| Error::Internal("payment row missing after insert".into()))?
         }
     };
-    let user_id = payment.user_id.as_str();
-
-    let recorded = stripe_events::record_applied(
-        conn,
-        &NewStripeEvent {
-            event_id: &event.id,
-            event_type: &event.event_type,
-            object_id: Some(&intent.id),
-            user_id: Some(user_id),
-            outcome: OUTCOME_APPLIED,
-            payload,
-            received_at,
-            processed_at: now,
-        },
-    )
-    .await?;
-    if !recorded {
-        tracing::info!("duplicate event (concurrent delivery)");
-        return Ok(EventOutcome::Duplicate);
-    }
 
     let current: PaymentStatus = payment.status.parse().map_err(Error::Internal)?;
     let status = current.transition(intent.status).unwrap_or_else(|refused| {
@@ -549,46 +547,47 @@ async fn apply_intent_state(
     } else {
         payment.amount_received_cents
     };
-    payments::update(
+    let credit_cents = if status == PaymentStatus::Succeeded
+        && intent.status == PaymentStatus::Succeeded
+        && amount_received > 0
+    {
+        amount_received
+    } else {
+        0
+    };
+
+    let applied = apply::apply(
         conn,
-        payment.id,
-        &PaymentUpdate {
+        &EventEffect {
+            user_id: owner.as_str(),
+            event_id: &event.id,
+            event_type: &event.event_type,
+            intent_id: &intent.id,
+            payload,
+            received_at,
+            processed_at: Utc::now(),
             status: status.as_str(),
             amount_received_cents: amount_received,
             failure_code: failure.and_then(|f| f.code.as_deref()),
             failure_message: failure.and_then(|f| f.message.as_deref()),
-            updated_at: now,
+            credit_cents,
+            currency: CURRENCY.code(),
         },
     )
     .await?;
-
-    if status == PaymentStatus::Succeeded
-        && intent.status == PaymentStatus::Succeeded
-        && amount_received > 0
-    {
-        let credited = ledger::insert_top_up_once(
-            conn,
-            &ledger::NewTopUp {
-                user_id,
-                amount_cents: amount_received,
-                currency: CURRENCY.code(),
-                kind: ledger::KIND_TOP_UP,
-                payment_id: payment.id,
-                stripe_intent_id: &intent.id,
-                stripe_event_id: &event.id,
-                created_at: now,
-            },
-        )
-        .await?;
-        if credited {
-            let balance =
-                balances::add(conn, user_id, amount_received, CURRENCY.code(), now).await?;
-            tracing::info!(
-                credited_cents = amount_received,
-                balance_cents = balance.balance_cents,
-                "top-up credited"
-            );
-        }
+    if !applied.recorded {
+        tracing::info!("duplicate event (concurrent delivery)");
+        return Ok(EventOutcome::Duplicate);
+    }
+    if !applied.updated {
+        return Err(Error::Internal("locked payment row not updated".into()));
+    }
+    if let Some(balance_cents) = applied.balance_cents {
+        tracing::info!(
+            credited_cents = credit_cents,
+            balance_cents,
+            "top-up credited"
+        );
     }
     tracing::info!(status = %status, "event applied");
     Ok(EventOutcome::Applied)

@@ -443,3 +443,9 @@ pub async fn count_rows(conn: &mut AsyncPgConnection, table: &str) -> i64 {
     .expect("count query");
     count.n
 }
+
+/// Counts the Stripe events recorded either way: applied ones (by their
+/// user, `stripe_events`) and ignored ones (global, `ignored_stripe_events`).
+pub async fn count_recorded_events(conn: &mut AsyncPgConnection) -> i64 {
+    count_rows(conn, "stripe_events").await + count_rows(conn, "ignored_stripe_events").await
+}

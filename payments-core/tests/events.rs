@@ -576,8 +576,8 @@ async fn an_event_recorded_ignored_is_applied_when_delivered_again_after_the_cau
     // What the service used to record when a cause (since fixed) made it ignore the event.
     let mut conn = world.db.connection().await;
     conn.batch_execute(&format!(
-        "INSERT INTO stripe_events (event_id, event_type, object_id, outcome, payload, received_at)
-         VALUES ('evt_was_ignored', 'payment_intent.succeeded', '{intent}', 'ignored', '{{}}', now())"
+        "INSERT INTO ignored_stripe_events (event_id, event_type, object_id, reason, payload, received_at)
+         VALUES ('evt_was_ignored', 'payment_intent.succeeded', '{intent}', 'a cause since fixed', '{{}}', now())"
     ))
     .await
     .unwrap();
@@ -859,4 +859,67 @@ async fn event_payloads_past_their_retention_are_emptied_and_their_rows_kept() {
         .unwrap();
     assert_eq!(again, EventOutcome::Duplicate);
     assert_eq!(world.balance("fede").await, 1000);
+}
+
+/// An intent's owner is fixed when it is first stored (`intent_owners`).
+/// Here the owner row outlived a crash that lost the payment row, and the
+/// intent's metadata was since edited to name another user: the recovered
+/// payment, and its credit, go to the owner.
+#[tokio::test]
+async fn a_recovered_intent_is_credited_to_its_fixed_owner_not_to_edited_metadata() {
+    let world = World::new().await;
+    let deployment = world.service.deployment_id().await.unwrap().to_owned();
+    world
+        .stripe
+        .put_intent(orphan("pi_owned", "mallory", &deployment));
+    let mut conn = world.db.connection().await;
+    conn.batch_execute(
+        "INSERT INTO intent_owners (stripe_intent_id, user_id) VALUES ('pi_owned', 'olga')",
+    )
+    .await
+    .unwrap();
+
+    let outcome = world
+        .apply("evt_owned", "payment_intent.succeeded", "pi_owned")
+        .await
+        .unwrap();
+
+    assert_eq!(outcome, EventOutcome::Applied);
+    assert_eq!(
+        (world.balance("olga").await, world.balance("mallory").await),
+        (2000, 0)
+    );
+    assert_eq!(world.payment("pi_owned").await.user_id, "olga");
+    world.check_ledger().await;
+}
+
+/// Before its user is known (no row yet: the intent is recovered from
+/// Stripe), the same event delivered 20 times at once is applied once.
+#[tokio::test]
+async fn an_event_for_an_unstored_intent_delivered_20_times_at_once_is_applied_once() {
+    let world = World::new().await;
+    let deployment = world.service.deployment_id().await.unwrap().to_owned();
+    world
+        .stripe
+        .put_intent(orphan("pi_unstored", "pavel", &deployment));
+
+    let outcomes = join_all(
+        (0..20).map(|_| world.apply("evt_unstored", "payment_intent.succeeded", "pi_unstored")),
+    )
+    .await;
+
+    let applied = outcomes
+        .iter()
+        .filter(|o| **o == Ok(EventOutcome::Applied))
+        .count();
+    let duplicates = outcomes
+        .iter()
+        .filter(|o| **o == Ok(EventOutcome::Duplicate))
+        .count();
+    assert_eq!((applied, duplicates), (1, 19), "{outcomes:?}");
+    assert_eq!(world.balance("pavel").await, 2000);
+    let mut conn = world.db.connection().await;
+    assert_eq!(count_rows(&mut conn, "intent_owners").await, 1);
+    assert_eq!(count_rows(&mut conn, "ledger_entries").await, 1);
+    world.check_ledger().await;
 }

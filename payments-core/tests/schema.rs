@@ -17,6 +17,7 @@ async fn exec(conn: &mut AsyncPgConnection, sql: &str) -> Result<usize, String> 
 }
 
 const PAYMENT: &str = "INSERT INTO payments (stripe_intent_id, user_id, amount_cents, currency, status, idempotency_key)";
+const OWNER: &str = "INSERT INTO intent_owners (stripe_intent_id, user_id)";
 
 /// Asserts `sql` fails, and that the message names `constraint`.
 async fn refused(conn: &mut AsyncPgConnection, sql: &str, constraint: &str) {
@@ -31,6 +32,16 @@ async fn refused(conn: &mut AsyncPgConnection, sql: &str, constraint: &str) {
 async fn payments_constraints_refuse_what_they_exist_to_refuse() {
     let db = TestDatabase::create().await;
     let conn = &mut db.connection().await;
+    for (intent, user) in [
+        ("pi_1", "u1"),
+        ("pi_3", "u1"),
+        ("pi_4", "u2"),
+        ("pi_5", "u1"),
+    ] {
+        exec(conn, &format!("{OWNER} VALUES ('{intent}', '{user}')"))
+            .await
+            .unwrap();
+    }
     exec(
         conn,
         &format!("{PAYMENT} VALUES ('pi_1', 'u1', 500, 'usd', 'succeeded', 'k1')"),
@@ -38,15 +49,34 @@ async fn payments_constraints_refuse_what_they_exist_to_refuse() {
     .await
     .unwrap();
 
+    // An intent has one owner: not stored twice, nor under another user.
     refused(
         conn,
-        &format!("{PAYMENT} VALUES ('pi_1', 'u2', 500, 'usd', 'succeeded', NULL)"),
-        "payments_stripe_intent_id_key",
+        &format!("{PAYMENT} VALUES ('pi_1', 'u1', 500, 'usd', 'succeeded', NULL)"),
+        "payments_pkey",
     )
     .await;
     refused(
         conn,
-        &format!("{PAYMENT} VALUES ('pi_2', 'u1', 500, 'usd', 'succeeded', 'k1')"),
+        &format!("{PAYMENT} VALUES ('pi_1', 'u2', 500, 'usd', 'succeeded', NULL)"),
+        "payments_intent_owner_fkey",
+    )
+    .await;
+    refused(
+        conn,
+        &format!("{OWNER} VALUES ('pi_1', 'u2')"),
+        "intent_owners_pkey",
+    )
+    .await;
+    refused(
+        conn,
+        &format!("{PAYMENT} VALUES ('pi_unowned', 'u1', 500, 'usd', 'succeeded', NULL)"),
+        "payments_intent_owner_fkey",
+    )
+    .await;
+    refused(
+        conn,
+        &format!("{PAYMENT} VALUES ('pi_3', 'u1', 500, 'usd', 'succeeded', 'k1')"),
         "payments_user_idempotency_key_unique",
     )
     .await;
@@ -76,14 +106,14 @@ async fn payments_constraints_refuse_what_they_exist_to_refuse() {
     .await;
     refused(
         conn,
-        &format!("{PAYMENT} VALUES ('pi_3', '', 500, 'usd', 'succeeded', NULL)"),
-        "payments_user_id_check",
+        &format!("{OWNER} VALUES ('pi_x', '')"),
+        "intent_owners_user_id_check",
     )
     .await;
     refused(
         conn,
-        &format!("{PAYMENT} VALUES ('', 'u1', 500, 'usd', 'succeeded', NULL)"),
-        "payments_stripe_intent_id_check",
+        &format!("{OWNER} VALUES ('', 'u1')"),
+        "intent_owners_stripe_intent_id_check",
     )
     .await;
     refused(
@@ -108,65 +138,101 @@ async fn payments_constraints_refuse_what_they_exist_to_refuse() {
     .unwrap();
     exec(
         conn,
-        &format!("{PAYMENT} VALUES ('pi_6', 'u1', 500, 'usd', 'succeeded', NULL)"),
+        &format!("{PAYMENT} VALUES ('pi_3', 'u1', 500, 'usd', 'succeeded', NULL)"),
     )
     .await
     .unwrap();
     assert_eq!(count_rows(conn, "payments").await, 4);
 }
 
+const EVENT: &str = "INSERT INTO stripe_events (user_id, event_id, event_type, stripe_intent_id, payload, received_at)";
+
 #[tokio::test]
-async fn the_ledger_holds_at_most_one_top_up_per_intent() {
+async fn the_ledger_holds_at_most_one_top_up_per_intent_whoever_asks() {
     let db = TestDatabase::create().await;
     let conn = &mut db.connection().await;
+    for (intent, user) in [("pi_1", "u1"), ("pi_2", "u2")] {
+        exec(conn, &format!("{OWNER} VALUES ('{intent}', '{user}')"))
+            .await
+            .unwrap();
+        exec(
+            conn,
+            &format!("{PAYMENT} VALUES ('{intent}', '{user}', 500, 'usd', 'succeeded', NULL)"),
+        )
+        .await
+        .unwrap();
+    }
+    for (user, event, intent) in [("u1", "evt_1", "pi_1"), ("u2", "evt_2", "pi_2")] {
+        exec(
+            conn,
+            &format!("{EVENT} VALUES ('{user}', '{event}', 't', '{intent}', '{{}}', now())"),
+        )
+        .await
+        .unwrap();
+    }
+    let entry = "INSERT INTO ledger_entries (user_id, amount_cents, currency, kind, stripe_intent_id, stripe_event_id)";
     exec(
         conn,
-        &format!("{PAYMENT} VALUES ('pi_1', 'u1', 500, 'usd', 'succeeded', NULL)"),
-    )
-    .await
-    .unwrap();
-    let entry = "INSERT INTO ledger_entries (user_id, amount_cents, currency, kind, payment_id, stripe_intent_id)";
-    exec(
-        conn,
-        &format!("{entry} SELECT 'u1', 500, 'usd', 'top_up', id, 'pi_1' FROM payments"),
+        &format!("{entry} VALUES ('u1', 500, 'usd', 'top_up', 'pi_1', 'evt_1')"),
     )
     .await
     .unwrap();
 
     refused(
         conn,
-        &format!("{entry} SELECT 'u1', 500, 'usd', 'top_up', id, 'pi_1' FROM payments"),
+        &format!("{entry} VALUES ('u1', 500, 'usd', 'top_up', 'pi_1', 'evt_1')"),
+        "ledger_one_entry_per_intent_and_kind",
+    )
+    .await;
+    // The same intent credited to another user: that user holds no payment
+    // for it, and cannot (the intent's owner is fixed).
+    refused(
+        conn,
+        &format!("{entry} VALUES ('u2', 500, 'usd', 'top_up', 'pi_1', 'evt_2')"),
+        "ledger_entries_payment_fkey",
+    )
+    .await;
+    // Nor credited by another user's event.
+    refused(
+        conn,
+        &format!("{entry} VALUES ('u1', 500, 'usd', 'top_up', 'pi_1', 'evt_2')"),
         "ledger_one_entry_per_intent_and_kind",
     )
     .await;
     refused(
         conn,
-        &format!("{entry} VALUES ('u1', 500, 'usd', 'top_up', NULL, 'pi_9')"),
+        &format!("{entry} VALUES ('u1', 500, 'usd', 'top_up', NULL, 'evt_1')"),
         "ledger_top_up_is_a_paid_credit",
     )
     .await;
     refused(
         conn,
-        &format!("{entry} SELECT 'u1', -500, 'usd', 'top_up', id, 'pi_x' FROM payments"),
+        &format!("{entry} VALUES ('u2', 500, 'usd', 'top_up', 'pi_2', NULL)"),
         "ledger_top_up_is_a_paid_credit",
     )
     .await;
     refused(
         conn,
-        &format!("{entry} SELECT 'u1', 0, 'usd', 'top_up', id, 'pi_y' FROM payments"),
+        &format!("{entry} VALUES ('u2', -500, 'usd', 'top_up', 'pi_2', 'evt_2')"),
+        "ledger_top_up_is_a_paid_credit",
+    )
+    .await;
+    refused(
+        conn,
+        &format!("{entry} VALUES ('u2', 0, 'usd', 'top_up', 'pi_2', 'evt_2')"),
         "ledger_entries_amount_cents_check",
     )
     .await;
     refused(
         conn,
-        &format!("{entry} SELECT 'u1', 500, 'usd', 'gift', id, 'pi_z' FROM payments"),
+        &format!("{entry} VALUES ('u2', 500, 'usd', 'gift', 'pi_2', 'evt_2')"),
         "ledger_entries_kind_check",
     )
     .await;
     refused(
         conn,
-        &format!("{entry} VALUES ('u1', 500, 'usd', 'top_up', 999, 'pi_w')"),
-        "ledger_entries_payment_id_fkey",
+        &format!("{entry} VALUES ('u1', 500, 'usd', 'top_up', 'pi_9', 'evt_1')"),
+        "ledger_entries_payment_fkey",
     )
     .await;
     assert_eq!(count_rows(conn, "ledger_entries").await, 1);
@@ -195,29 +261,58 @@ async fn balances_and_events_constraints() {
     )
     .await;
 
-    let event = "INSERT INTO stripe_events (event_id, event_type, outcome, payload, received_at)";
+    exec(conn, &format!("{OWNER} VALUES ('pi_1', 'u1')"))
+        .await
+        .unwrap();
     exec(
         conn,
-        &format!("{event} VALUES ('evt_1', 't', 'applied', '{{}}', now())"),
+        &format!("{PAYMENT} VALUES ('pi_1', 'u1', 500, 'usd', 'succeeded', NULL)"),
+    )
+    .await
+    .unwrap();
+    exec(
+        conn,
+        &format!("{EVENT} VALUES ('u1', 'evt_1', 't', 'pi_1', '{{}}', now())"),
     )
     .await
     .unwrap();
     refused(
         conn,
-        &format!("{event} VALUES ('evt_1', 't', 'applied', '{{}}', now())"),
+        &format!("{EVENT} VALUES ('u1', 'evt_1', 't', 'pi_1', '{{}}', now())"),
         "stripe_events_pkey",
     )
     .await;
     refused(
         conn,
-        &format!("{event} VALUES ('evt_2', 't', 'maybe', '{{}}', now())"),
-        "stripe_events_outcome_check",
+        &format!("{EVENT} VALUES (NULL, 'evt_2', 't', 'pi_1', '{{}}', now())"),
+        "user_id",
     )
     .await;
     refused(
         conn,
-        &format!("{event} VALUES ('', 't', 'applied', '{{}}', now())"),
+        &format!("{EVENT} VALUES ('u1', '', 't', 'pi_1', '{{}}', now())"),
         "stripe_events_event_id_check",
+    )
+    .await;
+
+    let ignored =
+        "INSERT INTO ignored_stripe_events (event_id, event_type, reason, payload, received_at)";
+    exec(
+        conn,
+        &format!("{ignored} VALUES ('evt_9', 't', 'r', '{{}}', now())"),
+    )
+    .await
+    .unwrap();
+    refused(
+        conn,
+        &format!("{ignored} VALUES ('evt_9', 't', 'r', '{{}}', now())"),
+        "ignored_stripe_events_pkey",
+    )
+    .await;
+    refused(
+        conn,
+        &format!("{ignored} VALUES ('', 't', 'r', '{{}}', now())"),
+        "ignored_stripe_events_event_id_check",
     )
     .await;
 }
@@ -263,17 +358,26 @@ async fn every_money_column_is_bigint_with_a_currency_beside_it() {
     );
 }
 
+/// Tables that belong to no user: diesel's own; `deployment`, the service's
+/// identity (one row); `intent_owners`, an intent's one owner, looked up by
+/// intent id; `ignored_stripe_events`, events that concern no user. On Citus
+/// they are reference tables or distributed by their own key (deploy/citus).
+const GLOBAL_TABLES: &str =
+    "'__diesel_schema_migrations', 'deployment', 'intent_owners', 'ignored_stripe_events'";
+
 #[tokio::test]
 async fn every_foreign_key_is_indexed_and_every_table_carries_user_id() {
     let db = TestDatabase::create().await;
     let conn = &mut db.connection().await;
+    // An index whose leading columns are the key's columns, in any order.
     let unindexed = names(
         conn,
         "SELECT c.conname::text AS name FROM pg_constraint c
           WHERE c.contype = 'f' AND c.connamespace = 'public'::regnamespace
             AND NOT EXISTS (SELECT 1 FROM pg_index i
                              WHERE i.indrelid = c.conrelid
-                               AND (i.indkey::int2[])[0:cardinality(c.conkey) - 1] = c.conkey)",
+                               AND (i.indkey::int2[])[0:cardinality(c.conkey) - 1] @> c.conkey
+                               AND (i.indkey::int2[])[0:cardinality(c.conkey) - 1] <@ c.conkey)",
     )
     .await;
     assert!(
@@ -282,18 +386,70 @@ async fn every_foreign_key_is_indexed_and_every_table_carries_user_id() {
     );
     let without_user = names(
         conn,
-        "SELECT t.table_name::text AS name FROM information_schema.tables t
-          WHERE t.table_schema = 'public'
-            -- The service's own rows, owned by no user.
-            AND t.table_name NOT IN ('__diesel_schema_migrations', 'deployment')
-            AND NOT EXISTS (SELECT 1 FROM information_schema.columns c
-                             WHERE c.table_schema = 'public' AND c.table_name = t.table_name
-                               AND c.column_name = 'user_id')",
+        &format!(
+            "SELECT t.table_name::text AS name FROM information_schema.tables t
+              WHERE t.table_schema = 'public'
+                AND t.table_name NOT IN ({GLOBAL_TABLES})
+                AND NOT EXISTS (SELECT 1 FROM information_schema.columns c
+                                 WHERE c.table_schema = 'public' AND c.table_name = t.table_name
+                                   AND c.column_name = 'user_id' AND c.is_nullable = 'NO')"
+        ),
     )
     .await;
     assert!(
         without_user.is_empty(),
-        "tables without user_id: {without_user:?}"
+        "tables without a NOT NULL user_id: {without_user:?}"
+    );
+}
+
+/// DESIGN.md, "Past one Postgres": what Citus needs to distribute a table by
+/// user, checked on every table a migration adds.
+#[tokio::test]
+async fn every_key_of_a_user_owned_table_includes_user_id() {
+    let db = TestDatabase::create().await;
+    let conn = &mut db.connection().await;
+    let user_owned = names(
+        conn,
+        &format!(
+            "SELECT table_name::text AS name FROM information_schema.tables
+              WHERE table_schema = 'public' AND table_name NOT IN ({GLOBAL_TABLES})"
+        ),
+    )
+    .await;
+    assert!(user_owned.len() >= 4, "{user_owned:?}");
+    // Primary keys, unique constraints and unique indexes alike.
+    let keys_without_user = names(
+        conn,
+        &format!(
+            "SELECT i.indexrelid::regclass::text AS name
+               FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid
+              WHERE t.relnamespace = 'public'::regnamespace AND i.indisunique
+                AND t.relname NOT IN ({GLOBAL_TABLES})
+                AND NOT (SELECT a.attnum FROM pg_attribute a
+                          WHERE a.attrelid = t.oid AND a.attname = 'user_id') = ANY (i.indkey::int2[])"
+        ),
+    )
+    .await;
+    assert!(
+        keys_without_user.is_empty(),
+        "unique keys without user_id (Citus refuses them): {keys_without_user:?}"
+    );
+    // Foreign keys between user-owned tables name user_id on both sides.
+    let foreign_keys_without_user = names(
+        conn,
+        &format!(
+            "SELECT c.conname::text AS name FROM pg_constraint c
+               JOIN pg_class t ON t.oid = c.conrelid JOIN pg_class r ON r.oid = c.confrelid
+              WHERE c.contype = 'f' AND c.connamespace = 'public'::regnamespace
+                AND t.relname NOT IN ({GLOBAL_TABLES}) AND r.relname NOT IN ({GLOBAL_TABLES})
+                AND NOT ((SELECT attnum FROM pg_attribute WHERE attrelid = t.oid AND attname = 'user_id') = ANY (c.conkey)
+                     AND (SELECT attnum FROM pg_attribute WHERE attrelid = r.oid AND attname = 'user_id') = ANY (c.confkey))"
+        ),
+    )
+    .await;
+    assert!(
+        foreign_keys_without_user.is_empty(),
+        "foreign keys that cross users: {foreign_keys_without_user:?}"
     );
 }
 

@@ -302,6 +302,7 @@ async fn invalid_arguments_are_refused_before_stripe_is_called() {
     );
     assert_eq!(server.rows("payments").await, 0);
     assert_eq!(server.rows("stripe_events").await, 0);
+    assert_eq!(server.rows("ignored_stripe_events").await, 0);
 }
 
 #[tokio::test]
@@ -551,6 +552,7 @@ async fn stripe_unreachable_during_an_event_is_unavailable_so_stripe_retries() {
     assert_eq!(status.code(), Code::Unavailable);
     assert_eq!(server.balance("user-1").await.unwrap().balance_cents, 0);
     assert_eq!(server.rows("stripe_events").await, 0);
+    assert_eq!(server.rows("ignored_stripe_events").await, 0);
 }
 
 #[tokio::test]
@@ -685,4 +687,5 @@ async fn hostile_values_are_invalid_argument_and_write_nothing() {
     );
     assert_eq!(server.rows("payments").await, 0);
     assert_eq!(server.rows("stripe_events").await, 0);
+    assert_eq!(server.rows("ignored_stripe_events").await, 0);
 }

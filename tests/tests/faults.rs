@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use futures::future::join_all;
-use payments_core::testing::{assert_balances_match_ledger, count_rows};
+use payments_core::testing::{assert_balances_match_ledger, count_recorded_events, count_rows};
 use payments_tests::process::peak_rss_kib;
 use payments_tests::sandbox::{PM_CARD_VISA, SandboxConfig};
 use payments_tests::stack::{Stack, WEBHOOK_SECRET, now_unix};
@@ -155,7 +155,7 @@ async fn two_replicas_receiving_every_event_at_the_same_instant_credit_once() {
 
     assert_each_credited_once(&stack, &intents).await;
     assert_eq!(
-        count_rows(&mut stack.db.connection().await, "stripe_events").await as usize,
+        count_recorded_events(&mut stack.db.connection().await).await as usize,
         events.len()
     );
 }

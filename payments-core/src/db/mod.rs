@@ -1,10 +1,12 @@
 //! Postgres: the schema, row types, small query functions, the pool and the
 //! embedded migrations.
 
+pub mod apply;
 pub mod balance_reads;
 pub mod balances;
 pub mod coalesce;
 pub mod deployment;
+pub mod intent_owners;
 pub mod ledger;
 pub mod payment_inserts;
 pub mod payments;

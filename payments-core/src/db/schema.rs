@@ -17,13 +17,32 @@ diesel::table! {
 }
 
 diesel::table! {
-    ledger_entries (id) {
-        id -> Int8,
+    ignored_stripe_events (event_id) {
+        event_id -> Text,
+        event_type -> Text,
+        object_id -> Nullable<Text>,
+        reason -> Text,
+        payload -> Text,
+        received_at -> Timestamptz,
+        processed_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    intent_owners (stripe_intent_id) {
+        stripe_intent_id -> Text,
         user_id -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    ledger_entries (user_id, id) {
+        user_id -> Text,
+        id -> Int8,
         amount_cents -> Int8,
         currency -> Text,
         kind -> Text,
-        payment_id -> Nullable<Int8>,
         stripe_intent_id -> Nullable<Text>,
         stripe_event_id -> Nullable<Text>,
         created_at -> Timestamptz,
@@ -31,8 +50,7 @@ diesel::table! {
 }
 
 diesel::table! {
-    payments (id) {
-        id -> Int8,
+    payments (user_id, stripe_intent_id) {
         stripe_intent_id -> Text,
         user_id -> Text,
         amount_cents -> Int8,
@@ -48,19 +66,22 @@ diesel::table! {
 }
 
 diesel::table! {
-    stripe_events (event_id) {
+    stripe_events (user_id, event_id) {
         event_id -> Text,
         event_type -> Text,
-        object_id -> Nullable<Text>,
-        user_id -> Nullable<Text>,
-        outcome -> Text,
+        stripe_intent_id -> Text,
+        user_id -> Text,
         payload -> Text,
         received_at -> Timestamptz,
         processed_at -> Timestamptz,
     }
 }
 
-diesel::joinable!(ledger_entries -> payments (payment_id));
-diesel::joinable!(ledger_entries -> stripe_events (stripe_event_id));
-
-diesel::allow_tables_to_appear_in_same_query!(balances, ledger_entries, payments, stripe_events,);
+diesel::allow_tables_to_appear_in_same_query!(
+    balances,
+    ignored_stripe_events,
+    intent_owners,
+    ledger_entries,
+    payments,
+    stripe_events,
+);

@@ -1,86 +1,80 @@
-//! The `stripe_events` table: every event id processed, once.
+//! The Stripe event registry, in two tables:
+//! - `stripe_events`: the events applied to a user's payment, keyed by
+//!   `(user_id, event_id)`, written by the money transaction (`db::apply`);
+//! - `ignored_stripe_events`: the events that concern no user of ours, keyed
+//!   by `event_id`.
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use super::DbError;
-use super::schema::stripe_events;
+use super::schema::{ignored_stripe_events, stripe_events};
 
 pub const OUTCOME_APPLIED: &str = "applied";
 pub const OUTCOME_IGNORED: &str = "ignored";
 
-#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
-#[diesel(table_name = stripe_events, check_for_backend(diesel::pg::Pg))]
-pub struct StripeEventRow {
+/// An event as recorded, from either table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StripeEventRecord {
     pub event_id: String,
     pub event_type: String,
     pub object_id: Option<String>,
+    /// `None` for an ignored event.
     pub user_id: Option<String>,
+    /// `applied` or `ignored`.
     pub outcome: String,
+    /// Why it was ignored.
+    pub reason: Option<String>,
     pub payload: String,
     pub received_at: DateTime<Utc>,
     pub processed_at: DateTime<Utc>,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = stripe_events, check_for_backend(diesel::pg::Pg))]
+struct AppliedRow {
+    event_id: String,
+    event_type: String,
+    stripe_intent_id: String,
+    user_id: String,
+    payload: String,
+    received_at: DateTime<Utc>,
+    processed_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = ignored_stripe_events, check_for_backend(diesel::pg::Pg))]
+struct IgnoredRow {
+    event_id: String,
+    event_type: String,
+    object_id: Option<String>,
+    reason: String,
+    payload: String,
+    received_at: DateTime<Utc>,
+    processed_at: DateTime<Utc>,
+}
+
 /// `None` is inserted as NULL: one statement shape, prepared once per connection.
 #[derive(Debug, Insertable)]
-#[diesel(table_name = stripe_events, treat_none_as_default_value = false)]
-pub struct NewStripeEvent<'a> {
+#[diesel(table_name = ignored_stripe_events, treat_none_as_default_value = false)]
+pub struct IgnoredEvent<'a> {
     pub event_id: &'a str,
     pub event_type: &'a str,
     pub object_id: Option<&'a str>,
-    pub user_id: Option<&'a str>,
-    pub outcome: &'a str,
+    pub reason: &'a str,
     pub payload: &'a str,
     pub received_at: DateTime<Utc>,
     pub processed_at: DateTime<Utc>,
 }
 
-/// Whether the event was applied already. An event recorded `ignored` is
-/// looked at again: the cause (a wrong Stripe key, an edited intent) may be gone.
-pub async fn was_applied(conn: &mut AsyncPgConnection, event_id: &str) -> Result<bool, DbError> {
-    Ok(diesel::select(diesel::dsl::exists(
-        stripe_events::table
-            .find(event_id)
-            .filter(stripe_events::outcome.eq(OUTCOME_APPLIED)),
-    ))
-    .get_result(conn)
-    .await?)
-}
-
-/// Records the event as applied: inserted, or turned from `ignored` into
-/// `applied`; false when it was applied already (a concurrent delivery).
-pub async fn record_applied(
+/// Records an ignored event unless its id was recorded ignored before; true
+/// when recorded.
+pub async fn record_ignored(
     conn: &mut AsyncPgConnection,
-    event: &NewStripeEvent<'_>,
+    event: &IgnoredEvent<'_>,
 ) -> Result<bool, DbError> {
-    use diesel::query_dsl::methods::FilterDsl;
-    use diesel::upsert::excluded;
-    let upsert = diesel::insert_into(stripe_events::table)
-        .values(event)
-        .on_conflict(stripe_events::event_id)
-        .do_update()
-        .set((
-            stripe_events::outcome.eq(excluded(stripe_events::outcome)),
-            stripe_events::object_id.eq(excluded(stripe_events::object_id)),
-            stripe_events::user_id.eq(excluded(stripe_events::user_id)),
-            stripe_events::payload.eq(excluded(stripe_events::payload)),
-            stripe_events::processed_at.eq(excluded(stripe_events::processed_at)),
-        ));
-    // ON CONFLICT … DO UPDATE … WHERE: only an event recorded `ignored` is taken over.
-    let recorded = FilterDsl::filter(upsert, stripe_events::outcome.eq(OUTCOME_IGNORED))
-        .execute(conn)
-        .await?;
-    Ok(recorded == 1)
-}
-
-/// Records the event unless its id was recorded before; true when recorded.
-pub async fn insert_if_absent(
-    conn: &mut AsyncPgConnection,
-    event: &NewStripeEvent<'_>,
-) -> Result<bool, DbError> {
-    let inserted = diesel::insert_into(stripe_events::table)
+    let inserted = diesel::insert_into(ignored_stripe_events::table)
         .values(event)
         .on_conflict_do_nothing()
         .execute(conn)
@@ -89,38 +83,85 @@ pub async fn insert_if_absent(
 }
 
 /// Empties the stored payloads of events received before `cutoff`, at most
-/// `batch` of them; answers how many. The rows stay: they are the registry
+/// `batch` per table; answers how many. The rows stay: they are the registry
 /// that keeps each event applied once.
 pub async fn forget_payloads_before(
     conn: &mut AsyncPgConnection,
     cutoff: DateTime<Utc>,
     batch: i64,
 ) -> Result<usize, DbError> {
-    let old: Vec<String> = stripe_events::table
-        .select(stripe_events::event_id)
+    let applied: Vec<(String, String)> = stripe_events::table
+        .select((stripe_events::user_id, stripe_events::event_id))
         .filter(stripe_events::received_at.lt(cutoff))
         .filter(stripe_events::payload.ne(""))
         .limit(batch)
         .load(conn)
         .await?;
-    if old.is_empty() {
-        return Ok(0);
+    let mut forgotten = 0;
+    // One user's row at a time: each update stays on its user's shard.
+    for (user_id, event_id) in &applied {
+        forgotten += diesel::update(stripe_events::table.find((user_id, event_id)))
+            .set(stripe_events::payload.eq(""))
+            .execute(conn)
+            .await?;
     }
-    Ok(diesel::update(stripe_events::table)
-        .filter(stripe_events::event_id.eq_any(old))
-        .set(stripe_events::payload.eq(""))
-        .execute(conn)
-        .await?)
+    let ignored: Vec<String> = ignored_stripe_events::table
+        .select(ignored_stripe_events::event_id)
+        .filter(ignored_stripe_events::received_at.lt(cutoff))
+        .filter(ignored_stripe_events::payload.ne(""))
+        .limit(batch)
+        .load(conn)
+        .await?;
+    if !ignored.is_empty() {
+        forgotten += diesel::update(ignored_stripe_events::table)
+            .filter(ignored_stripe_events::event_id.eq_any(ignored))
+            .set(ignored_stripe_events::payload.eq(""))
+            .execute(conn)
+            .await?;
+    }
+    Ok(forgotten)
 }
 
+/// The event as recorded: applied (to whichever user) if it was, else
+/// ignored. For operators and tests; on Citus it asks every shard.
 pub async fn find(
     conn: &mut AsyncPgConnection,
     event_id: &str,
-) -> Result<Option<StripeEventRow>, DbError> {
-    Ok(stripe_events::table
-        .find(event_id)
-        .select(StripeEventRow::as_select())
+) -> Result<Option<StripeEventRecord>, DbError> {
+    let applied = stripe_events::table
+        .filter(stripe_events::event_id.eq(event_id))
+        .select(AppliedRow::as_select())
         .first(conn)
         .await
-        .optional()?)
+        .optional()?;
+    if let Some(row) = applied {
+        return Ok(Some(StripeEventRecord {
+            event_id: row.event_id,
+            event_type: row.event_type,
+            object_id: Some(row.stripe_intent_id),
+            user_id: Some(row.user_id),
+            outcome: OUTCOME_APPLIED.to_owned(),
+            reason: None,
+            payload: row.payload,
+            received_at: row.received_at,
+            processed_at: row.processed_at,
+        }));
+    }
+    let ignored = ignored_stripe_events::table
+        .find(event_id)
+        .select(IgnoredRow::as_select())
+        .first(conn)
+        .await
+        .optional()?;
+    Ok(ignored.map(|row| StripeEventRecord {
+        event_id: row.event_id,
+        event_type: row.event_type,
+        object_id: row.object_id,
+        user_id: None,
+        outcome: OUTCOME_IGNORED.to_owned(),
+        reason: Some(row.reason),
+        payload: row.payload,
+        received_at: row.received_at,
+        processed_at: row.processed_at,
+    }))
 }

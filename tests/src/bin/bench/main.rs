@@ -32,6 +32,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use load::{Figures, rss_kib};
+use payments_core::db::apply::WebhookValues;
 use payments_core::db::{maintenance_url, quote_ident};
 use payments_proto::GetBalanceRequest;
 use payments_proto::payments_service_client::PaymentsServiceClient;
@@ -550,13 +551,15 @@ async fn webhooks(world: &World, round: &str) -> anyhow::Result<(Figures, Figure
     let capacity = if world.args.smoke { 20_000 } else { 300_000 };
     let users = world.args.users;
     let mut conn = AsyncPgConnection::establish(&world.database_url).await?;
-    diesel::sql_query(format!(
-        "INSERT INTO payments (stripe_intent_id, user_id, amount_cents, currency, status)
-         SELECT 'pi_bench_{round}_' || i, 'bench-user-' || (i % {users}),
-                (ARRAY[500, 1000, 2000, 5000])[i % 4 + 1], 'usd', 'requires_payment_method'
-           FROM generate_series(0, {capacity} - 1) AS i"
-    ))
-    .execute(&mut conn)
+    seed_payments(
+        &mut conn,
+        &format!(
+            "SELECT 'pi_bench_{round}_' || i AS stripe_intent_id, 'bench-user-' || (i % {users}) AS user_id,
+                    (ARRAY[500, 1000, 2000, 5000])[i % 4 + 1] AS amount_cents, 0 AS amount_received_cents,
+                    'requires_payment_method' AS status
+               FROM generate_series(0, {capacity} - 1) AS i"
+        ),
+    )
     .await?;
     let before = balances(&mut conn).await?;
 
@@ -724,40 +727,70 @@ async fn create_intents(world: &World) -> Figures {
     .await
 }
 
-/// Scenario 5: the ceiling: pgbench running the SQL of one webhook application.
+/// Scenario 5: the ceiling: pgbench running the statements of one applied
+/// webhook, rendered from the service's own queries
+/// (`payments_core::db::apply::webhook_statements`).
 async fn pgbench(world: &World, round: &str) -> anyhow::Result<Figures> {
     let capacity = if world.args.smoke { 20_000 } else { 300_000 };
+    let users = world.args.users;
     let mut conn = AsyncPgConnection::establish(&world.database_url).await?;
-    diesel::sql_query(format!(
-        "INSERT INTO payments (stripe_intent_id, user_id, amount_cents, currency, status)
-         SELECT 'pi_pgb_{round}_' || i, 'pgb-user-' || (i % {users}), 500, 'usd', 'requires_payment_method'
-           FROM generate_series(1, {capacity}) AS i",
-        users = world.args.users
-    ))
-    .execute(&mut conn)
+    seed_payments(
+        &mut conn,
+        &format!(
+            "SELECT 'pi_pgb_{round}_' || i AS stripe_intent_id, 'pgb-user-' || (i % {users}) AS user_id,
+                    500 AS amount_cents, 0 AS amount_received_cents, 'requires_payment_method' AS status
+               FROM generate_series(1, {capacity}) AS i"
+        ),
+    )
     .await?;
-    let payload = event_body(round, 0).replace('\'', "''");
-    let script = format!(
-        r"\set i random(1, {capacity})
-\set e random(1, 4000000000000000000)
-SELECT EXISTS (SELECT 1 FROM stripe_events WHERE event_id = 'evt_pgb_' || :e);
-BEGIN;
-SELECT id, user_id, status, amount_received_cents FROM payments WHERE stripe_intent_id = 'pi_pgb_{round}_' || :i FOR UPDATE;
-INSERT INTO stripe_events (event_id, event_type, object_id, user_id, outcome, payload, received_at, processed_at) VALUES ('evt_pgb_' || :e, 'payment_intent.succeeded', 'pi_pgb_{round}_' || :i, 'pgb-user-' || (:i % {users}), 'applied', '{payload}', now(), now()) ON CONFLICT DO NOTHING;
-UPDATE payments SET status = 'succeeded', amount_received_cents = amount_cents, failure_code = NULL, failure_message = NULL, updated_at = now() WHERE stripe_intent_id = 'pi_pgb_{round}_' || :i;
-WITH credited AS (INSERT INTO ledger_entries (user_id, amount_cents, currency, kind, payment_id, stripe_intent_id, stripe_event_id, created_at) SELECT user_id, amount_cents, 'usd', 'top_up', id, stripe_intent_id, 'evt_pgb_' || :e, now() FROM payments WHERE stripe_intent_id = 'pi_pgb_{round}_' || :i ON CONFLICT (stripe_intent_id, kind) DO NOTHING RETURNING user_id, amount_cents) INSERT INTO balances (user_id, balance_cents, currency, updated_at) SELECT user_id, amount_cents, 'usd', now() FROM credited ON CONFLICT (user_id) DO UPDATE SET balance_cents = balances.balance_cents + excluded.balance_cents, updated_at = excluded.updated_at;
-COMMIT;
-",
-        users = world.args.users
-    );
+    let payload = format!("'{}'", event_body(round, 0).replace('\'', "''"));
+    let statements = payments_core::db::apply::webhook_statements(&WebhookValues {
+        user_id: &format!("('pgb-user-' || (:i % {users}))"),
+        intent_id: &format!("('pi_pgb_{round}_' || :i)"),
+        event_id: "('evt_pgb_' || :e)",
+        event_type: "'payment_intent.succeeded'",
+        payload: &payload,
+        now: "now()",
+        status: "'succeeded'",
+        amount_received_cents: "500",
+        credit_cents: "500",
+        currency: "'usd'",
+    });
+    let mut script =
+        format!("\\set i random(1, {capacity})\n\\set e random(1, 4000000000000000000)\n");
+    for statement in statements {
+        // pgbench reads one statement per line.
+        script.push_str(&statement.split_whitespace().collect::<Vec<_>>().join(" "));
+        script.push_str(";\n");
+    }
     run_pgbench(world, "pgbench: one webhook's SQL (ceiling)", &script).await
+}
+
+/// Stores the payments `select` yields (`stripe_intent_id`, `user_id`,
+/// `amount_cents`, `amount_received_cents`, `status`), each with its owner
+/// first, as the service does.
+async fn seed_payments(conn: &mut AsyncPgConnection, select: &str) -> anyhow::Result<()> {
+    diesel::sql_query(format!(
+        "INSERT INTO intent_owners (stripe_intent_id, user_id)
+         SELECT stripe_intent_id, user_id FROM ({select}) AS new"
+    ))
+    .execute(conn)
+    .await?;
+    diesel::sql_query(format!(
+        "INSERT INTO payments (stripe_intent_id, user_id, amount_cents, amount_received_cents, currency, status)
+         SELECT stripe_intent_id, user_id, amount_cents, amount_received_cents, 'usd', status
+           FROM ({select}) AS new"
+    ))
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// The ceiling of the create path: the same INSERT a new intent makes.
 async fn pgbench_insert(world: &World, round: &str) -> anyhow::Result<Figures> {
     let script = format!(
         r"\set e random(1, 4000000000000000000)
-INSERT INTO payments (stripe_intent_id, user_id, amount_cents, currency, status) VALUES ('pi_pgbi_{round}_' || :e, 'pgb-user-' || (:e % {users}), 500, 'usd', 'requires_payment_method') ON CONFLICT DO NOTHING RETURNING id;
+WITH owner AS (INSERT INTO intent_owners (stripe_intent_id, user_id) VALUES ('pi_pgbi_{round}_' || :e, 'pgb-user-' || (:e % {users})) ON CONFLICT DO NOTHING) INSERT INTO payments (stripe_intent_id, user_id, amount_cents, currency, status) VALUES ('pi_pgbi_{round}_' || :e, 'pgb-user-' || (:e % {users}), 500, 'usd', 'requires_payment_method') ON CONFLICT DO NOTHING RETURNING stripe_intent_id;
 ",
         users = world.args.users
     );
@@ -864,14 +897,22 @@ async fn check_ledger(database_url: &str) -> anyhow::Result<()> {
 /// finds a row (as the reads of users who topped up do).
 async fn seed_balances(database_url: &str, users: u64) -> anyhow::Result<()> {
     let mut conn = AsyncPgConnection::establish(database_url).await?;
-    for sql in [
-        format!(
-            "INSERT INTO payments (stripe_intent_id, user_id, amount_cents, amount_received_cents, currency, status)
-             SELECT 'pi_seed_' || i, 'bench-user-' || i, 500, 500, 'usd', 'succeeded'
+    seed_payments(
+        &mut conn,
+        &format!(
+            "SELECT 'pi_seed_' || i AS stripe_intent_id, 'bench-user-' || i AS user_id,
+                    500 AS amount_cents, 500 AS amount_received_cents, 'succeeded' AS status
                FROM generate_series(0, {users} - 1) AS i"
         ),
-        "INSERT INTO ledger_entries (user_id, amount_cents, currency, kind, payment_id, stripe_intent_id)
-         SELECT user_id, amount_received_cents, 'usd', 'top_up', id, stripe_intent_id
+    )
+    .await?;
+    for sql in [
+        "INSERT INTO stripe_events (user_id, event_id, event_type, stripe_intent_id, payload, received_at)
+         SELECT user_id, 'evt_seed_' || stripe_intent_id, 'payment_intent.succeeded', stripe_intent_id, '{}', now()
+           FROM payments WHERE stripe_intent_id LIKE 'pi_seed_%'"
+            .to_owned(),
+        "INSERT INTO ledger_entries (user_id, amount_cents, currency, kind, stripe_intent_id, stripe_event_id)
+         SELECT user_id, amount_received_cents, 'usd', 'top_up', stripe_intent_id, 'evt_seed_' || stripe_intent_id
            FROM payments WHERE stripe_intent_id LIKE 'pi_seed_%'"
             .to_owned(),
         "INSERT INTO balances (user_id, balance_cents, currency)
@@ -885,20 +926,24 @@ async fn seed_balances(database_url: &str, users: u64) -> anyhow::Result<()> {
 
 async fn preload(database_url: &str, count: u64) -> anyhow::Result<()> {
     let mut conn = AsyncPgConnection::establish(database_url).await?;
+    seed_payments(
+        &mut conn,
+        &format!(
+            "SELECT 'pi_preload_' || i AS stripe_intent_id, 'preload-user-' || (i % 100000) AS user_id,
+                    500 AS amount_cents, 500 AS amount_received_cents, 'succeeded' AS status
+               FROM generate_series(1, {count}) AS i"
+        ),
+    )
+    .await?;
     for sql in [
         format!(
-            "INSERT INTO payments (stripe_intent_id, user_id, amount_cents, amount_received_cents, currency, status)
-             SELECT 'pi_preload_' || i, 'preload-user-' || (i % 100000), 500, 500, 'usd', 'succeeded'
+            "INSERT INTO stripe_events (user_id, event_id, event_type, stripe_intent_id, payload, received_at)
+             SELECT 'preload-user-' || (i % 100000), 'evt_preload_' || i, 'payment_intent.succeeded',
+                    'pi_preload_' || i, '{{}}', now()
                FROM generate_series(1, {count}) AS i"
         ),
-        format!(
-            "INSERT INTO stripe_events (event_id, event_type, object_id, user_id, outcome, payload, received_at)
-             SELECT 'evt_preload_' || i, 'payment_intent.succeeded', 'pi_preload_' || i,
-                    'preload-user-' || (i % 100000), 'applied', '{{}}', now()
-               FROM generate_series(1, {count}) AS i"
-        ),
-        "INSERT INTO ledger_entries (user_id, amount_cents, currency, kind, payment_id, stripe_intent_id, stripe_event_id)
-         SELECT user_id, amount_received_cents, 'usd', 'top_up', id, stripe_intent_id, 'evt_preload_' || substr(stripe_intent_id, 12)
+        "INSERT INTO ledger_entries (user_id, amount_cents, currency, kind, stripe_intent_id, stripe_event_id)
+         SELECT user_id, amount_received_cents, 'usd', 'top_up', stripe_intent_id, 'evt_preload_' || substr(stripe_intent_id, 12)
            FROM payments WHERE stripe_intent_id LIKE 'pi_preload_%'"
             .to_owned(),
         "INSERT INTO balances (user_id, balance_cents, currency)
