@@ -1,7 +1,7 @@
 //! The use cases. They own transactions and idempotency.
 
 use chrono::{DateTime, Utc};
-use diesel_async::{AsyncConnection, RunQueryDsl};
+use diesel_async::RunQueryDsl;
 use sha2::{Digest, Sha256};
 
 use crate::Error;
@@ -348,22 +348,17 @@ impl<G: PaymentGateway> PaymentsService<G> {
         span.record("intent_id", intent_id);
 
         // Our row, when we hold one, is the authority on whose payment this
-        // is and what was asked: Stripe's metadata can be edited. The
-        // intent's owner (fixed when it was stored) says where the row is.
+        // is and what was asked: Stripe's metadata can be edited.
         let mut conn = self.connection().await?;
-        let ours = match intent_owners::find(&mut conn, intent_id).await? {
-            Some(owner) => {
-                match payments::find_with_event(&mut conn, &owner, intent_id, &event.id).await? {
-                    Some((_, true)) => {
-                        tracing::info!("duplicate event");
-                        return Ok(EventOutcome::Duplicate);
-                    }
-                    Some((row, false)) => Some(row),
-                    None => None,
+        let ours =
+            match read_payment(&mut conn, event.named_user_id(), intent_id, &event.id).await? {
+                Read::Applied => {
+                    tracing::info!("duplicate event");
+                    return Ok(EventOutcome::Duplicate);
                 }
-            }
-            None => None,
-        };
+                Read::Unapplied(row) => Some(*row),
+                Read::Missing => None,
+            };
         drop(conn);
 
         let intent = match self.gateway.retrieve_intent(intent_id).await {
@@ -433,13 +428,34 @@ impl<G: PaymentGateway> PaymentsService<G> {
         };
         span.record("user_id", owner.as_str());
 
+        // Read, decide, write if unchanged: each try is one statement, so no
+        // lock is held across round trips. A try fails only when another
+        // event of this intent was applied in between; then read again.
         let mut conn = self.connection().await?;
-        let outcome = conn
-            .transaction::<_, Error, _>(async |conn| {
-                apply_intent_state(conn, &event, &payload, received_at, &owner, &intent).await
-            })
-            .await?;
-        Ok(outcome)
+        conn.cancelling(async |conn| {
+            let mut read = ours;
+            for _ in 0..APPLY_ATTEMPTS {
+                let payment = match read.take() {
+                    Some(payment) => payment,
+                    None => match read_or_recover(conn, &owner, &intent, &event.id).await? {
+                        Some(payment) => payment,
+                        None => {
+                            tracing::info!("duplicate event (concurrent delivery)");
+                            return Ok(EventOutcome::Duplicate);
+                        }
+                    },
+                };
+                let effect = apply_intent_state(&event, &payload, received_at, &payment, &intent)?;
+                if let Some(outcome) = write_effect(conn, &effect).await? {
+                    return Ok(outcome);
+                }
+                tracing::info!("the payment changed since it was read; reading it again");
+            }
+            Err(Error::Unavailable(
+                "the payment kept changing under concurrent events; retry".into(),
+            ))
+        })
+        .await
     }
 
     /// Logs every way Stripe's copy of one of our intents disagrees with our
@@ -499,39 +515,100 @@ impl<G: PaymentGateway> PaymentsService<G> {
     }
 }
 
-/// One transaction on one user's rows: the payment (locked), then one
-/// statement for the event row, the payment's new state, the credit and the
-/// balance (`db::apply`).
-async fn apply_intent_state(
+/// Tries to write one event's effect before a concurrent event changes the
+/// payment (see `apply`). `None`: nothing was written; read again.
+const APPLY_ATTEMPTS: usize = 8;
+
+/// Our payment for an intent, as the event finds it.
+enum Read {
+    /// The event was applied to it already.
+    Applied,
+    Unapplied(Box<payments::PaymentRow>),
+    /// No row (not ours, or a crash between Stripe's create and our insert).
+    Missing,
+}
+
+impl From<Option<(payments::PaymentRow, bool)>> for Read {
+    fn from(found: Option<(payments::PaymentRow, bool)>) -> Self {
+        match found {
+            Some((_, true)) => Read::Applied,
+            Some((row, false)) => Read::Unapplied(Box::new(row)),
+            None => Read::Missing,
+        }
+    }
+}
+
+/// Reads our payment for an intent, and whether the event was applied to
+/// it. The metadata's user is tried first: a row under that user and the
+/// intent proves the user owns the intent (payments' foreign key to
+/// `intent_owners`, keyed by the intent alone), so the common path is one
+/// statement on the user's shard. Otherwise the owner is looked up.
+async fn read_payment(
     conn: &mut diesel_async::AsyncPgConnection,
-    event: &StripeEvent,
-    payload: &str,
-    received_at: DateTime<Utc>,
+    named: Option<&str>,
+    intent_id: &str,
+    event_id: &str,
+) -> Result<Read, Error> {
+    let named = named.filter(|id| UserId::parse(id).is_ok());
+    if let Some(named) = named {
+        let found = Read::from(payments::find_with_event(conn, named, intent_id, event_id).await?);
+        if !matches!(found, Read::Missing) {
+            return Ok(found);
+        }
+    }
+    match intent_owners::find(conn, intent_id).await? {
+        Some(owner) if Some(owner.as_str()) != named => Ok(Read::from(
+            payments::find_with_event(conn, &owner, intent_id, event_id).await?,
+        )),
+        _ => Ok(Read::Missing),
+    }
+}
+
+/// The owner's payment for the intent, stored from Stripe's copy when it is
+/// missing (created at Stripe, but never stored: e.g. a crash between the
+/// Stripe call and the insert). `None`: the event was applied already.
+async fn read_or_recover(
+    conn: &mut diesel_async::AsyncPgConnection,
     owner: &UserId,
     intent: &StripeIntent,
-) -> Result<EventOutcome, Error> {
-    let payment = match payments::lock(conn, owner.as_str(), &intent.id).await? {
-        Some(payment) => payment,
-        None => {
-            // Created at Stripe, but the row was never stored (e.g. a crash
-            // between the Stripe call and the insert): recover it from Stripe.
-            tracing::warn!("payment row missing; recovering it from Stripe");
-            let new = NewPayment {
-                stripe_intent_id: &intent.id,
-                user_id: owner.as_str(),
-                amount_cents: intent.amount,
-                amount_received_cents: 0,
-                currency: CURRENCY.code(),
-                status: PaymentStatus::RequiresPaymentMethod.as_str(),
-                idempotency_key: None,
-            };
-            payments::insert_all_if_absent(conn, &[new]).await?;
-            payments::lock(conn, owner.as_str(), &intent.id)
-                .await?
-                .ok_or_else(|| Error::Internal("payment row missing after insert".into()))?
-        }
+    event_id: &str,
+) -> Result<Option<payments::PaymentRow>, Error> {
+    let read = async |conn: &mut diesel_async::AsyncPgConnection| {
+        payments::find_with_event(conn, owner.as_str(), &intent.id, event_id)
+            .await
+            .map(Read::from)
     };
+    let mut found = read(conn).await?;
+    if matches!(found, Read::Missing) {
+        tracing::warn!("payment row missing; recovering it from Stripe");
+        let new = NewPayment {
+            stripe_intent_id: &intent.id,
+            user_id: owner.as_str(),
+            amount_cents: intent.amount,
+            amount_received_cents: 0,
+            currency: CURRENCY.code(),
+            status: PaymentStatus::RequiresPaymentMethod.as_str(),
+            idempotency_key: None,
+        };
+        payments::insert_all_if_absent(conn, &[new]).await?;
+        found = read(conn).await?;
+    }
+    match found {
+        Read::Applied => Ok(None),
+        Read::Unapplied(payment) => Ok(Some(*payment)),
+        Read::Missing => Err(Error::Internal("payment row missing after insert".into())),
+    }
+}
 
+/// What the event does to the payment as read: the next status (never
+/// backwards), the amount received, the failure, the credit.
+fn apply_intent_state<'a>(
+    event: &'a StripeEvent,
+    payload: &'a str,
+    received_at: DateTime<Utc>,
+    payment: &'a payments::PaymentRow,
+    intent: &'a StripeIntent,
+) -> Result<EventEffect<'a>, Error> {
     let current: PaymentStatus = payment.status.parse().map_err(Error::Internal)?;
     let status = current.transition(intent.status).unwrap_or_else(|refused| {
         tracing::info!(%refused, "kept the later status");
@@ -555,42 +632,49 @@ async fn apply_intent_state(
     } else {
         0
     };
+    Ok(EventEffect {
+        user_id: &payment.user_id,
+        intent_id: &payment.stripe_intent_id,
+        read_status: &payment.status,
+        read_amount_received_cents: payment.amount_received_cents,
+        event_id: &event.id,
+        event_type: &event.event_type,
+        payload,
+        received_at,
+        processed_at: Utc::now(),
+        status: status.as_str(),
+        amount_received_cents: amount_received,
+        failure_code: failure.and_then(|f| f.code.as_deref()),
+        failure_message: failure.and_then(|f| f.message.as_deref()),
+        credit_cents,
+        currency: CURRENCY.code(),
+    })
+}
 
-    let applied = apply::apply(
-        conn,
-        &EventEffect {
-            user_id: owner.as_str(),
-            event_id: &event.id,
-            event_type: &event.event_type,
-            intent_id: &intent.id,
-            payload,
-            received_at,
-            processed_at: Utc::now(),
-            status: status.as_str(),
-            amount_received_cents: amount_received,
-            failure_code: failure.and_then(|f| f.code.as_deref()),
-            failure_message: failure.and_then(|f| f.message.as_deref()),
-            credit_cents,
-            currency: CURRENCY.code(),
-        },
-    )
-    .await?;
+/// Writes the effect with one statement (`db::apply`); `None` when the
+/// payment changed since it was read, or the event was applied meanwhile.
+async fn write_effect(
+    conn: &mut diesel_async::AsyncPgConnection,
+    effect: &EventEffect<'_>,
+) -> Result<Option<EventOutcome>, Error> {
+    let applied = apply::apply(conn, effect).await?;
     if !applied.recorded {
-        tracing::info!("duplicate event (concurrent delivery)");
-        return Ok(EventOutcome::Duplicate);
+        return Ok(None);
     }
     if !applied.updated {
-        return Err(Error::Internal("locked payment row not updated".into()));
+        return Err(Error::Internal(
+            "event recorded, yet its locked payment row was not updated".into(),
+        ));
     }
     if let Some(balance_cents) = applied.balance_cents {
         tracing::info!(
-            credited_cents = credit_cents,
+            credited_cents = effect.credit_cents,
             balance_cents,
             "top-up credited"
         );
     }
-    tracing::info!(status = %status, "event applied");
-    Ok(EventOutcome::Applied)
+    tracing::info!(status = effect.status, "event applied");
+    Ok(Some(EventOutcome::Applied))
 }
 
 fn created_intent(intent: StripeIntent) -> Result<CreatedIntent, Error> {

@@ -449,3 +449,21 @@ pub async fn count_rows(conn: &mut AsyncPgConnection, table: &str) -> i64 {
 pub async fn count_recorded_events(conn: &mut AsyncPgConnection) -> i64 {
     count_rows(conn, "stripe_events").await + count_rows(conn, "ignored_stripe_events").await
 }
+
+/// Backends of this database waiting for a lock (test synchronisation: a
+/// call is known to wait on a row, without sleeping).
+pub async fn backends_waiting_on_a_lock(conn: &mut AsyncPgConnection) -> i64 {
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let count: Count = diesel::sql_query(
+        "SELECT count(*) AS n FROM pg_stat_activity \
+         WHERE datname = current_database() AND wait_event_type = 'Lock'",
+    )
+    .get_result(conn)
+    .await
+    .expect("pg_stat_activity");
+    count.n
+}

@@ -3,29 +3,12 @@
 
 use std::time::Duration;
 
-use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
 use payments_core::db::{PoolConfig, SessionLimits};
 use payments_core::domain::Tiers;
 use payments_core::stripe::StripeGateway;
-use payments_core::testing::{StripeStandIn, TestDatabase, event_json};
+use payments_core::testing::{StripeStandIn, TestDatabase, backends_waiting_on_a_lock, event_json};
 use payments_core::{EventOutcome, PaymentsService};
-
-/// Backends of this database waiting for a lock.
-async fn backends_waiting_on_a_lock(conn: &mut AsyncPgConnection) -> i64 {
-    #[derive(diesel::QueryableByName)]
-    struct Count {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        n: i64,
-    }
-    let count: Count = diesel::sql_query(
-        "SELECT count(*) AS n FROM pg_stat_activity \
-         WHERE datname = current_database() AND wait_event_type = 'Lock'",
-    )
-    .get_result(conn)
-    .await
-    .expect("pg_stat_activity");
-    count.n
-}
 
 #[tokio::test]
 async fn cancelled_calls_waiting_on_a_locked_payment_leave_no_backend_behind() {

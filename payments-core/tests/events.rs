@@ -10,8 +10,8 @@ use wiremock::ResponseTemplate;
 use payments_core::db::{balances, ledger, payments, stripe_events};
 use payments_core::stripe::StripeGateway;
 use payments_core::testing::{
-    FakeIntent, StripeStandIn, TestDatabase, assert_balances_match_ledger, count_rows, event_json,
-    service, stripe_error,
+    FakeIntent, StripeStandIn, TestDatabase, assert_balances_match_ledger,
+    backends_waiting_on_a_lock, count_rows, event_json, service, stripe_error,
 };
 use payments_core::{Error, EventOutcome, PaymentsService};
 
@@ -71,6 +71,16 @@ impl World {
     }
 }
 
+/// One delivery applied the event; every other one was a duplicate.
+fn assert_applied_once(outcomes: &[Result<EventOutcome, Error>]) {
+    let count = |wanted: EventOutcome| outcomes.iter().filter(|o| **o == Ok(wanted)).count();
+    assert_eq!(
+        (count(EventOutcome::Applied), count(EventOutcome::Duplicate)),
+        (1, outcomes.len() - 1),
+        "{outcomes:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_succeeded_event_credits_amount_received_from_stripe_not_the_event() {
     let world = World::new().await;
@@ -119,15 +129,7 @@ async fn the_same_event_applied_20_times_concurrently_credits_once() {
     let attempts = (0..20).map(|_| world.apply("evt_same", "payment_intent.succeeded", &intent));
     let outcomes = join_all(attempts).await;
 
-    let applied = outcomes
-        .iter()
-        .filter(|o| **o == Ok(EventOutcome::Applied))
-        .count();
-    let duplicates = outcomes
-        .iter()
-        .filter(|o| **o == Ok(EventOutcome::Duplicate))
-        .count();
-    assert_eq!((applied, duplicates), (1, 19), "{outcomes:?}");
+    assert_applied_once(&outcomes);
     assert_eq!(world.balance("bob").await, 1000);
     let mut conn = world.db.connection().await;
     assert_eq!(count_rows(&mut conn, "ledger_entries").await, 1);
@@ -908,18 +910,106 @@ async fn an_event_for_an_unstored_intent_delivered_20_times_at_once_is_applied_o
     )
     .await;
 
-    let applied = outcomes
-        .iter()
-        .filter(|o| **o == Ok(EventOutcome::Applied))
-        .count();
-    let duplicates = outcomes
-        .iter()
-        .filter(|o| **o == Ok(EventOutcome::Duplicate))
-        .count();
-    assert_eq!((applied, duplicates), (1, 19), "{outcomes:?}");
+    assert_applied_once(&outcomes);
     assert_eq!(world.balance("pavel").await, 2000);
     let mut conn = world.db.connection().await;
     assert_eq!(count_rows(&mut conn, "intent_owners").await, 1);
     assert_eq!(count_rows(&mut conn, "ledger_entries").await, 1);
+    world.check_ledger().await;
+}
+
+/// An event as Stripe sends it for our intents: the intent's metadata names
+/// its user.
+fn event_naming(event_id: &str, intent_id: &str, user: &serde_json::Value) -> String {
+    let mut event: serde_json::Value =
+        serde_json::from_str(&event_json(event_id, "payment_intent.succeeded", intent_id)).unwrap();
+    event["data"]["object"]["metadata"] = serde_json::json!({ "user_id": user });
+    event.to_string()
+}
+
+/// The metadata's user is where the service looks first; a payment row under
+/// that user proves the user owns the intent. Whatever the metadata names
+/// (the owner, another user with payments of their own, nobody, garbage),
+/// the owner is credited once and every redelivery is a duplicate.
+#[tokio::test]
+async fn whatever_user_an_events_metadata_names_the_intents_owner_is_credited_once() {
+    let world = World::new().await;
+    let mallorys = world.intent_for("mallory", 500).await;
+    world.stripe.succeed(&mallorys);
+    let named = [
+        serde_json::json!("alice"),
+        serde_json::json!("mallory"),
+        serde_json::json!("nobody-we-know"),
+        serde_json::json!(""),
+        serde_json::json!("x".repeat(10_000)),
+        serde_json::json!(42),
+    ];
+    for (n, user) in named.iter().enumerate() {
+        let intent = world.intent_for("alice", 1000).await;
+        world.stripe.succeed(&intent);
+        let event = event_naming(&format!("evt_named_{n}"), &intent, user);
+        for (delivery, expected) in [(0, EventOutcome::Applied), (1, EventOutcome::Duplicate)] {
+            assert_eq!(
+                world.service.apply_stripe_event(&event).await,
+                Ok(expected),
+                "metadata {user}, delivery {delivery}"
+            );
+        }
+    }
+    assert_eq!(world.balance("alice").await, 6000);
+    assert_eq!(world.balance("mallory").await, 0);
+    let mut conn = world.db.connection().await;
+    assert_eq!(count_rows(&mut conn, "stripe_events").await, 6);
+    assert_eq!(
+        payments::find_by_intent(&mut conn, &mallorys)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        "requires_payment_method"
+    );
+    world.check_ledger().await;
+}
+
+/// The write is a compare-and-set on the payment as read: when another
+/// event changes the payment between the read and the write, nothing is
+/// written, the payment is read again, and the event is applied on what it
+/// is now (never on what it was).
+#[tokio::test]
+async fn a_payment_changed_between_the_read_and_the_write_is_read_again() {
+    let world = World::new().await;
+    let intent = world.intent_for("ivan", 2000).await;
+    world.stripe.succeed(&intent);
+
+    // Another writer holds the row while the event is read and decided.
+    let mut holder = world.db.connection().await;
+    holder
+        .batch_execute(&format!(
+            "BEGIN; SELECT 1 FROM payments WHERE stripe_intent_id = '{intent}' FOR UPDATE"
+        ))
+        .await
+        .unwrap();
+    let event = event_json("evt_cas", "payment_intent.succeeded", &intent);
+    let mut observer = world.db.connection().await;
+    let (outcome, ()) = tokio::join!(world.service.apply_stripe_event(&event), async {
+        while backends_waiting_on_a_lock(&mut observer).await == 0 {
+            tokio::task::yield_now().await;
+        }
+        // The write now waits on the row; the holder moves the payment on.
+        holder
+            .batch_execute(&format!(
+                "UPDATE payments SET status = 'processing' WHERE stripe_intent_id = '{intent}'; COMMIT"
+            ))
+            .await
+            .unwrap();
+    });
+
+    assert_eq!(outcome, Ok(EventOutcome::Applied));
+    let payment = world.payment(&intent).await;
+    assert_eq!(payment.status, "succeeded");
+    assert_eq!(payment.amount_received_cents, 2000);
+    assert_eq!(world.balance("ivan").await, 2000);
+    let mut conn = world.db.connection().await;
+    assert_eq!(count_rows(&mut conn, "stripe_events").await, 1);
     world.check_ledger().await;
 }

@@ -30,11 +30,33 @@ pub type PooledConnection<'a> =
 /// Postgres to cancel the statement in progress. Without it the backend
 /// keeps waiting (on a row lock, say) for a caller that is gone; the pool
 /// then discards the connection, as it does any left mid-transaction.
-pub struct CancelOnDrop<'a>(PooledConnection<'a>);
+/// Outside a transaction the drop cannot tell whether a statement is in
+/// flight: work that may wait on a lock runs under [`CancelOnDrop::cancelling`].
+pub struct CancelOnDrop<'a> {
+    conn: PooledConnection<'a>,
+    /// Inside [`CancelOnDrop::cancelling`].
+    working: bool,
+}
 
 impl<'a> CancelOnDrop<'a> {
     pub fn new(conn: PooledConnection<'a>) -> Self {
-        Self(conn)
+        Self {
+            conn,
+            working: false,
+        }
+    }
+
+    /// Runs `work` (statements outside a transaction, such as a write that
+    /// waits for a row lock); if the call is dropped before it finishes, the
+    /// statement in progress is cancelled, as inside a transaction.
+    pub async fn cancelling<T>(
+        &mut self,
+        work: impl AsyncFnOnce(&mut AsyncPgConnection) -> T,
+    ) -> T {
+        self.working = true;
+        let result = work(&mut self.conn).await;
+        self.working = false;
+        result
     }
 }
 
@@ -42,13 +64,13 @@ impl std::ops::Deref for CancelOnDrop<'_> {
     type Target = AsyncPgConnection;
 
     fn deref(&self) -> &AsyncPgConnection {
-        &self.0
+        &self.conn
     }
 }
 
 impl std::ops::DerefMut for CancelOnDrop<'_> {
     fn deref_mut(&mut self) -> &mut AsyncPgConnection {
-        &mut self.0
+        &mut self.conn
     }
 }
 
@@ -56,17 +78,17 @@ impl Drop for CancelOnDrop<'_> {
     fn drop(&mut self) {
         use diesel::connection::TransactionManagerStatus;
         use diesel_async::{AnsiTransactionManager, TransactionManager};
-        let conn: &mut AsyncPgConnection = &mut self.0;
+        let conn: &mut AsyncPgConnection = &mut self.conn;
         let in_transaction = match AnsiTransactionManager::transaction_manager_status_mut(conn) {
             TransactionManagerStatus::Valid(status) => status.transaction_depth().is_some(),
             TransactionManagerStatus::InError => true,
         };
-        if !in_transaction {
+        if !in_transaction && !self.working {
             return;
         }
         let cancel = conn.cancel_token();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            tracing::info!("call dropped inside a transaction: cancelling its statement");
+            tracing::info!("call dropped while its statement ran: cancelling the statement");
             runtime.spawn(async move {
                 if let Err(err) = cancel.cancel_query(tokio_postgres::NoTls).await {
                     tracing::warn!(error = %err, "could not cancel the abandoned statement");
@@ -81,11 +103,19 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations");
 /// Held while migrations run, so replicas starting together migrate once.
 const MIGRATION_LOCK_KEY: i64 = 0x7061_796d_656e_7473; // "payments"
 
-const SERVER_GOING_AWAY: [&str; 4] = [
+/// How the errors of SQLSTATE classes 57 (operator intervention: shutdown,
+/// restart, cancel) and 08 (connection exception) begin: the server, or a
+/// Citus worker behind the coordinator, is going away; the query is not
+/// wrong. Matched on the message because diesel-async 0.9 keeps the
+/// SQLSTATE of these to itself (its error wrapper is private; README,
+/// "Choices").
+const SERVER_GOING_AWAY: [&str; 5] = [
     "terminating connection",
     "the database system is",
     "canceling statement due to",
     "server closed the connection",
+    // Citus, SQLSTATE 08006: "connection to the remote node postgres@host:port failed …".
+    "connection to the remote node",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -110,9 +140,7 @@ impl From<DieselError> for DbError {
                 DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
                 info,
             ) => DbError::Unavailable(info.message().to_owned()),
-            // SQLSTATE classes 57 and 08 (shutdown, restart, canceled): the
-            // server is going away, not the query being wrong. diesel-async
-            // exposes only the message for these.
+            // SQLSTATE classes 57 and 08: see SERVER_GOING_AWAY.
             DieselError::DatabaseError(DatabaseErrorKind::Unknown, info)
                 if SERVER_GOING_AWAY
                     .iter()
@@ -331,6 +359,11 @@ mod tests {
             (
                 DatabaseErrorKind::Unknown,
                 "canceling statement due to statement timeout",
+            ),
+            // As Citus 13.2 answered with a worker stopped (checked by hand).
+            (
+                DatabaseErrorKind::Unknown,
+                "connection to the remote node postgres@127.0.0.1:9702 failed with the following error: Connection refused",
             ),
         ] {
             assert!(

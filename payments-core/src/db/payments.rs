@@ -229,26 +229,3 @@ pub async fn find_by_intent(
         None => Ok(None),
     }
 }
-
-/// The user's payment, locked until the end of the transaction.
-pub async fn lock(
-    conn: &mut AsyncPgConnection,
-    user_id: &str,
-    intent_id: &str,
-) -> Result<Option<PaymentRow>, DbError> {
-    Ok(lock_query!(user_id, intent_id)
-        .first(conn)
-        .await
-        .optional()?)
-}
-
-/// The statement of [`lock`], also rendered for the benchmark.
-macro_rules! lock_query {
-    ($user_id:expr, $intent_id:expr) => {
-        $crate::db::schema::payments::table
-            .find(($user_id, $intent_id))
-            .select($crate::db::payments::PaymentRow::as_select())
-            .for_update()
-    };
-}
-pub(crate) use lock_query;

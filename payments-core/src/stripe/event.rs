@@ -21,13 +21,16 @@ pub struct EventData {
     pub object: EventObject,
 }
 
-/// The object the event is about; only its id and kind are read.
+/// The object the event is about; only its id, kind and metadata are read.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct EventObject {
     #[serde(default)]
     pub id: Option<String>,
     #[serde(default)]
     pub object: Option<String>,
+    /// Any JSON: a malformed metadata never makes an event unreadable.
+    #[serde(default)]
+    pub metadata: Option<serde_json::Value>,
 }
 
 /// What this service does with an event type.
@@ -121,6 +124,12 @@ impl StripeEvent {
     pub fn object_id(&self) -> Option<&str> {
         self.data.object.id.as_deref()
     }
+
+    /// The user the object's metadata names: a hint of where our payment
+    /// row is, never proof of whose it is (metadata can be edited at Stripe).
+    pub fn named_user_id(&self) -> Option<&str> {
+        self.data.object.metadata.as_ref()?.get("user_id")?.as_str()
+    }
 }
 
 /// Printable ASCII only (no spaces, no control characters).
@@ -152,6 +161,34 @@ mod tests {
         assert_eq!(event.id, "evt_3MtwBwLkdIwHu7ix0hCZtxk0");
         assert_eq!(event.kind(), EventKind::PaymentSucceeded);
         assert_eq!(event.object_id(), Some("pi_3MtwBwLkdIwHu7ix28a3tqPa"));
+    }
+
+    #[test]
+    fn the_metadata_names_a_user_when_it_holds_a_string_and_never_fails_the_parse() {
+        let named = |metadata: &str| {
+            let json = format!(
+                r#"{{"id":"evt_1","type":"payment_intent.succeeded","data":{{"object":{{"id":"pi_1"{metadata}}}}}}}"#
+            );
+            StripeEvent::parse(&json)
+                .unwrap()
+                .named_user_id()
+                .map(str::to_owned)
+        };
+        assert_eq!(
+            named(r#","metadata":{"user_id":"user-1","x":"y"}"#).as_deref(),
+            Some("user-1")
+        );
+        for odd in [
+            "",
+            r#","metadata":null"#,
+            r#","metadata":{}"#,
+            r#","metadata":{"user_id":7}"#,
+            r#","metadata":{"user_id":null}"#,
+            r#","metadata":["user_id"]"#,
+            r#","metadata":"user_id""#,
+        ] {
+            assert_eq!(named(odd), None, "{odd}");
+        }
     }
 
     #[test]
