@@ -318,6 +318,8 @@ struct Round {
     webhook_rate: f64,
     insert_ceiling: Option<Figures>,
     ceiling: Option<Figures>,
+    /// The least an exactly-once credit writes, for scale (`pgbench_reference`).
+    reference: Option<Figures>,
 }
 
 /// Runs each scenario on every stack in turn, alternating which goes first,
@@ -397,7 +399,10 @@ async fn run_scenario(world: &World, scenario: Scenario, round: &mut Round) -> a
         Scenario::PgbenchInsert => {
             round.insert_ceiling = Some(pgbench_insert(world, world.label).await?);
         }
-        Scenario::Pgbench => round.ceiling = Some(pgbench(world, world.label).await?),
+        Scenario::Pgbench => {
+            round.ceiling = Some(pgbench(world, world.label).await?);
+            round.reference = Some(pgbench_reference(world).await?);
+        }
     }
     Ok(())
 }
@@ -405,7 +410,12 @@ async fn run_scenario(world: &World, scenario: Scenario, round: &mut Round) -> a
 /// Prints one round's table and ratio, checks its ledger, and gives its JSON.
 async fn report_round(world: &World, round: Round) -> anyhow::Result<Value> {
     println!("\n== round: {} database ==", world.label);
-    let ceilings: Vec<&Figures> = round.ceiling.iter().chain(&round.insert_ceiling).collect();
+    let ceilings: Vec<&Figures> = round
+        .ceiling
+        .iter()
+        .chain(&round.reference)
+        .chain(&round.insert_ceiling)
+        .collect();
     print_table(&round.scenarios, &ceilings);
     let ratio = match &round.ceiling {
         Some(ceiling) if ceiling.requests_per_sec > 0.0 => {
@@ -419,10 +429,19 @@ async fn report_round(world: &World, round: Round) -> anyhow::Result<Value> {
             ratio * 100.0
         );
     }
+    if let (Some(ours), Some(reference)) = (&round.ceiling, &round.reference)
+        && reference.requests_per_sec > 0.0
+    {
+        println!(
+            "our webhook SQL / the least an exactly-once credit writes = {:.0} %",
+            ours.requests_per_sec / reference.requests_per_sec * 100.0
+        );
+    }
     check_ledger(&world.database_url).await?;
     Ok(json!({
         "scenarios": round.scenarios,
         "pgbench": round.ceiling,
+        "pgbench_reference": round.reference,
         "pgbench_insert": round.insert_ceiling,
         "webhook_to_ceiling_ratio": ratio,
     }))
@@ -568,7 +587,7 @@ async fn webhooks(world: &World, round: &str) -> anyhow::Result<(Figures, Figure
     let send = {
         let round = round.to_owned();
         move |worker: usize, index: u64, expected: &'static str| {
-            let body = event_body(&round, index);
+            let body = event_body(&round, index, users);
             let signature = stripe_signature(WEBHOOK_SECRET, now_unix(), body.as_bytes());
             let request = wire::request(
                 "POST",
@@ -669,13 +688,15 @@ async fn webhooks(world: &World, round: &str) -> anyhow::Result<(Figures, Figure
     Ok((first, replay))
 }
 
-fn event_body(round: &str, index: u64) -> String {
+/// A `payment_intent.succeeded` as Stripe sends it for one of our intents:
+/// its metadata names the user, as ours always do.
+fn event_body(round: &str, index: u64, users: u64) -> String {
     let intent = json!({
         "id": paid_intent_id(round, index), "object": "payment_intent", "amount": amount_of(index),
         "amount_received": amount_of(index), "currency": "usd", "status": "succeeded",
         "capture_method": "automatic_async", "confirmation_method": "automatic",
         "livemode": false, "payment_method_types": ["card"],
-        "metadata": {"created_by": "credits-topup"}
+        "metadata": {"user_id": user_of(index, users), "created_by": "credits-topup"}
     });
     stripe_event(
         &format!("evt_bench_{round}_{index}"),
@@ -743,11 +764,22 @@ async fn pgbench(world: &World, round: &str) -> anyhow::Result<Figures> {
         ),
     )
     .await?;
-    let payload = format!("'{}'", event_body(round, 0).replace('\'', "''"));
+    // pgbench reads `:name` as a variable even inside a string (`"livemode":false`
+    // broke its prepared statements): a space after each key's colon keeps
+    // the JSON, and its size within a byte per key.
+    let payload = format!(
+        "'{}'",
+        event_body(round, 0, users)
+            .replace('\'', "''")
+            .replace("\":", "\": ")
+    );
     let statements = payments_core::db::apply::webhook_statements(&WebhookValues {
         user_id: &format!("('pgb-user-' || (:i % {users}))"),
         intent_id: &format!("('pi_pgb_{round}_' || :i)"),
-        event_id: "('evt_pgb_' || :e)",
+        // What the read (the first statement) returned: `\gset p_` below.
+        read_status: ":p_status",
+        read_amount_received_cents: ":p_amount_received_cents",
+        event_id: "('evt_pgb_' || CAST(:e AS bigint))",
         event_type: "'payment_intent.succeeded'",
         payload: &payload,
         now: "now()",
@@ -758,12 +790,48 @@ async fn pgbench(world: &World, round: &str) -> anyhow::Result<Figures> {
     });
     let mut script =
         format!("\\set i random(1, {capacity})\n\\set e random(1, 4000000000000000000)\n");
-    for statement in statements {
-        // pgbench reads one statement per line.
+    for (n, statement) in statements.iter().enumerate() {
+        // pgbench reads one statement per line; the read's row becomes the
+        // variables `p_<column>` that the write compares against.
         script.push_str(&statement.split_whitespace().collect::<Vec<_>>().join(" "));
-        script.push_str(";\n");
+        script.push_str(if n == 0 { " \\gset p_\n" } else { ";\n" });
     }
     run_pgbench(world, "pgbench: one webhook's SQL (ceiling)", &script).await
+}
+
+/// For scale: the least a webhook that credits exactly once can write, as a
+/// hand-written backend does it (an event-id table for deduplication, a
+/// counter per user; no payment state, no ledger, no payload), in tables of
+/// its own. Not our SQL, so nothing of ours to drift from.
+async fn pgbench_reference(world: &World) -> anyhow::Result<Figures> {
+    let users = world.args.users;
+    let mut conn = AsyncPgConnection::establish(&world.database_url).await?;
+    diesel::sql_query(
+        "CREATE TABLE IF NOT EXISTS reference_processed_events (event_id text PRIMARY KEY)",
+    )
+    .execute(&mut conn)
+    .await?;
+    diesel::sql_query(
+        "CREATE TABLE IF NOT EXISTS reference_users (id text PRIMARY KEY, credits bigint NOT NULL)",
+    )
+    .execute(&mut conn)
+    .await?;
+    diesel::sql_query(format!(
+        "INSERT INTO reference_users SELECT 'ref-user-' || i, 0 FROM generate_series(0, {users}) AS i
+         ON CONFLICT DO NOTHING"
+    ))
+    .execute(&mut conn)
+    .await?;
+    let script = format!(
+        r"\set u random(0, {users})
+\set e random(1, 4000000000000000000)
+BEGIN;
+INSERT INTO reference_processed_events VALUES ('evt_ref_' || CAST(:e AS bigint)) ON CONFLICT DO NOTHING;
+UPDATE reference_users SET credits = credits + 500 WHERE id = 'ref-user-' || :u;
+COMMIT;
+"
+    );
+    run_pgbench(world, "pgbench: least exactly-once credit", &script).await
 }
 
 /// Stores the payments `select` yields (`stripe_intent_id`, `user_id`,
@@ -790,7 +858,7 @@ async fn seed_payments(conn: &mut AsyncPgConnection, select: &str) -> anyhow::Re
 async fn pgbench_insert(world: &World, round: &str) -> anyhow::Result<Figures> {
     let script = format!(
         r"\set e random(1, 4000000000000000000)
-WITH owner AS (INSERT INTO intent_owners (stripe_intent_id, user_id) VALUES ('pi_pgbi_{round}_' || :e, 'pgb-user-' || (:e % {users})) ON CONFLICT DO NOTHING) INSERT INTO payments (stripe_intent_id, user_id, amount_cents, currency, status) VALUES ('pi_pgbi_{round}_' || :e, 'pgb-user-' || (:e % {users}), 500, 'usd', 'requires_payment_method') ON CONFLICT DO NOTHING RETURNING stripe_intent_id;
+WITH owner AS (INSERT INTO intent_owners (stripe_intent_id, user_id) VALUES ('pi_pgbi_{round}_' || CAST(:e AS bigint), 'pgb-user-' || (CAST(:e AS bigint) % {users})) ON CONFLICT DO NOTHING) INSERT INTO payments (stripe_intent_id, user_id, amount_cents, currency, status) VALUES ('pi_pgbi_{round}_' || CAST(:e AS bigint), 'pgb-user-' || (CAST(:e AS bigint) % {users}), 500, 'usd', 'requires_payment_method') ON CONFLICT DO NOTHING RETURNING stripe_intent_id;
 ",
         users = world.args.users
     );
@@ -805,6 +873,9 @@ async fn run_pgbench(world: &World, scenario: &str, script: &str) -> anyhow::Res
     let output = tokio::process::Command::new("pgbench")
         .args([
             "-n",
+            // As the service runs them (diesel-async prepares each statement once).
+            "-M",
+            "prepared",
             "-c",
             &world.args.connections.to_string(),
             "-j",
@@ -818,15 +889,17 @@ async fn run_pgbench(world: &World, scenario: &str, script: &str) -> anyhow::Res
         .output()
         .await
         .context("running pgbench (install postgresql-client / postgresql-contrib)")?;
-    let _ = std::fs::remove_file(&script_path);
     let stdout = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {
+        // The script stays, to be run by hand.
         bail!(
-            "pgbench failed: {}{}",
+            "pgbench failed (script kept at {}): {}{}",
+            script_path.display(),
             stdout,
             String::from_utf8_lossy(&output.stderr)
         );
     }
+    let _ = std::fs::remove_file(&script_path);
     let number_after = |prefix: &str| -> f64 {
         stdout
             .lines()
@@ -997,7 +1070,11 @@ fn print_comparison(empty: &Value, preloaded: &Value) {
     println!("\n== preloaded vs empty (requests/s) ==");
     let rows = |round: &Value| -> Vec<Value> {
         let scenarios = round["scenarios"].as_array().into_iter().flatten();
-        let ceilings = [&round["pgbench"], &round["pgbench_insert"]];
+        let ceilings = [
+            &round["pgbench"],
+            &round["pgbench_reference"],
+            &round["pgbench_insert"],
+        ];
         scenarios
             .chain(ceilings.into_iter().filter(|c| c.is_object()))
             .cloned()
