@@ -1,0 +1,45 @@
+-- Distributes the schema over a Citus cluster. Run once, on the coordinator,
+-- after `payments-grpc migrate` has created the tables and before traffic:
+--   psql "$DATABASE_URL" -v ON_ERROR_STOP=1 -f deploy/citus/distribute.sql
+-- Checked by hand on Citus 13.2 (a coordinator and two workers, PostgreSQL
+-- 15); README, "Running on Citus".
+BEGIN;
+-- Foreign keys to a reference table need every step over one connection per node.
+SET LOCAL citus.multi_shard_modify_mode TO 'sequential';
+
+-- Citus distributes a table only once nothing local points at it: the
+-- foreign keys go, and come back (the same definitions as the migrations)
+-- once every table is in place.
+ALTER TABLE ledger_entries DROP CONSTRAINT ledger_entries_payment_fkey;
+ALTER TABLE payments DROP CONSTRAINT payments_intent_owner_fkey;
+
+-- Global, small, written once per intent and read on every worker: copied
+-- to every node. payments' foreign key to it keeps an intent with one owner
+-- across shards.
+SELECT create_reference_table('intent_owners');
+SELECT create_reference_table('deployment');
+
+-- Everything a user owns, colocated: one user's rows on one worker, so a
+-- money transaction (every statement filters by user_id) runs there with a
+-- plain commit.
+SELECT create_distributed_table('payments', 'user_id');
+SELECT create_distributed_table('balances', 'user_id', colocate_with => 'payments');
+SELECT create_distributed_table('stripe_events', 'user_id', colocate_with => 'payments');
+SELECT create_distributed_table('ledger_entries', 'user_id', colocate_with => 'payments');
+
+-- Events that concern no user: spread by their own id, joined with nothing.
+SELECT create_distributed_table('ignored_stripe_events', 'event_id', colocate_with => 'none');
+
+-- The webhook's write (db/apply.rs) runs where its user's rows are: the
+-- coordinator hands each call whole to that worker (one round trip, a plain
+-- commit there).
+SELECT create_distributed_function(
+    'apply_stripe_event(text, text, text, bigint, text, text, text, timestamptz, timestamptz, text, bigint, text, text, bigint, text)',
+    'p_user_id', colocate_with => 'payments');
+
+ALTER TABLE payments ADD CONSTRAINT payments_intent_owner_fkey
+    FOREIGN KEY (stripe_intent_id, user_id) REFERENCES intent_owners (stripe_intent_id, user_id);
+ALTER TABLE ledger_entries ADD CONSTRAINT ledger_entries_payment_fkey
+    FOREIGN KEY (user_id, stripe_intent_id) REFERENCES payments (user_id, stripe_intent_id);
+
+COMMIT;
