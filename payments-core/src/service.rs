@@ -703,9 +703,7 @@ fn stripe_idempotency_key(user: &UserId, key: &ClientIdempotencyKey) -> String {
     digest.update(user.as_str().as_bytes());
     digest.update([0]);
     digest.update(key.as_str().as_bytes());
-    let hash = digest.finalize();
-    let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
-    format!("topup-{hex}")
+    format!("topup-{}", hex::encode(digest.finalize()))
 }
 
 #[cfg(test)]

@@ -45,12 +45,11 @@ fn bearer_matches(metadata: &MetadataMap, token: &InternalToken) -> bool {
     constant_time_eq(presented.as_bytes(), token.0.as_bytes())
 }
 
-/// Compares without an early exit, so timing does not reveal a prefix.
+/// Compares without an early exit (`subtle`), so timing does not reveal a
+/// prefix; only the length may show.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
+    use subtle::ConstantTimeEq;
+    a.ct_eq(b).into()
 }
 
 #[cfg(test)]
