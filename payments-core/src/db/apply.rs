@@ -8,8 +8,8 @@
 //! worker holding that user (the function is distributed by its first
 //! argument), so the commit is a plain one.
 //!
-//! Kept as SQL text ([`APPLY_EVENT_SQL`]) so that the benchmark's pgbench
-//! runs the very statement the service runs.
+//! The call's text ([`APPLY_CALL`]) is shared with the benchmark, so its
+//! pgbench runs the very statement the service runs.
 
 use chrono::{DateTime, Utc};
 use diesel::pg::Pg;
@@ -25,16 +25,16 @@ use super::DbError;
 /// once per (user, event id), everything else gated on it; one top-up credit
 /// per intent; the balance moved only with a credit written by this call.
 ///
-/// Placeholders, each used once and in order:
-/// `$1` user id, `$2` intent id, `$3` status read, `$4` amount received
-/// read, `$5` event id, `$6` event type, `$7` stored payload, `$8` received
-/// at, `$9` processed at (also the payment's `updated_at` and the credit's
-/// `created_at`), `$10` new status, `$11` new amount received, `$12` failure
-/// code, `$13` failure message, `$14` cents to credit (0: none), `$15`
+/// The call up to its arguments, which are, in order:
+/// user id, intent id, status read, amount received read, event id, event
+/// type, stored payload, received at, processed at (also the payment's
+/// `updated_at` and the credit's `created_at`), new status, new amount
+/// received, failure code, failure message, cents to credit (0: none),
 /// currency.
-pub const APPLY_EVENT_SQL: &str = "\
-SELECT recorded, updated, new_balance_cents
-  FROM apply_stripe_event($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)";
+pub const APPLY_CALL: &str = "SELECT recorded, updated, new_balance_cents FROM apply_stripe_event(";
+
+/// How many arguments [`APPLY_CALL`] takes.
+const APPLY_ARGS: usize = 15;
 
 /// What the event does to one user's payment.
 #[derive(Debug)]
@@ -80,39 +80,37 @@ struct ApplyEvent<'e, 'a>(&'e EventEffect<'a>);
 
 impl QueryFragment<Pg> for ApplyEvent<'_, '_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        // `APPLY_CALL`, then each argument bound in its order, then `)`.
+        macro_rules! call {
+            ($first_type:ty => $first:expr $(, $type:ty => $value:expr)* $(,)?) => {
+                out.push_sql(APPLY_CALL);
+                out.push_bind_param::<$first_type, _>($first)?;
+                $(
+                    out.push_sql(", ");
+                    out.push_bind_param::<$type, _>($value)?;
+                )*
+                out.push_sql(")");
+            };
+        }
         let e = self.0;
-        let mut sql = Placeholders::new(APPLY_EVENT_SQL);
-        sql.next(&mut out)?;
-        out.push_bind_param::<Text, _>(&e.user_id)?;
-        sql.next(&mut out)?;
-        out.push_bind_param::<Text, _>(&e.intent_id)?;
-        sql.next(&mut out)?;
-        out.push_bind_param::<Text, _>(&e.read_status)?;
-        sql.next(&mut out)?;
-        out.push_bind_param::<BigInt, _>(&e.read_amount_received_cents)?;
-        sql.next(&mut out)?;
-        out.push_bind_param::<Text, _>(&e.event_id)?;
-        sql.next(&mut out)?;
-        out.push_bind_param::<Text, _>(&e.event_type)?;
-        sql.next(&mut out)?;
-        out.push_bind_param::<Text, _>(&e.payload)?;
-        sql.next(&mut out)?;
-        out.push_bind_param::<Timestamptz, _>(&e.received_at)?;
-        sql.next(&mut out)?;
-        out.push_bind_param::<Timestamptz, _>(&e.processed_at)?;
-        sql.next(&mut out)?;
-        out.push_bind_param::<Text, _>(&e.status)?;
-        sql.next(&mut out)?;
-        out.push_bind_param::<BigInt, _>(&e.amount_received_cents)?;
-        sql.next(&mut out)?;
-        out.push_bind_param::<Nullable<Text>, _>(&e.failure_code)?;
-        sql.next(&mut out)?;
-        out.push_bind_param::<Nullable<Text>, _>(&e.failure_message)?;
-        sql.next(&mut out)?;
-        out.push_bind_param::<BigInt, _>(&e.credit_cents)?;
-        sql.next(&mut out)?;
-        out.push_bind_param::<Text, _>(&e.currency)?;
-        sql.finish(&mut out)
+        call!(
+            Text => &e.user_id,
+            Text => &e.intent_id,
+            Text => &e.read_status,
+            BigInt => &e.read_amount_received_cents,
+            Text => &e.event_id,
+            Text => &e.event_type,
+            Text => &e.payload,
+            Timestamptz => &e.received_at,
+            Timestamptz => &e.processed_at,
+            Text => &e.status,
+            BigInt => &e.amount_received_cents,
+            Nullable<Text> => &e.failure_code,
+            Nullable<Text> => &e.failure_message,
+            BigInt => &e.credit_cents,
+            Text => &e.currency,
+        );
+        Ok(())
     }
 }
 
@@ -124,55 +122,6 @@ impl Query for ApplyEvent<'_, '_> {
 impl QueryId for ApplyEvent<'_, '_> {
     type QueryId = ApplyEvent<'static, 'static>;
     const HAS_STATIC_QUERY_ID: bool = true;
-}
-
-/// Walks SQL text whose placeholders are `$1`, `$2`, … each once, in order:
-/// the text between them is pushed as SQL, and each placeholder is left for
-/// the bind that diesel numbers itself (the same `$n`).
-struct Placeholders {
-    rest: &'static str,
-    next: usize,
-}
-
-impl Placeholders {
-    fn new(sql: &'static str) -> Self {
-        Self { rest: sql, next: 1 }
-    }
-
-    /// Pushes the text up to the next placeholder and steps over it.
-    fn next(&mut self, out: &mut AstPass<'_, '_, Pg>) -> QueryResult<()> {
-        let marker = format!("${}", self.next);
-        let at = find_placeholder(self.rest, &marker).ok_or_else(|| {
-            diesel::result::Error::QueryBuilderError(
-                format!("placeholder {marker} missing or out of order").into(),
-            )
-        })?;
-        out.push_sql(&self.rest[..at]);
-        self.rest = &self.rest[at + marker.len()..];
-        self.next += 1;
-        Ok(())
-    }
-
-    /// Pushes the text after the last placeholder; refuses any left over.
-    fn finish(self, out: &mut AstPass<'_, '_, Pg>) -> QueryResult<()> {
-        if self.rest.contains('$') {
-            return Err(diesel::result::Error::QueryBuilderError(
-                "more placeholders in the SQL than binds".into(),
-            ));
-        }
-        out.push_sql(self.rest);
-        Ok(())
-    }
-}
-
-/// Where `marker` (`$n`) starts in `sql`, when it is the first placeholder
-/// there and not the prefix of a longer one (`$1` of `$12`).
-fn find_placeholder(sql: &str, marker: &str) -> Option<usize> {
-    let at = sql.find('$')?;
-    let after = &sql[at..];
-    let followed_by_digit =
-        after[marker.len().min(after.len())..].starts_with(|c: char| c.is_ascii_digit());
-    (after.starts_with(marker) && !followed_by_digit).then_some(at)
 }
 
 /// SQL text standing for each value of one webhook, for
@@ -203,9 +152,7 @@ pub struct WebhookValues<'a> {
 pub fn webhook_statements(values: &WebhookValues<'_>) -> Vec<String> {
     use diesel::prelude::*;
     let v = values;
-    let mut apply = String::new();
-    let mut rest = APPLY_EVENT_SQL;
-    let in_order = [
+    let in_order: [&str; APPLY_ARGS] = [
         v.user_id,
         v.intent_id,
         v.read_status,
@@ -222,16 +169,7 @@ pub fn webhook_statements(values: &WebhookValues<'_>) -> Vec<String> {
         v.credit_cents,
         v.currency,
     ];
-    for (n, value) in in_order.iter().enumerate().rev() {
-        rest = rest
-            .rsplit_once(&format!("${}", n + 1))
-            .map_or(rest, |(before, after)| {
-                apply.insert_str(0, after);
-                apply.insert_str(0, value);
-                before
-            });
-    }
-    apply.insert_str(0, rest);
+    let apply = format!("{APPLY_CALL}{})", in_order.join(", "));
     vec![
         render(
             &super::payments::find_with_event_query!(v.user_id, v.intent_id, v.event_id).limit(1),
@@ -271,37 +209,9 @@ where
     sql
 }
 
-/// The placeholders of `sql`, in order of appearance: the benchmark maps each
-/// to a pgbench variable.
-pub fn placeholders(sql: &str) -> Vec<usize> {
-    let mut found = Vec::new();
-    let mut rest = sql;
-    while let Some(at) = rest.find('$') {
-        let digits: String = rest[at + 1..]
-            .chars()
-            .take_while(char::is_ascii_digit)
-            .collect();
-        found.extend(digits.parse::<usize>());
-        rest = &rest[at + 1 + digits.len()..];
-    }
-    found
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_statement_uses_each_placeholder_once_in_order() {
-        assert_eq!(placeholders(APPLY_EVENT_SQL), (1..=15).collect::<Vec<_>>());
-    }
-
-    #[test]
-    fn a_placeholder_is_not_the_prefix_of_a_longer_one() {
-        assert_eq!(find_placeholder("a $12 b", "$1"), None);
-        assert_eq!(find_placeholder("a $1 b", "$1"), Some(2));
-        assert_eq!(find_placeholder("a $2 $1", "$1"), None);
-    }
 
     #[test]
     fn the_webhook_statements_carry_every_value_and_no_placeholder() {
@@ -360,6 +270,7 @@ mod tests {
         };
         let rendered = diesel::debug_query::<Pg, _>(&ApplyEvent(&effect)).to_string();
         let sql = rendered.split(" -- binds").next().unwrap();
-        assert_eq!(sql, APPLY_EVENT_SQL);
+        let placeholders: Vec<String> = (1..=APPLY_ARGS).map(|n| format!("${n}")).collect();
+        assert_eq!(sql, format!("{APPLY_CALL}{})", placeholders.join(", ")));
     }
 }

@@ -12,16 +12,12 @@ pub async fn find(
     conn: &mut AsyncPgConnection,
     intent_id: &str,
 ) -> Result<Option<String>, DbError> {
-    Ok(find_query(intent_id).first(conn).await.optional()?)
-}
-
-/// The statement of [`find`] (without its `LIMIT`), also rendered for the benchmark.
-pub(crate) fn find_query(
-    intent_id: &str,
-) -> diesel::dsl::Select<diesel::dsl::Find<intent_owners::table, &str>, intent_owners::user_id> {
-    intent_owners::table
+    Ok(intent_owners::table
         .find(intent_id)
         .select(intent_owners::user_id)
+        .first(conn)
+        .await
+        .optional()?)
 }
 
 /// Records `user_id` as the intent's owner unless it has one; answers the
