@@ -53,9 +53,6 @@ pub struct Config {
     /// (`https://app.example.com`; `*` is refused).
     #[arg(long, env = "CORS_ALLOWED_ORIGINS", default_value = "")]
     pub cors_allowed_origins: String,
-    /// Top-up tiers in whole US dollars; keep equal to payments-grpc's.
-    #[arg(long, env = "TOPUP_TIERS_USD", default_value = "5,10,20,50")]
-    pub topup_tiers_usd: String,
     /// Largest webhook body accepted, in bytes (4 KiB to 1 MiB).
     #[arg(long, env = "WEBHOOK_BODY_LIMIT_BYTES", default_value_t = 256 * 1024)]
     pub webhook_body_limit_bytes: usize,
@@ -115,7 +112,6 @@ pub struct Settings {
     pub webhook_secrets: Vec<WebhookSecret>,
     pub project_id: String,
     pub cors_allowed_origins: Vec<HeaderValue>,
-    pub tiers_usd: Vec<u32>,
     pub request_timeout: Duration,
     pub header_read_timeout: Duration,
     pub connections: ConnectionLimits,
@@ -202,7 +198,6 @@ impl Settings {
             webhook_secrets,
             project_id,
             cors_allowed_origins: parse_origins(&config.cors_allowed_origins)?,
-            tiers_usd: parse_tiers(&config.topup_tiers_usd)?,
             request_timeout,
             header_read_timeout,
             connections: ConnectionLimits {
@@ -303,22 +298,6 @@ pub fn parse_origins(list: &str) -> anyhow::Result<Vec<HeaderValue>> {
         .collect()
 }
 
-/// Whole-dollar tiers, e.g. `5,10,20,50`, sorted.
-pub fn parse_tiers(list: &str) -> anyhow::Result<Vec<u32>> {
-    let mut tiers = list
-        .split(',')
-        .map(|item| match item.trim().parse::<u32>() {
-            Ok(dollars) if dollars > 0 && dollars <= 1_000_000 => Ok(dollars),
-            _ => Err(anyhow::anyhow!(
-                "TOPUP_TIERS_USD: {item:?} is not a whole number of dollars between 1 and 1000000"
-            )),
-        })
-        .collect::<anyhow::Result<Vec<u32>>>()?;
-    tiers.sort_unstable();
-    tiers.dedup();
-    Ok(tiers)
-}
-
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;
@@ -350,14 +329,6 @@ mod tests {
             assert!(help.contains(variable), "{variable} missing from --help");
             let flag = format!("--{}", variable.to_lowercase().replace('_', "-"));
             assert!(help.contains(&flag), "{flag} missing from --help");
-        }
-    }
-
-    #[test]
-    fn tiers_parse_like_payments_grpc() {
-        assert_eq!(parse_tiers("20, 5,10,5").unwrap(), vec![5, 10, 20]);
-        for bad in ["", "0", "5,x", "-5", "2.5"] {
-            assert!(parse_tiers(bad).is_err(), "{bad:?}");
         }
     }
 

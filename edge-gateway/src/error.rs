@@ -1,7 +1,10 @@
 //! One error type for every route, answered as `application/problem+json`.
 
+use std::collections::HashMap;
+
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use payments_proto::error_reason;
 use serde::Serialize;
 use tonic::Code;
 
@@ -71,6 +74,16 @@ impl ApiError {
             "The amount is not a top-up tier",
             detail,
         )
+    }
+
+    /// An amount payments-grpc refused as not a tier: `refused` says what
+    /// was wrong ("amount_usd must be positive"), the metadata of its
+    /// `NOT_A_TIER` answer the tiers.
+    pub fn not_a_tier(refused: &str, metadata: &HashMap<String, String>) -> Self {
+        let tiers = metadata
+            .get(error_reason::ALLOWED_TIERS_USD)
+            .map_or("", String::as_str);
+        Self::invalid_amount(format!("{refused}; allowed tiers (USD): {tiers}"))
     }
 
     pub fn invalid_request(detail: impl Into<String>) -> Self {
@@ -170,6 +183,11 @@ impl ApiError {
     /// The one place gRPC statuses become HTTP answers.
     pub fn from_grpc(status: &tonic::Status) -> Self {
         let message = status.message().to_owned();
+        if let Some((reason, metadata)) = error_reason::of(status)
+            && reason == error_reason::NOT_A_TIER
+        {
+            return Self::not_a_tier("amount_usd is not a top-up tier", &metadata);
+        }
         match status.code() {
             Code::InvalidArgument => Self::invalid_request(message),
             Code::Unauthenticated => {
@@ -243,6 +261,23 @@ mod tests {
                 "{code:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_non_tier_is_422_naming_the_tiers() {
+        let status = error_reason::status(
+            Code::InvalidArgument,
+            "amount_cents 700 is not a top-up tier",
+            error_reason::NOT_A_TIER,
+            HashMap::from([(error_reason::ALLOWED_TIERS_USD.into(), "5, 10".into())]),
+        );
+        let err = ApiError::from_grpc(&status);
+        assert_eq!(err.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(err.kind, "invalid-amount");
+        assert_eq!(
+            err.detail,
+            "amount_usd is not a top-up tier; allowed tiers (USD): 5, 10"
+        );
     }
 
     #[test]

@@ -1,7 +1,6 @@
 //! The public edge: the SPA's REST API (Firebase ID tokens) and Stripe's
 //! webhook (signatures over the raw bytes), forwarded to payments-grpc.
 
-pub mod amount;
 pub mod config;
 pub mod error;
 pub mod firebase;
@@ -63,7 +62,6 @@ impl Application {
                 settings.upstream_tls.clone(),
             )
             .context("PAYMENTS_GRPC_URL")?,
-            tiers_usd: settings.tiers_usd.clone(),
             webhook_body_limit: config.webhook_body_limit_bytes,
             webhook_bodies: tokio::sync::Semaphore::new(config.webhook_max_concurrent_bodies),
             cors_allowed_origins: settings.cors_allowed_origins.clone(),

@@ -11,7 +11,10 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header}
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use payments_domain::stripe_event::StripeEvent;
+use payments_domain::top_up::{self, TopUpRefusal};
 use payments_proto::apply_stripe_event_response::Outcome;
+use payments_proto::error_reason;
 use payments_proto::{ApplyStripeEventRequest, CreatePaymentIntentRequest, GetBalanceRequest};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -23,7 +26,6 @@ use tower_http::request_id::{
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::amount;
 use crate::error::ApiError;
 use crate::firebase::{TokenError, TokenVerifier, VerifiedTokens};
 use crate::keys::KeyCache;
@@ -44,7 +46,6 @@ pub struct AppState {
     pub keys: KeyCache,
     pub webhook_secrets: Vec<WebhookSecret>,
     pub upstream: Upstream,
-    pub tiers_usd: Vec<u32>,
     pub webhook_body_limit: usize,
     /// Places for webhook bodies being read: past them a webhook is shed
     /// with 503 instead of holding more memory.
@@ -254,7 +255,14 @@ async fn create_payment_intent(
     // Each create is a Stripe call and a row: limited before anything else.
     state.create_limit.check(&user.user_id, client_ip)?;
     let body = read_body(body, API_BODY_LIMIT).await?;
-    let amount_cents = amount::top_up_cents(&body, &state.tiers_usd)?;
+    // Which amounts are tiers is payments-grpc's rule and setting. An amount
+    // the edge cannot read is asked for as 0 cents, never a tier, so that
+    // every refused amount gets payments-grpc's answer naming the tiers.
+    let (amount_cents, unusable) = match top_up::amount_from_json(&body) {
+        Ok(cents) => (cents.get(), None),
+        Err(TopUpRefusal::Malformed(detail)) => return Err(ApiError::malformed_json(detail)),
+        Err(unusable @ TopUpRefusal::Unusable(_)) => (0, Some(unusable)),
+    };
     let idempotency_key = match headers.get("idempotency-key") {
         Some(value) => value
             .to_str()
@@ -272,8 +280,17 @@ async fn create_payment_intent(
         .client()
         .create_payment_intent(state.upstream.request(request, user.request_id.as_deref()))
         .await
-        .map_err(|status| ApiError::from_grpc(&status))?
+        .map_err(|status| match (&unusable, error_reason::of(&status)) {
+            (Some(unusable), Some((reason, metadata))) if reason == error_reason::NOT_A_TIER => {
+                ApiError::not_a_tier(&unusable.to_string(), &metadata)
+            }
+            _ => ApiError::from_grpc(&status),
+        })?
         .into_inner();
+    if unusable.is_some() {
+        tracing::error!("payments-grpc accepted an amount of 0 cents: check TOPUP_TIERS_USD");
+        return Err(ApiError::internal());
+    }
     Ok(Json(CreatedIntent {
         client_secret: intent.client_secret,
         intent_id: intent.intent_id,
@@ -314,18 +331,6 @@ async fn balance(
         currency: balance.currency,
         updated_at,
     }))
-}
-
-/// Only the shape that makes a body a Stripe event.
-#[derive(Deserialize)]
-struct EventShape {
-    id: String,
-    #[serde(rename = "type")]
-    event_type: String,
-    #[serde(default)]
-    object: Option<String>,
-    #[allow(dead_code)]
-    data: serde_json::Value,
 }
 
 async fn stripe_webhook(
@@ -369,23 +374,12 @@ async fn stripe_webhook(
             .map_err(refused)?;
         body
     };
-    // serde would also read a struct from a JSON array; events are objects.
-    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-        return Err(ApiError::invalid_webhook(
-            "not a Stripe event: not a JSON object",
-        ));
-    }
-    let event: EventShape = serde_json::from_slice(&body)
-        .map_err(|err| ApiError::invalid_webhook(format!("not a Stripe event: {err}")))?;
-    if event.id.is_empty()
-        || event.event_type.is_empty()
-        || event.object.as_deref().is_some_and(|o| o != "event")
-    {
-        return Err(ApiError::invalid_webhook("not a Stripe event"));
-    }
-    // serde_json accepted the bytes, so they are UTF-8.
-    let event_json =
-        String::from_utf8(body.to_vec()).map_err(|_| ApiError::invalid_webhook("not UTF-8"))?;
+    let event_json = String::from_utf8(body.to_vec())
+        .map_err(|_| ApiError::invalid_webhook("not a Stripe event: not UTF-8"))?;
+    // The parser payments-grpc runs (and the one fuzzed): a body it would
+    // refuse never crosses the internal hop.
+    let event = StripeEvent::parse(&event_json)
+        .map_err(|err| ApiError::invalid_webhook(err.to_string()))?;
     let request = ApplyStripeEventRequest { event_json };
     let outcome = state
         .upstream

@@ -1,8 +1,9 @@
-//! The event JSON parser: never a panic; what it accepts is well-formed.
+//! The event JSON parser (the edge's and payments-grpc's): never a panic;
+//! what it accepts is well-formed.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use payments_core::stripe::StripeEvent;
+use payments_domain::stripe_event::StripeEvent;
 
 fuzz_target!(|data: &[u8]| {
     let json = String::from_utf8_lossy(data);

@@ -1,5 +1,5 @@
 use crate::db::DbError;
-use crate::domain::InvalidInput;
+use crate::domain::{InvalidInput, NotATier};
 use crate::stripe::GatewayError;
 
 /// Every way a use case can fail, as a caller needs to tell them apart.
@@ -8,6 +8,9 @@ pub enum Error {
     /// The request is wrong; repeating it will not help.
     #[error("{0}")]
     InvalidArgument(String),
+    /// The amount is not one of the tiers sold (the error names them).
+    #[error(transparent)]
+    NotATier(#[from] NotATier),
     /// The idempotency key was already used for a different request.
     #[error("{0}")]
     IdempotencyConflict(String),

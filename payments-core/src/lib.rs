@@ -2,12 +2,14 @@
 //! use cases (create an intent, apply a Stripe event, read a balance).
 
 pub mod db;
-pub mod domain;
 mod error;
 mod service;
 pub mod stripe;
 #[cfg(feature = "testing")]
 pub mod testing;
+
+/// The rules of money, shared with the edge.
+pub use payments_domain as domain;
 
 pub use error::Error;
 pub use service::{Balance, CreatedIntent, EventOutcome, OpenIntentLimit, PaymentsService};

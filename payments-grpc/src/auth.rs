@@ -27,8 +27,11 @@ pub fn check_bearer(
         if bearer_matches(request.metadata(), &token) {
             Ok(request)
         } else {
-            Err(Status::unauthenticated(
+            Err(crate::proto::error_reason::status(
+                tonic::Code::Unauthenticated,
                 "missing or wrong `authorization: Bearer <internal token>` metadata",
+                crate::proto::error_reason::UNAUTHENTICATED,
+                Default::default(),
             ))
         }
     }

@@ -1,9 +1,11 @@
 //! Core results and errors ⇄ proto messages and gRPC statuses.
 
-use payments_core::{Balance, CreatedIntent, Error, EventOutcome};
-use tonic::Status;
+use std::collections::HashMap;
 
-use crate::proto::{self, apply_stripe_event_response::Outcome};
+use payments_core::{Balance, CreatedIntent, Error, EventOutcome};
+use tonic::{Code, Status};
+
+use crate::proto::{self, apply_stripe_event_response::Outcome, error_reason};
 
 // Free functions: the orphan rule forbids `From` between two foreign crates' types.
 
@@ -40,27 +42,52 @@ pub fn event_outcome(outcome: EventOutcome) -> proto::ApplyStripeEventResponse {
     }
 }
 
-/// The one place core errors become gRPC statuses.
+/// The one place core errors become gRPC statuses, each with its reason.
 pub fn to_status(err: Error) -> Status {
+    let plain =
+        |code, message: String, reason| error_reason::status(code, message, reason, HashMap::new());
     match err {
-        Error::InvalidArgument(message) => Status::invalid_argument(message),
-        Error::IdempotencyConflict(message) => Status::failed_precondition(message),
-        Error::TooManyOpenIntents(message) => Status::resource_exhausted(message),
+        Error::InvalidArgument(message) => plain(
+            Code::InvalidArgument,
+            message,
+            error_reason::INVALID_ARGUMENT,
+        ),
+        Error::NotATier(not_a_tier) => error_reason::status(
+            Code::InvalidArgument,
+            not_a_tier.to_string(),
+            error_reason::NOT_A_TIER,
+            HashMap::from([(
+                error_reason::ALLOWED_TIERS_USD.to_owned(),
+                not_a_tier.allowed.usd(),
+            )]),
+        ),
+        Error::IdempotencyConflict(message) => plain(
+            Code::FailedPrecondition,
+            message,
+            error_reason::IDEMPOTENCY_KEY_REUSED,
+        ),
+        Error::TooManyOpenIntents(message) => plain(
+            Code::ResourceExhausted,
+            message,
+            error_reason::TOO_MANY_OPEN_INTENTS,
+        ),
         Error::Unavailable(message) => {
             tracing::warn!(error = %message, "dependency unavailable");
-            Status::unavailable(message)
+            plain(Code::Unavailable, message, error_reason::UNAVAILABLE)
         }
         Error::Internal(message) => {
             tracing::error!(error = %message, "internal error");
-            Status::internal("internal error; see the payments-grpc log")
+            plain(
+                Code::Internal,
+                "internal error; see the payments-grpc log".into(),
+                error_reason::INTERNAL,
+            )
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use tonic::Code;
-
     use super::*;
 
     #[test]
@@ -91,7 +118,21 @@ mod tests {
             let status = to_status(err);
             assert_eq!(status.code(), code);
             assert_eq!(status.message(), message);
+            assert!(
+                error_reason::of(&status).is_some(),
+                "{code:?} has no reason"
+            );
         }
+    }
+
+    #[test]
+    fn a_non_tier_names_the_tiers_in_dollars() {
+        let tiers = payments_core::domain::Tiers::default();
+        let status = to_status(tiers.tier_for(700).unwrap_err().into());
+        assert_eq!(status.code(), Code::InvalidArgument);
+        let (reason, metadata) = error_reason::of(&status).unwrap();
+        assert_eq!(reason, error_reason::NOT_A_TIER);
+        assert_eq!(metadata[error_reason::ALLOWED_TIERS_USD], "5, 10, 20, 50");
     }
 
     #[test]

@@ -95,7 +95,12 @@ where
         }
         let Ok(place) = self.places.clone().try_acquire_owned() else {
             tracing::warn!(path = %request.uri().path(), "stream refused: every place is taken");
-            let refused = tonic::Status::resource_exhausted("too many open streams; try later");
+            let refused = crate::proto::error_reason::status(
+                tonic::Code::ResourceExhausted,
+                "too many open streams; try later",
+                crate::proto::error_reason::TOO_MANY_OPEN_STREAMS,
+                Default::default(),
+            );
             return Box::pin(async move { Ok(refused.into_http()) });
         };
         let answer = self.inner.call(request);

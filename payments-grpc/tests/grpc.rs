@@ -13,6 +13,7 @@ use payments_core::testing::{
 };
 use payments_grpc::auth::InternalToken;
 use payments_grpc::proto::apply_stripe_event_response::Outcome;
+use payments_grpc::proto::error_reason;
 use payments_grpc::proto::payments_service_client::PaymentsServiceClient;
 use payments_grpc::proto::{
     ApplyStripeEventRequest, CreatePaymentIntentRequest, GetBalanceRequest,
@@ -285,6 +286,14 @@ async fn invalid_arguments_are_refused_before_stripe_is_called() {
         let status = server.create(user, cents, key).await.unwrap_err();
         assert_eq!(status.code(), Code::InvalidArgument, "{cents} {key:?}");
         assert!(status.message().contains(expected), "{}", status.message());
+        // The reason a client branches on, and for a non-tier the tiers.
+        let (reason, metadata) = error_reason::of(&status).expect("an ErrorInfo");
+        if expected.contains("tier") {
+            assert_eq!(reason, error_reason::NOT_A_TIER);
+            assert_eq!(metadata[error_reason::ALLOWED_TIERS_USD], "5, 10, 20, 50");
+        } else {
+            assert_eq!(reason, error_reason::INVALID_ARGUMENT);
+        }
     }
     let status = server.balance("").await.unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);

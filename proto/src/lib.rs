@@ -9,3 +9,5 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 
 /// The fully qualified service name, as health checks ask for it.
 pub const SERVICE_NAME: &str = "payments.v1.PaymentsService";
+
+pub mod error_reason;

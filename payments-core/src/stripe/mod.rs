@@ -1,14 +1,13 @@
 //! Stripe's PaymentIntent API, behind the one small trait the use cases need.
 
 mod client;
-mod event;
 mod http;
 
 use std::future::Future;
 
 pub use client::{MAX_RETRY_BACKOFF, StripeConfig, StripeGateway};
-pub use event::{EventKind, StripeEvent};
 pub use http::MAX_RESPONSE_BYTES;
+pub use payments_domain::stripe_event::{EventKind, StripeEvent};
 
 use crate::domain::{Currency, PaymentStatus, Tier, UserId};
 

@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use crate::domain::InvalidInput;
+use crate::InvalidInput;
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct StripeEvent {

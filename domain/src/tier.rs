@@ -12,6 +12,14 @@ impl Tier {
     }
 }
 
+/// An amount that is not one of the tiers sold.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("amount_cents {amount_cents} is not a top-up tier; allowed: {allowed}")]
+pub struct NotATier {
+    pub amount_cents: i64,
+    pub allowed: Tiers,
+}
+
 /// The configured tiers, sorted, without duplicates, never empty.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tiers(Vec<Tier>);
@@ -39,16 +47,24 @@ impl Tiers {
     }
 
     /// The tier of exactly this many cents, or an error naming the allowed tiers.
-    pub fn tier_for(&self, cents: i64) -> Result<Tier, InvalidInput> {
+    pub fn tier_for(&self, cents: i64) -> Result<Tier, NotATier> {
         self.0
             .iter()
             .copied()
             .find(|tier| tier.cents().get() == cents)
-            .ok_or_else(|| {
-                InvalidInput(format!(
-                    "amount_cents {cents} is not a top-up tier; allowed: {self}"
-                ))
+            .ok_or_else(|| NotATier {
+                amount_cents: cents,
+                allowed: self.clone(),
             })
+    }
+
+    /// The tiers in whole dollars, as people read them: `5, 10, 20, 50`.
+    pub fn usd(&self) -> String {
+        self.0
+            .iter()
+            .map(|tier| (tier.cents().get() / 100).to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     pub fn iter(&self) -> impl Iterator<Item = Tier> + '_ {
@@ -106,7 +122,11 @@ mod tests {
         assert_eq!(tiers.tier_for(1000).unwrap().cents(), Cents::new(1000));
         for bad in [0, -500, 999, 1001, 10, i64::MAX, i64::MIN] {
             let err = tiers.tier_for(bad).unwrap_err();
-            assert!(err.0.contains("allowed: 500, 1000, 2000, 5000"), "{err}");
+            assert!(
+                err.to_string().contains("allowed: 500, 1000, 2000, 5000"),
+                "{err}"
+            );
+            assert_eq!(err.allowed.usd(), "5, 10, 20, 50");
         }
     }
 }

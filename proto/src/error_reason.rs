@@ -1,0 +1,69 @@
+//! The `google.rpc.ErrorInfo` every non-OK status carries (domain
+//! `payments.v1`, an UPPER_SNAKE reason), so that callers branch on the
+//! reason and never on message text. Both sides of the wire use this module.
+
+use std::collections::HashMap;
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// The `domain` of every ErrorInfo this service sends.
+pub const DOMAIN: &str = "payments.v1";
+
+/// A request argument is malformed (user id, idempotency key, event JSON).
+pub const INVALID_ARGUMENT: &str = "INVALID_ARGUMENT";
+/// The amount is not a top-up tier; metadata `allowed_tiers_usd` names them.
+pub const NOT_A_TIER: &str = "NOT_A_TIER";
+/// The idempotency key was used before with other arguments.
+pub const IDEMPOTENCY_KEY_REUSED: &str = "IDEMPOTENCY_KEY_REUSED";
+/// The user holds as many unpaid intents as allowed.
+pub const TOO_MANY_OPEN_INTENTS: &str = "TOO_MANY_OPEN_INTENTS";
+/// Every place for an unauthenticated stream (health watch, reflection) is taken.
+pub const TOO_MANY_OPEN_STREAMS: &str = "TOO_MANY_OPEN_STREAMS";
+/// Postgres or Stripe cannot be reached right now; retry with the same key.
+pub const UNAVAILABLE: &str = "UNAVAILABLE";
+/// The internal bearer token is missing or wrong.
+pub const UNAUTHENTICATED: &str = "UNAUTHENTICATED";
+/// A bug or a broken invariant; details are in payments-grpc's log.
+pub const INTERNAL: &str = "INTERNAL";
+
+/// `NOT_A_TIER` metadata: the tiers in whole dollars, `5, 10, 20, 50`.
+pub const ALLOWED_TIERS_USD: &str = "allowed_tiers_usd";
+
+/// A status carrying its reason (and metadata) as an ErrorInfo detail.
+pub fn status(
+    code: Code,
+    message: impl Into<String>,
+    reason: &str,
+    metadata: HashMap<String, String>,
+) -> Status {
+    Status::with_error_details(
+        code,
+        message,
+        ErrorDetails::with_error_info(reason, DOMAIN, metadata),
+    )
+}
+
+/// The reason and metadata of a status from this service, if it carries one.
+pub fn of(status: &Status) -> Option<(String, HashMap<String, String>)> {
+    status
+        .get_details_error_info()
+        .filter(|info| info.domain == DOMAIN)
+        .map(|info| (info.reason, info.metadata))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reason_survives_the_status() {
+        let metadata = HashMap::from([(ALLOWED_TIERS_USD.to_owned(), "5, 10".to_owned())]);
+        let sent = status(Code::InvalidArgument, "no", NOT_A_TIER, metadata.clone());
+        // As a client decodes it from the grpc-status-details-bin trailer.
+        let received =
+            Status::with_details(sent.code(), sent.message(), sent.details().to_vec().into());
+        assert_eq!(of(&received), Some((NOT_A_TIER.to_owned(), metadata)));
+        assert_eq!(of(&Status::invalid_argument("plain")), None);
+    }
+}
