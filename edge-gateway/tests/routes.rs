@@ -3,7 +3,6 @@
 //! the test key pair and the key set served over HTTP.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use edge_gateway::Application;
@@ -11,17 +10,14 @@ use edge_gateway::config::Config;
 use edge_gateway::testing::{
     JWKS_JSON, KID, X509_MAP_JSON, claims, id_token, sign, stripe_signature,
 };
-use payments_core::PaymentsService;
-use payments_core::domain::Tiers;
-use payments_core::stripe::StripeGateway;
 use payments_core::testing::{
     StripeStandIn, TestDatabase, assert_balances_match_ledger, count_rows, event_json,
 };
-use payments_grpc::auth::InternalToken;
+use payments_grpc::testing::RunningGrpc;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use service_runtime::now_unix as now;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -29,61 +25,17 @@ const PROJECT: &str = "demo-project";
 const INTERNAL_TOKEN: &str = "edge-test-internal-token";
 const WEBHOOK_SECRET: &str = "whsec_edge_test";
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
-/// payments-grpc in process, restartable on the same port.
-struct Grpc {
-    addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    done: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl Grpc {
-    async fn start(db: &TestDatabase, stripe: &StripeStandIn, addr: SocketAddr) -> Self {
-        let gateway = StripeGateway::new(&stripe.config()).unwrap();
-        let core = Arc::new(PaymentsService::new(
-            db.pool().await,
-            gateway,
-            Tiers::default(),
-        ));
-        let listener = TcpListener::bind(addr).await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let token = InternalToken::new(INTERNAL_TOKEN.into()).unwrap();
-        let done = tokio::spawn(async move {
-            payments_grpc::serve(core, token, listener, async {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap();
-        });
-        Self {
-            addr,
-            stop: Some(stop),
-            done: Some(done),
-        }
-    }
-
-    async fn stop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(done) = self.done.take() {
-            done.await.unwrap();
-        }
-    }
+/// payments-grpc in process, as built in production, on `addr`.
+async fn start_grpc(db: &TestDatabase, stripe: &StripeStandIn, addr: SocketAddr) -> RunningGrpc {
+    let config = payments_grpc::testing::config(&db.url, &stripe.url(), INTERNAL_TOKEN);
+    RunningGrpc::start_on(config, TcpListener::bind(addr).await.unwrap()).await
 }
 
 struct Stack {
     db: TestDatabase,
     stripe: StripeStandIn,
     keys: MockServer,
-    grpc: Grpc,
+    grpc: RunningGrpc,
     edge: String,
     http: reqwest::Client,
 }
@@ -105,7 +57,7 @@ impl Stack {
     ) -> Self {
         let db = TestDatabase::create().await;
         let stripe = StripeStandIn::start().await;
-        let grpc = Grpc::start(&db, &stripe, "127.0.0.1:0".parse().unwrap()).await;
+        let grpc = start_grpc(&db, &stripe, "127.0.0.1:0".parse().unwrap()).await;
         let keys = MockServer::start().await;
         Mock::given(method("GET"))
             .and(path("/keys"))
@@ -122,7 +74,7 @@ impl Stack {
             .await;
         let mut config = Config::defaults();
         config.edge_addr = "127.0.0.1:0".parse().unwrap();
-        config.payments_grpc_url = format!("http://{}", grpc.addr);
+        config.payments_grpc_url = grpc.url();
         config.payments_internal_token = Some(INTERNAL_TOKEN.into());
         config.stripe_webhook_secret = Some(format!("whsec_old_rotated,{WEBHOOK_SECRET}"));
         config.firebase_project_id = Some(PROJECT.into());
@@ -504,7 +456,7 @@ async fn the_grpc_service_down_answers_503_then_200_once_it_is_back() {
     stack.stripe.succeed(&intent_id);
     let event = event_json("evt_outage", "payment_intent.succeeded", &intent_id);
 
-    let addr = stack.grpc.addr;
+    let addr = stack.grpc.addr();
     stack.grpc.stop().await;
     let response = stack.signed_webhook(&event).await;
     assert!(response.status().is_server_error(), "{}", response.status());
@@ -526,7 +478,7 @@ async fn the_grpc_service_down_answers_503_then_200_once_it_is_back() {
     assert_eq!(live.status(), StatusCode::OK);
 
     // Stripe retries after payments-grpc is back on the same address.
-    stack.grpc = Grpc::start(&stack.db, &stack.stripe, addr).await;
+    stack.grpc = start_grpc(&stack.db, &stack.stripe, addr).await;
     let response = retry_until_ok(|| stack.signed_webhook(&event)).await;
     assert_eq!(
         response.json::<Value>().await.unwrap()["outcome"],

@@ -5,15 +5,17 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use payments_core::OpenIntentLimit;
 use payments_core::db::{PoolConfig, SessionLimits};
 use payments_core::domain::Tiers;
 use payments_core::stripe::StripeConfig;
-use service_runtime::check_range;
 use service_runtime::connections::ConnectionLimits;
 use service_runtime::logging::LogFormat;
+use service_runtime::{check_range, required};
 
+use crate::auth::InternalToken;
 use crate::limits::GrpcLimits;
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
@@ -134,6 +136,38 @@ pub struct Config {
 
 fn parse_tiers(list: &str) -> Result<Tiers, String> {
     Tiers::parse_usd(list).map_err(|err| err.to_string())
+}
+
+/// The settings that are more than a checked value: read, parsed, built.
+pub struct Settings {
+    pub internal_token: InternalToken,
+    pub stripe: StripeConfig,
+    /// Server TLS, read from its files; None for plaintext.
+    pub tls: Option<ServerTlsConfig>,
+}
+
+impl Settings {
+    /// Checks every setting; the first bad one stops the start, named.
+    pub fn from_config(config: &Config) -> anyhow::Result<Self> {
+        let secret_key = required(
+            &config.stripe_secret_key,
+            "STRIPE_SECRET_KEY",
+            "stripe-secret-key",
+        )?;
+        let token = required(
+            &config.payments_internal_token,
+            "PAYMENTS_INTERNAL_TOKEN",
+            "payments-internal-token",
+        )?;
+        let internal_token =
+            InternalToken::new(token).context("PAYMENTS_INTERNAL_TOKEN is empty")?;
+        config.check()?;
+        Ok(Self {
+            internal_token,
+            stripe: config.stripe_config(secret_key),
+            tls: config.tls()?,
+        })
+    }
 }
 
 impl Config {

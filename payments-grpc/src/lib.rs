@@ -6,13 +6,17 @@ pub mod config;
 pub mod convert;
 pub mod limits;
 mod service;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use payments_core::PaymentsService;
-use payments_core::stripe::PaymentGateway;
+use anyhow::Context;
+use payments_core::stripe::{PaymentGateway, StripeGateway};
+use payments_core::{PaymentsService, db};
 use service_runtime::connections::LimitedListener;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -30,6 +34,103 @@ pub use payments_proto as proto;
 use proto::payments_service_server::PaymentsServiceServer;
 
 pub use payments_proto::SERVICE_NAME;
+
+/// payments-grpc built from its configuration and bound to its address:
+/// what `main`, the tests, the demo and the bench all start, so that the
+/// wiring they run is the one in production.
+pub struct Application {
+    listener: TcpListener,
+    core: Arc<PaymentsService<StripeGateway>>,
+    token: auth::InternalToken,
+    limits: GrpcLimits,
+    tls: Option<tonic::transport::ServerTlsConfig>,
+    payload_retention: Option<chrono::Duration>,
+}
+
+impl Application {
+    /// Checks every setting, migrates the database, connects and binds
+    /// `PAYMENTS_GRPC_ADDR`.
+    pub async fn build(config: config::Config) -> anyhow::Result<Self> {
+        // Every setting is checked before anything is touched.
+        let settings = config::Settings::from_config(&config)?;
+        let listener = TcpListener::bind(config.payments_grpc_addr)
+            .await
+            .with_context(|| format!("binding {}", config.payments_grpc_addr))?;
+        Self::assemble(config, settings, listener).await
+    }
+
+    /// As `build`, on a listener bound already (its address wins over
+    /// `PAYMENTS_GRPC_ADDR`).
+    pub async fn build_on(config: config::Config, listener: TcpListener) -> anyhow::Result<Self> {
+        let settings = config::Settings::from_config(&config)?;
+        Self::assemble(config, settings, listener).await
+    }
+
+    async fn assemble(
+        config: config::Config,
+        settings: config::Settings,
+        listener: TcpListener,
+    ) -> anyhow::Result<Self> {
+        migrate(&config.database_url).await?;
+        let pool = db::connect_pool(&config.database_url, &config.pool_config())
+            .await
+            .context("connecting to Postgres")?;
+        let gateway =
+            StripeGateway::new(&settings.stripe).context("configuring the Stripe client")?;
+        let core = Arc::new(
+            PaymentsService::new(pool, gateway, config.topup_tiers_usd.clone())
+                .with_open_intent_limit(config.open_intent_limit()),
+        );
+        Ok(Self {
+            listener,
+            core,
+            token: settings.internal_token,
+            limits: config.limits(),
+            tls: settings.tls,
+            payload_retention: (config.stripe_event_payload_retention_days > 0)
+                .then(|| chrono::Duration::days(config.stripe_event_payload_retention_days.into())),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// The use cases this server answers with (tests read state through it).
+    pub fn core(&self) -> &Arc<PaymentsService<StripeGateway>> {
+        &self.core
+    }
+
+    /// Serves until `shutdown`, then drains calls in flight.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        if let Some(retention) = self.payload_retention {
+            spawn_payload_retention(self.core.clone(), retention);
+        }
+        serve_with_limits(
+            self.core,
+            self.token,
+            self.listener,
+            &self.limits,
+            self.tls,
+            shutdown,
+        )
+        .await
+        .context("serving gRPC")
+    }
+}
+
+/// Creates the database if it is missing and applies every migration.
+pub async fn migrate(database_url: &str) -> anyhow::Result<Vec<String>> {
+    db::create_database_if_missing(database_url)
+        .await
+        .context("creating the database")?;
+    let applied = db::run_migrations(database_url)
+        .await
+        .context("applying migrations")?;
+    Ok(applied)
+}
 
 /// Serves the payments service, health and reflection on `listener` until
 /// `shutdown` resolves, then drains in-flight calls; with the default limits.

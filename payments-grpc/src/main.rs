@@ -3,16 +3,10 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::process::ExitCode;
-use std::sync::Arc;
 
-use anyhow::Context;
 use clap::Parser;
-use payments_core::PaymentsService;
-use payments_core::db;
-use payments_core::stripe::StripeGateway;
-use payments_grpc::auth::InternalToken;
+use payments_grpc::Application;
 use payments_grpc::config::{Cli, Command, Config};
-use service_runtime::required;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -20,7 +14,9 @@ async fn main() -> ExitCode {
     service_runtime::logging::init(cli.config.log_format);
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(cli.config).await,
-        Command::Migrate => migrate(&cli.config).await.map(|_| ()),
+        Command::Migrate => payments_grpc::migrate(&cli.config.database_url)
+            .await
+            .map(|applied| tracing::info!(applied = ?applied, "migrations up to date")),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -31,70 +27,15 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn migrate(config: &Config) -> anyhow::Result<()> {
-    db::create_database_if_missing(&config.database_url)
-        .await
-        .context("creating the database")?;
-    let applied = db::run_migrations(&config.database_url)
-        .await
-        .context("applying migrations")?;
-    tracing::info!(applied = ?applied, "migrations up to date");
-    Ok(())
-}
-
 async fn serve(config: Config) -> anyhow::Result<()> {
-    // Check every setting before touching anything.
-    let secret_key = required(
-        &config.stripe_secret_key,
-        "STRIPE_SECRET_KEY",
-        "stripe-secret-key",
-    )?;
-    let token = required(
-        &config.payments_internal_token,
-        "PAYMENTS_INTERNAL_TOKEN",
-        "payments-internal-token",
-    )?;
-    let token = InternalToken::new(token).context("PAYMENTS_INTERNAL_TOKEN is empty")?;
-    config.check()?;
-    let tls = config.tls()?;
-
-    migrate(&config).await?;
-    let pool = db::connect_pool(&config.database_url, &config.pool_config())
-        .await
-        .context("connecting to Postgres")?;
-    let gateway = StripeGateway::new(&config.stripe_config(secret_key))
-        .context("configuring the Stripe client")?;
-    let core = Arc::new(
-        PaymentsService::new(pool, gateway, config.topup_tiers_usd.clone())
-            .with_open_intent_limit(config.open_intent_limit()),
-    );
-
-    if config.stripe_event_payload_retention_days > 0 {
-        payments_grpc::spawn_payload_retention(
-            core.clone(),
-            chrono::Duration::days(config.stripe_event_payload_retention_days.into()),
-        );
-    }
-
-    let listener = tokio::net::TcpListener::bind(config.payments_grpc_addr)
-        .await
-        .with_context(|| format!("binding {}", config.payments_grpc_addr))?;
-    tracing::info!(
-        addr = %listener.local_addr()?,
-        tls = config.payments_tls_cert_file.is_some(),
-        mutual_tls = config.payments_tls_client_ca_file.is_some(),
-        tiers = %config.topup_tiers_usd,
-        "payments-grpc serving"
-    );
-    payments_grpc::serve_with_limits(
-        core,
-        token,
-        listener,
-        &config.limits(),
-        tls,
-        service_runtime::shutdown_signal(),
-    )
-    .await?;
+    let tls = config.payments_tls_cert_file.is_some();
+    let mutual_tls = config.payments_tls_client_ca_file.is_some();
+    let tiers = config.topup_tiers_usd.to_string();
+    let application = Application::build(config).await?;
+    tracing::info!(addr = %application.local_addr(), tls, mutual_tls, %tiers, "payments-grpc serving");
+    application
+        .run_until(service_runtime::shutdown_signal())
+        .await?;
     tracing::info!("payments-grpc stopped");
     Ok(())
 }

@@ -1,24 +1,20 @@
 //! The gRPC API through a real tonic client on an ephemeral port, over a
 //! fresh Postgres database, with Stripe replaced at the HTTP boundary.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use payments_core::PaymentsService;
-use payments_core::domain::Tiers;
-use payments_core::stripe::{StripeConfig, StripeGateway};
 use payments_core::testing::{
     StripeStandIn, TestDatabase, assert_balances_match_ledger, count_rows, event_json, form_fields,
     stripe_error,
 };
-use payments_grpc::auth::InternalToken;
+use payments_grpc::config::Config;
 use payments_grpc::proto::apply_stripe_event_response::Outcome;
 use payments_grpc::proto::error_reason;
 use payments_grpc::proto::payments_service_client::PaymentsServiceClient;
 use payments_grpc::proto::{
     ApplyStripeEventRequest, CreatePaymentIntentRequest, GetBalanceRequest,
 };
-use tokio::sync::oneshot;
+use payments_grpc::testing::RunningGrpc;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 use wiremock::ResponseTemplate;
@@ -29,31 +25,22 @@ struct TestServer {
     db: TestDatabase,
     stripe: StripeStandIn,
     channel: Channel,
-    _stop: oneshot::Sender<()>,
+    _grpc: RunningGrpc,
 }
 
 impl TestServer {
     async fn start() -> Self {
-        let stripe = StripeStandIn::start().await;
-        Self::start_with(stripe.config(), stripe).await
+        Self::start_with(|_| {}).await
     }
 
-    async fn start_with(stripe_config: StripeConfig, stripe: StripeStandIn) -> Self {
+    /// The server with its configuration changed by `configure`.
+    async fn start_with(configure: impl FnOnce(&mut Config)) -> Self {
+        let stripe = StripeStandIn::start().await;
         let db = TestDatabase::create().await;
-        let gateway = StripeGateway::new(&stripe_config).unwrap();
-        let core = Arc::new(PaymentsService::new(
-            db.pool().await,
-            gateway,
-            Tiers::default(),
-        ));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let token = InternalToken::new(TOKEN.into()).unwrap();
-        tokio::spawn(payments_grpc::serve(core, token, listener, async {
-            let _ = stopped.await;
-        }));
-        let channel = Channel::from_shared(format!("http://{addr}"))
+        let mut config = payments_grpc::testing::config(&db.url, &stripe.url(), TOKEN);
+        configure(&mut config);
+        let grpc = RunningGrpc::start(config).await;
+        let channel = Channel::from_shared(grpc.url())
             .unwrap()
             .connect()
             .await
@@ -62,7 +49,7 @@ impl TestServer {
             db,
             stripe,
             channel,
-            _stop: stop,
+            _grpc: grpc,
         }
     }
 
@@ -433,13 +420,11 @@ async fn a_429_then_success_is_retried_transparently() {
 
 #[tokio::test]
 async fn stripe_timing_out_is_unavailable_and_leaves_no_row() {
-    let stripe = StripeStandIn::start().await;
-    let config = StripeConfig {
-        timeout: Duration::from_millis(200),
-        max_attempts: 2,
-        ..stripe.config()
-    };
-    let server = TestServer::start_with(config, stripe).await;
+    let server = TestServer::start_with(|config| {
+        config.stripe_timeout_ms = 200;
+        config.stripe_max_attempts = 2;
+    })
+    .await;
     server
         .stripe
         .fail_next(
@@ -697,4 +682,39 @@ async fn hostile_values_are_invalid_argument_and_write_nothing() {
     assert_eq!(server.rows("payments").await, 0);
     assert_eq!(server.rows("stripe_events").await, 0);
     assert_eq!(server.rows("ignored_stripe_events").await, 0);
+}
+
+#[tokio::test]
+async fn the_application_refuses_a_bad_setting_before_it_binds_or_migrates() {
+    // Nothing listens on port 1: a start that got that far would fail otherwise.
+    let config = || {
+        payments_grpc::testing::config("postgres://127.0.0.1:1/none", "http://127.0.0.1:1", TOKEN)
+    };
+    type Change = fn(&mut Config);
+    let cases: [(&str, Change); 3] = [
+        ("STRIPE_SECRET_KEY is required", |c| {
+            c.stripe_secret_key = None
+        }),
+        ("PAYMENTS_INTERNAL_TOKEN is required", |c| {
+            c.payments_internal_token = Some(" ".into())
+        }),
+        ("STRIPE_DEADLINE_MS must be between", |c| {
+            c.stripe_deadline_ms = 60_000
+        }),
+    ];
+    for (expected, change) in cases {
+        let mut config = config();
+        change(&mut config);
+        let err = match payments_grpc::Application::build(config).await {
+            Ok(_) => panic!("{expected}: accepted"),
+            Err(err) => format!("{err:#}"),
+        };
+        assert!(err.starts_with(expected), "{err}");
+    }
+    // With every setting right, the same start reaches the database.
+    let err = match payments_grpc::Application::build(config()).await {
+        Ok(_) => panic!("a database on port 1"),
+        Err(err) => format!("{err:#}"),
+    };
+    assert!(err.contains("creating the database"), "{err}");
 }

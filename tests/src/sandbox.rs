@@ -22,6 +22,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
+use service_runtime::now_unix;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
@@ -227,13 +228,6 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/sandbox/events", get(list_events))
         .route("/sandbox/health", get(|| async { "ok" }))
         .with_state(shared)
-}
-
-fn now_unix() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default()
 }
 
 /// Stripe's error object.

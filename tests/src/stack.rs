@@ -4,7 +4,6 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::routing::get;
@@ -13,11 +12,8 @@ use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use payments_core::PaymentsService;
-use payments_core::domain::Tiers;
-use payments_core::stripe::{StripeConfig, StripeGateway};
 use payments_core::testing::TestDatabase;
-use payments_grpc::auth::InternalToken;
+use payments_grpc::testing::RunningGrpc;
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -71,7 +67,7 @@ pub fn edge_config(keys_url: &str, grpc_addr: SocketAddr) -> edge_gateway::confi
 
 /// payments-grpc, in this process or as the real binary.
 enum GrpcServer {
-    InProcess(Running),
+    InProcess(RunningGrpc),
     Process(tokio::process::Child),
 }
 
@@ -124,7 +120,7 @@ pub struct Stack {
 /// Another payments-grpc + edge-gateway pair on the same database and sandbox.
 pub struct Replica {
     pub edge_url: String,
-    _grpc: Running,
+    _grpc: RunningGrpc,
     _edge: Running,
 }
 
@@ -234,34 +230,22 @@ impl Stack {
         format!("http://{}", self.edge_addr)
     }
 
-    async fn run_grpc(&self, listener: TcpListener) -> Running {
-        let gateway = StripeGateway::new(&StripeConfig {
-            secret_key: STRIPE_SECRET_KEY.into(),
-            api_base: self.sandbox.url(),
-            timeout: Duration::from_secs(5),
-            deadline: Duration::from_secs(9),
-            max_attempts: 3,
-            retry_backoff: Duration::from_millis(50),
-        })
-        .expect("gateway");
-        let core = Arc::new(
-            PaymentsService::new(self.db.pool().await, gateway, Tiers::default())
-                .with_open_intent_limit(payments_core::OpenIntentLimit {
-                    max: 1000,
-                    ..Default::default()
-                }),
-        );
-        let token = InternalToken::new(INTERNAL_TOKEN.into()).expect("token");
-        let (stop, stopped) = oneshot::channel::<()>();
-        let done = tokio::spawn(async move {
-            let shutdown = async {
-                let _ = stopped.await;
-            };
-            if let Err(err) = payments_grpc::serve(core, token, listener, shutdown).await {
-                tracing::error!(error = %err, "payments-grpc stopped");
-            }
-        });
-        Running { stop, done }
+    /// payments-grpc's configuration in this stack: the test defaults,
+    /// pointed at the stack's database and sandbox.
+    pub fn grpc_config(&self) -> payments_grpc::config::Config {
+        let mut config =
+            payments_grpc::testing::config(&self.db.url, &self.sandbox.url(), INTERNAL_TOKEN);
+        config.stripe_secret_key = Some(STRIPE_SECRET_KEY.into());
+        config.stripe_timeout_ms = 4_500;
+        config.stripe_deadline_ms = 9_000;
+        config.stripe_retry_backoff_ms = 50;
+        // The end-to-end tests leave many intents unpaid for few users.
+        config.max_open_intents_per_user = 1000;
+        config
+    }
+
+    async fn run_grpc(&self, listener: TcpListener) -> RunningGrpc {
+        RunningGrpc::start_on(self.grpc_config(), listener).await
     }
 
     fn run_grpc_process(&self) -> tokio::process::Child {
@@ -408,7 +392,7 @@ impl Stack {
     /// Stops payments-grpc gracefully (SIGTERM for the process).
     pub async fn stop_grpc(&mut self) {
         match self.grpc.take() {
-            Some(GrpcServer::InProcess(running)) => running.stop().await,
+            Some(GrpcServer::InProcess(mut running)) => running.stop().await,
             Some(GrpcServer::Process(mut child)) => {
                 crate::process::stop_gracefully(&mut child).await
             }

@@ -35,11 +35,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    service_runtime::logging::init(service_runtime::logging::LogFormat::Text);
     let args = Args::parse();
     let listener = tokio::net::TcpListener::bind(args.addr).await?;
     let sandbox = Sandbox::start(
