@@ -1,0 +1,129 @@
+//! The use cases, one module each; they own transactions and idempotency.
+//! A new use case is a new module with its own `impl PaymentsService`.
+
+mod apply_event;
+mod balance;
+mod create_intent;
+
+use chrono::{DateTime, Utc};
+use diesel_async::RunQueryDsl;
+
+use crate::Error;
+use crate::db::balance_reads::BalanceReads;
+use crate::db::payment_inserts::PaymentInserts;
+use crate::db::{CancelOnDrop, DbPool, stripe_events};
+use crate::domain::{Currency, Tiers};
+use crate::stripe::PaymentGateway;
+
+pub use create_intent::CreatedIntent;
+
+/// The one currency balances are kept in.
+const CURRENCY: Currency = Currency::Usd;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Balance {
+    pub user_id: String,
+    pub balance_cents: i64,
+    pub currency: String,
+    /// `None` for a user whose balance never changed.
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventOutcome {
+    Applied,
+    Duplicate,
+    Ignored,
+}
+
+pub struct PaymentsService<G> {
+    pool: DbPool,
+    balance_reads: BalanceReads,
+    payment_inserts: PaymentInserts,
+    gateway: G,
+    tiers: Tiers,
+    open_intents: OpenIntentLimit,
+    /// Read from the database once, on first use.
+    deployment: tokio::sync::OnceCell<String>,
+}
+
+/// At most `max` unpaid intents created within `window` per user: against
+/// card testing and floods of intents, each a Stripe call and a row.
+/// `max` 0 turns the limit off (the benchmark's create scenario).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenIntentLimit {
+    pub max: i64,
+    pub window: chrono::Duration,
+}
+
+impl Default for OpenIntentLimit {
+    fn default() -> Self {
+        Self {
+            max: 20,
+            window: chrono::Duration::hours(24),
+        }
+    }
+}
+
+impl<G: PaymentGateway> PaymentsService<G> {
+    pub fn new(pool: DbPool, gateway: G, tiers: Tiers) -> Self {
+        Self {
+            balance_reads: BalanceReads::new(pool.clone()),
+            payment_inserts: PaymentInserts::new(pool.clone()),
+            pool,
+            gateway,
+            tiers,
+            open_intents: OpenIntentLimit::default(),
+            deployment: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    pub fn with_open_intent_limit(mut self, limit: OpenIntentLimit) -> Self {
+        self.open_intents = limit;
+        self
+    }
+
+    /// A pooled connection; UNAVAILABLE when none comes within the pool's timeout.
+    async fn connection(&self) -> Result<CancelOnDrop<'_>, Error> {
+        let conn = self.pool.get().await.map_err(crate::db::DbError::from)?;
+        Ok(CancelOnDrop::new(conn))
+    }
+
+    /// This deployment's id (`metadata[deployment]` of every intent it creates).
+    pub async fn deployment_id(&self) -> Result<&str, Error> {
+        let id = self
+            .deployment
+            .get_or_try_init(|| async {
+                let mut conn = self.connection().await?;
+                Ok::<_, Error>(crate::db::deployment::id(&mut conn).await?)
+            })
+            .await?;
+        Ok(id.as_str())
+    }
+
+    /// Empties the stored payloads of events received more than `retention`
+    /// ago, in batches; answers how many.
+    pub async fn forget_old_event_payloads(
+        &self,
+        retention: chrono::Duration,
+    ) -> Result<usize, Error> {
+        const BATCH: i64 = 1_000;
+        let cutoff = Utc::now() - retention;
+        let mut forgotten = 0;
+        loop {
+            let mut conn = self.connection().await?;
+            let done = stripe_events::forget_payloads_before(&mut conn, cutoff, BATCH).await?;
+            forgotten += done;
+            if (done as i64) < BATCH {
+                return Ok(forgotten);
+            }
+        }
+    }
+
+    /// Whether Postgres answers, for health checks.
+    pub async fn check_database(&self) -> Result<(), Error> {
+        let mut conn = self.connection().await?;
+        diesel::sql_query("SELECT 1").execute(&mut conn).await?;
+        Ok(())
+    }
+}
