@@ -1,6 +1,7 @@
 //! The public edge: the SPA's REST API (Firebase ID tokens) and Stripe's
 //! webhook (signatures over the raw bytes), forwarded to payments-grpc.
 
+pub mod caller;
 pub mod config;
 pub mod error;
 pub mod firebase;
