@@ -3,19 +3,20 @@
 //! A pure function of (header, body, secrets, now).
 
 use hmac::{Hmac, Mac};
+use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
 
 /// Stripe's default tolerance, both ways.
 pub const DEFAULT_TOLERANCE_SECS: i64 = 300;
 
 /// One webhook signing secret (`whsec_…`). Never printed.
-#[derive(Clone)]
-pub struct WebhookSecret(String);
+#[derive(Debug, Clone)]
+pub struct WebhookSecret(SecretString);
 
 impl WebhookSecret {
     pub fn new(secret: &str) -> Option<Self> {
         let secret = secret.trim();
-        (!secret.is_empty()).then(|| Self(secret.to_owned()))
+        (!secret.is_empty()).then(|| Self(secret.into()))
     }
 
     /// Every secret of a comma-separated list (several during rotation).
@@ -24,8 +25,8 @@ impl WebhookSecret {
     }
 
     fn mac(&self, timestamp: &str, body: &[u8]) -> Hmac<Sha256> {
-        let mut mac =
-            Hmac::<Sha256>::new_from_slice(self.0.as_bytes()).expect("HMAC takes any key length");
+        let mut mac = Hmac::<Sha256>::new_from_slice(self.0.expose_secret().as_bytes())
+            .expect("HMAC takes any key length");
         mac.update(timestamp.as_bytes());
         mac.update(b".");
         mac.update(body);
@@ -39,12 +40,6 @@ impl WebhookSecret {
                 .finalize()
                 .into_bytes(),
         )
-    }
-}
-
-impl std::fmt::Debug for WebhookSecret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("WebhookSecret(<redacted>)")
     }
 }
 

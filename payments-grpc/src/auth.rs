@@ -1,21 +1,16 @@
 //! The internal bearer token every PaymentsService call must carry.
 
+use secrecy::{ExposeSecret, SecretString};
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Status};
 
 /// `PAYMENTS_INTERNAL_TOKEN`. Never printed.
-#[derive(Clone)]
-pub struct InternalToken(String);
+#[derive(Debug, Clone)]
+pub struct InternalToken(SecretString);
 
 impl InternalToken {
     pub fn new(token: String) -> Option<Self> {
-        (!token.is_empty()).then_some(Self(token))
-    }
-}
-
-impl std::fmt::Debug for InternalToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("InternalToken(<redacted>)")
+        (!token.is_empty()).then(|| Self(token.into()))
     }
 }
 
@@ -45,7 +40,7 @@ fn bearer_matches(metadata: &MetadataMap, token: &InternalToken) -> bool {
     else {
         return false;
     };
-    constant_time_eq(presented.as_bytes(), token.0.as_bytes())
+    constant_time_eq(presented.as_bytes(), token.0.expose_secret().as_bytes())
 }
 
 /// Compares without an early exit (`subtle`), so timing does not reveal a

@@ -284,7 +284,7 @@ impl Config {
 
     pub fn stripe_config(&self, secret_key: String) -> StripeConfig {
         StripeConfig {
-            secret_key,
+            secret_key: secret_key.into(),
             api_base: self.stripe_api_base.clone(),
             timeout: Duration::from_millis(self.stripe_timeout_ms),
             deadline: Duration::from_millis(self.stripe_deadline_ms),

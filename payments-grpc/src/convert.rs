@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 
 use payments_core::{Balance, CreatedIntent, Error, EventOutcome};
+use secrecy::ExposeSecret;
 use tonic::{Code, Status};
 
 use crate::proto::{self, apply_stripe_event_response::Outcome, error_reason};
@@ -11,7 +12,7 @@ use crate::proto::{self, apply_stripe_event_response::Outcome, error_reason};
 
 pub fn created_intent(intent: CreatedIntent) -> proto::CreatePaymentIntentResponse {
     proto::CreatePaymentIntentResponse {
-        client_secret: intent.client_secret,
+        client_secret: intent.client_secret.expose_secret().to_owned(),
         intent_id: intent.intent_id,
         amount: intent.amount_cents,
         currency: intent.currency,

@@ -1,6 +1,7 @@
 //! Creating a PaymentIntent for a tier, once per idempotency key.
 
 use chrono::Utc;
+use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 
 use super::{CURRENCY, PaymentsService};
@@ -12,26 +13,15 @@ use crate::domain::{ClientIdempotencyKey, UserId};
 use crate::stripe::{NewIntent, PaymentGateway, StripeIntent};
 
 /// A PaymentIntent ready for the client to confirm.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct CreatedIntent {
-    pub client_secret: String,
+    /// The right to confirm the payment: for the paying client only.
+    pub client_secret: SecretString,
     pub intent_id: String,
     pub amount_cents: i64,
     pub currency: String,
     /// Stripe's word, e.g. `requires_payment_method`.
     pub status: String,
-}
-
-impl std::fmt::Debug for CreatedIntent {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CreatedIntent")
-            .field("client_secret", &"<redacted>")
-            .field("intent_id", &self.intent_id)
-            .field("amount_cents", &self.amount_cents)
-            .field("currency", &self.currency)
-            .field("status", &self.status)
-            .finish()
-    }
 }
 
 impl<G: PaymentGateway> PaymentsService<G> {

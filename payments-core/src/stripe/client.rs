@@ -1,6 +1,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use secrecy::{ExposeSecret, SecretString};
 use stripe::{IdempotencyKey, RequestStrategy, StripeError, StripeRequest};
 use stripe_core::payment_intent::{
     CreatePaymentIntent, CreatePaymentIntentAutomaticPaymentMethods, RetrievePaymentIntent,
@@ -14,9 +15,9 @@ use super::{
 };
 
 /// How to reach Stripe.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct StripeConfig {
-    pub secret_key: String,
+    pub secret_key: SecretString,
     /// `https://api.stripe.com`, or a local stand-in.
     pub api_base: String,
     /// Per attempt.
@@ -29,19 +30,6 @@ pub struct StripeConfig {
     pub max_attempts: u32,
     /// Before the first retry; doubled before each next one.
     pub retry_backoff: Duration,
-}
-
-impl std::fmt::Debug for StripeConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StripeConfig")
-            .field("secret_key", &"<redacted>")
-            .field("api_base", &self.api_base)
-            .field("timeout", &self.timeout)
-            .field("deadline", &self.deadline)
-            .field("max_attempts", &self.max_attempts)
-            .field("retry_backoff", &self.retry_backoff)
-            .finish()
-    }
 }
 
 /// The real Stripe API client: async-stripe's request types over a pooled
@@ -59,10 +47,12 @@ pub const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(2);
 
 impl StripeGateway {
     pub fn new(config: &StripeConfig) -> Result<Self, GatewayError> {
-        let client = PooledStripeClient::new(&config.secret_key, &config.api_base, config.timeout)
-            .map_err(|err| {
-                GatewayError::Rejected(format!("invalid Stripe configuration: {err}"))
-            })?;
+        let client = PooledStripeClient::new(
+            config.secret_key.expose_secret(),
+            &config.api_base,
+            config.timeout,
+        )
+        .map_err(|err| GatewayError::Rejected(format!("invalid Stripe configuration: {err}")))?;
         Ok(Self {
             client,
             deadline: config.deadline,
@@ -171,7 +161,7 @@ fn to_stripe_intent(intent: PaymentIntent) -> Result<StripeIntent, GatewayError>
         amount_received: intent.amount_received,
         currency: intent.currency.to_string(),
         status,
-        client_secret: intent.client_secret,
+        client_secret: intent.client_secret.map(SecretString::from),
         user_id: intent.metadata.get("user_id").cloned(),
         created_by_us: intent.metadata.get("created_by").map(String::as_str)
             == Some(CREATED_BY_MARKER),

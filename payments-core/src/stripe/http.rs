@@ -22,7 +22,8 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// page, a hostile endpoint) is refused before it is held in memory.
 pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 
-#[derive(Clone)]
+/// `Debug` shows no key: the authorization header is marked sensitive.
+#[derive(Debug, Clone)]
 pub struct PooledStripeClient {
     http: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     /// Ends with `/`.
@@ -31,14 +32,6 @@ pub struct PooledStripeClient {
     user_agent: HeaderValue,
     stripe_version: HeaderValue,
     timeout: Duration,
-}
-
-impl std::fmt::Debug for PooledStripeClient {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PooledStripeClient")
-            .field("api_base", &self.api_base)
-            .finish_non_exhaustive()
-    }
 }
 
 impl PooledStripeClient {

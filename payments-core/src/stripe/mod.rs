@@ -9,6 +9,8 @@ pub use client::{MAX_RETRY_BACKOFF, StripeConfig, StripeGateway};
 pub use http::MAX_RESPONSE_BYTES;
 pub use payments_domain::stripe_event::{EventKind, StripeEvent};
 
+use secrecy::SecretString;
+
 use crate::domain::{Currency, PaymentStatus, Tier, UserId};
 
 /// `metadata[created_by]` value on every PaymentIntent this service creates;
@@ -28,14 +30,15 @@ pub struct NewIntent<'a> {
 }
 
 /// The fields of a Stripe PaymentIntent this service uses.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct StripeIntent {
     pub id: String,
     pub amount: i64,
     pub amount_received: i64,
     pub currency: String,
     pub status: PaymentStatus,
-    pub client_secret: Option<String>,
+    /// The right to confirm the payment: never logged, never stored.
+    pub client_secret: Option<SecretString>,
     /// `metadata[user_id]`.
     pub user_id: Option<String>,
     /// `metadata[created_by]` is our marker.
@@ -43,27 +46,6 @@ pub struct StripeIntent {
     /// `metadata[deployment]`: which deployment of this service created it.
     pub deployment: Option<String>,
     pub last_payment_error: Option<PaymentError>,
-}
-
-// Hand-written so the client secret never reaches a log line.
-impl std::fmt::Debug for StripeIntent {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StripeIntent")
-            .field("id", &self.id)
-            .field("amount", &self.amount)
-            .field("amount_received", &self.amount_received)
-            .field("currency", &self.currency)
-            .field("status", &self.status)
-            .field(
-                "client_secret",
-                &self.client_secret.as_ref().map(|_| "<redacted>"),
-            )
-            .field("user_id", &self.user_id)
-            .field("created_by_us", &self.created_by_us)
-            .field("deployment", &self.deployment)
-            .field("last_payment_error", &self.last_payment_error)
-            .finish()
-    }
 }
 
 /// Stripe's `last_payment_error`, as recorded on a failed payment.
@@ -143,6 +125,22 @@ mod tests {
         };
         let shown = format!("{intent:?}");
         assert!(!shown.contains("secret_abc"), "{shown}");
-        assert!(shown.contains("<redacted>"));
+        assert!(shown.contains("[REDACTED]"), "{shown}");
+    }
+
+    #[test]
+    fn debug_output_hides_the_secret_key() {
+        let config = StripeConfig {
+            secret_key: "sk_test_do_not_log".into(),
+            api_base: "http://127.0.0.1:1".into(),
+            timeout: std::time::Duration::from_secs(1),
+            deadline: std::time::Duration::from_secs(3),
+            max_attempts: 1,
+            retry_backoff: std::time::Duration::ZERO,
+        };
+        let gateway = StripeGateway::new(&config).unwrap();
+        for shown in [format!("{config:?}"), format!("{gateway:?}")] {
+            assert!(!shown.contains("do_not_log"), "{shown}");
+        }
     }
 }
