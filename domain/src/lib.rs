@@ -5,13 +5,17 @@
 //! cases on it, and the edge reads the same rules instead of copying them.
 
 mod ids;
+mod ledger;
 mod money;
+#[cfg(feature = "diesel")]
+mod sql;
 mod status;
 pub mod stripe_event;
 mod tier;
 pub mod top_up;
 
 pub use ids::{ClientIdempotencyKey, UserId};
+pub use ledger::LedgerKind;
 pub use money::{Cents, Currency, UsdAmountError};
 pub use status::{BackwardsMove, PaymentStatus};
 pub use tier::{NotATier, Tier, Tiers};

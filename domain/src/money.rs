@@ -114,6 +114,11 @@ impl fmt::Display for Cents {
 
 /// The one currency balances are kept in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "diesel",
+    derive(diesel::expression::AsExpression, diesel::deserialize::FromSqlRow)
+)]
+#[cfg_attr(feature = "diesel", diesel(sql_type = diesel::sql_types::Text))]
 pub enum Currency {
     Usd,
 }
@@ -124,6 +129,11 @@ impl Currency {
         match self {
             Currency::Usd => "usd",
         }
+    }
+
+    /// The same as [`Currency::code`].
+    pub const fn as_str(self) -> &'static str {
+        self.code()
     }
 
     pub fn from_code(code: &str) -> Option<Self> {

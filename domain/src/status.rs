@@ -1,8 +1,13 @@
 use std::fmt;
 use std::str::FromStr;
 
-/// A PaymentIntent's status, in Stripe's words.
+/// A PaymentIntent's status, in Stripe's words (and the `payments.status` column's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "diesel",
+    derive(diesel::expression::AsExpression, diesel::deserialize::FromSqlRow)
+)]
+#[cfg_attr(feature = "diesel", diesel(sql_type = diesel::sql_types::Text))]
 pub enum PaymentStatus {
     RequiresPaymentMethod,
     RequiresConfirmation,
@@ -83,6 +88,13 @@ impl PaymentStatus {
 impl fmt::Display for PaymentStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// So that `assert_eq!(row.status, "succeeded")` reads as it says.
+impl PartialEq<&str> for PaymentStatus {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
     }
 }
 

@@ -9,6 +9,7 @@ use payments_core::db::balance_reads::BalanceReads;
 use payments_core::db::coalesce::{Batch, Coalescer};
 use payments_core::db::payment_inserts::{PaymentInserts, PaymentToStore};
 use payments_core::db::{DbPool, balances, payments};
+use payments_core::domain::{Currency, PaymentStatus};
 use payments_core::testing::{TestDatabase, count_rows};
 use payments_core::{Error, PaymentsService};
 
@@ -73,13 +74,13 @@ async fn balance_reads_in_one_batch_each_get_their_own_user() {
     assert_eq!(carol.balance_cents, 1000);
 }
 
-fn payment(intent: &str, user: &str, currency: &'static str) -> PaymentToStore {
+fn payment(intent: &str, user: &str) -> PaymentToStore {
     PaymentToStore {
         stripe_intent_id: intent.into(),
         user_id: user.into(),
         amount_cents: 1000,
-        currency,
-        status: "requires_payment_method",
+        currency: Currency::Usd,
+        status: PaymentStatus::RequiresPaymentMethod,
         idempotency_key: Some(format!("key-{intent}")),
     }
 }
@@ -89,10 +90,10 @@ async fn payment_inserts_in_one_batch_store_each_row_once() {
     let db = TestDatabase::create().await;
     let inserts = PaymentInserts::new(db.pool().await);
     let mut calls: Vec<PaymentToStore> = (0..20)
-        .map(|n| payment(&format!("pi_{n}"), &format!("user-{}", n % 3), "usd"))
+        .map(|n| payment(&format!("pi_{n}"), &format!("user-{}", n % 3)))
         .collect();
     // The same intent twice in one batch (two concurrent requests with one key).
-    calls.push(payment("pi_3", "user-0", "usd"));
+    calls.push(payment("pi_3", "user-0"));
 
     let answers = join_all(calls.into_iter().map(|call| inserts.insert_if_absent(call))).await;
 
@@ -118,12 +119,12 @@ async fn payment_inserts_in_one_batch_store_each_row_once() {
     // A row already stored is not inserted again.
     assert!(
         !inserts
-            .insert_if_absent(payment("pi_7", "user-1", "usd"))
+            .insert_if_absent(payment("pi_7", "user-1"))
             .await
             .unwrap()
     );
     // Neither is another intent under a user's stored idempotency key.
-    let mut reused_key = payment("pi_new", "user-1", "usd");
+    let mut reused_key = payment("pi_new", "user-1");
     reused_key.idempotency_key = Some("key-pi_7".into());
     assert!(!inserts.insert_if_absent(reused_key).await.unwrap());
     assert_eq!(count_rows(&mut conn, "payments").await, 20);
@@ -133,11 +134,15 @@ async fn payment_inserts_in_one_batch_store_each_row_once() {
 async fn a_row_postgres_refuses_fails_only_its_own_call() {
     let db = TestDatabase::create().await;
     let inserts = PaymentInserts::new(db.pool().await);
+    // The amount CHECK refuses 0 (the types no longer let a bad currency through).
+    let refused = PaymentToStore {
+        amount_cents: 0,
+        ..payment("pi_bad", "user-b")
+    };
     let calls = [
-        payment("pi_a", "user-a", "usd"),
-        // The currency CHECK refuses upper case.
-        payment("pi_bad", "user-b", "USD"),
-        payment("pi_c", "user-c", "usd"),
+        payment("pi_a", "user-a"),
+        refused,
+        payment("pi_c", "user-c"),
     ];
 
     let answers = join_all(calls.map(|call| inserts.insert_if_absent(call))).await;
@@ -170,8 +175,7 @@ async fn every_call_of_a_batch_is_unavailable_when_the_database_is_gone() {
 
     let read_answers = join_all(["alice", "bob"].map(|user| reads.find(user))).await;
     let insert_answers = join_all(
-        [payment("pi_1", "u1", "usd"), payment("pi_2", "u2", "usd")]
-            .map(|call| inserts.insert_if_absent(call)),
+        [payment("pi_1", "u1"), payment("pi_2", "u2")].map(|call| inserts.insert_if_absent(call)),
     )
     .await;
 

@@ -19,6 +19,7 @@ use diesel::{QueryResult, Queryable};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use super::DbError;
+use crate::domain::{Currency, PaymentStatus};
 
 /// The function's guards (see its migration): a compare-and-set on the
 /// payment's status and amount received as read (`$3`, `$4`); the event row
@@ -42,20 +43,20 @@ pub struct EventEffect<'a> {
     pub user_id: &'a str,
     pub intent_id: &'a str,
     /// The payment as read: its status and amount received.
-    pub read_status: &'a str,
+    pub read_status: PaymentStatus,
     pub read_amount_received_cents: i64,
     pub event_id: &'a str,
     pub event_type: &'a str,
     pub payload: &'a str,
     pub received_at: DateTime<Utc>,
     pub processed_at: DateTime<Utc>,
-    pub status: &'a str,
+    pub status: PaymentStatus,
     pub amount_received_cents: i64,
     pub failure_code: Option<&'a str>,
     pub failure_message: Option<&'a str>,
     /// 0: no credit.
     pub credit_cents: i64,
-    pub currency: &'a str,
+    pub currency: Currency,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Queryable)]
@@ -254,19 +255,19 @@ mod tests {
         let effect = EventEffect {
             user_id: "u",
             intent_id: "pi",
-            read_status: "processing",
+            read_status: PaymentStatus::Processing,
             read_amount_received_cents: 0,
             event_id: "evt",
             event_type: "t",
             payload: "{}",
             received_at: Utc::now(),
             processed_at: Utc::now(),
-            status: "succeeded",
+            status: PaymentStatus::Succeeded,
             amount_received_cents: 1,
             failure_code: None,
             failure_message: None,
             credit_cents: 1,
-            currency: "usd",
+            currency: Currency::Usd,
         };
         let rendered = diesel::debug_query::<Pg, _>(&ApplyEvent(&effect)).to_string();
         let sql = rendered.split(" -- binds").next().unwrap();

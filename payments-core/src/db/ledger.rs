@@ -6,8 +6,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use super::DbError;
 use super::schema::ledger_entries;
-
-pub const KIND_TOP_UP: &str = "top_up";
+use crate::domain::{Currency, LedgerKind};
 
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
 #[diesel(table_name = ledger_entries, check_for_backend(diesel::pg::Pg))]
@@ -15,8 +14,8 @@ pub struct LedgerEntryRow {
     pub user_id: String,
     pub id: i64,
     pub amount_cents: i64,
-    pub currency: String,
-    pub kind: String,
+    pub currency: Currency,
+    pub kind: LedgerKind,
     pub stripe_intent_id: Option<String>,
     pub stripe_event_id: Option<String>,
     pub created_at: DateTime<Utc>,

@@ -8,6 +8,7 @@ use super::coalesce::{Batch, Coalescer};
 use super::payments::{self, NewPayment};
 use super::{DbError, DbPool};
 use crate::Error;
+use crate::domain::{Currency, PaymentStatus};
 
 /// Statements in flight at once (Postgres flushes their commits together),
 /// and the most rows one statement inserts.
@@ -20,8 +21,8 @@ pub struct PaymentToStore {
     pub stripe_intent_id: String,
     pub user_id: String,
     pub amount_cents: i64,
-    pub currency: &'static str,
-    pub status: &'static str,
+    pub currency: Currency,
+    pub status: PaymentStatus,
     pub idempotency_key: Option<String>,
 }
 

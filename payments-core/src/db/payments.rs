@@ -9,6 +9,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use super::DbError;
 use super::schema::payments;
+use crate::domain::{Currency, PaymentStatus};
 
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
 #[diesel(table_name = payments, check_for_backend(diesel::pg::Pg))]
@@ -17,8 +18,8 @@ pub struct PaymentRow {
     pub user_id: String,
     pub amount_cents: i64,
     pub amount_received_cents: i64,
-    pub currency: String,
-    pub status: String,
+    pub currency: Currency,
+    pub status: PaymentStatus,
     pub failure_code: Option<String>,
     pub failure_message: Option<String>,
     pub idempotency_key: Option<String>,
@@ -34,8 +35,8 @@ pub struct NewPayment<'a> {
     pub user_id: &'a str,
     pub amount_cents: i64,
     pub amount_received_cents: i64,
-    pub currency: &'a str,
-    pub status: &'a str,
+    pub currency: Currency,
+    pub status: PaymentStatus,
     pub idempotency_key: Option<&'a str>,
 }
 
@@ -93,8 +94,8 @@ struct InsertAllIfAbsent<'a> {
     user_ids: Vec<&'a str>,
     amounts_cents: Vec<i64>,
     amounts_received_cents: Vec<i64>,
-    currencies: Vec<&'a str>,
-    statuses: Vec<&'a str>,
+    currencies: Vec<Currency>,
+    statuses: Vec<PaymentStatus>,
     idempotency_keys: Vec<Option<&'a str>>,
 }
 

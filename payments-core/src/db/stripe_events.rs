@@ -11,8 +11,29 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use super::DbError;
 use super::schema::{ignored_stripe_events, stripe_events};
 
-pub const OUTCOME_APPLIED: &str = "applied";
-pub const OUTCOME_IGNORED: &str = "ignored";
+/// What became of a recorded event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordedOutcome {
+    /// Applied to a user's payment (`stripe_events`).
+    Applied,
+    /// About no user of ours (`ignored_stripe_events`).
+    Ignored,
+}
+
+impl RecordedOutcome {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RecordedOutcome::Applied => "applied",
+            RecordedOutcome::Ignored => "ignored",
+        }
+    }
+}
+
+impl PartialEq<&str> for RecordedOutcome {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
 
 /// An event as recorded, from either table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,8 +43,7 @@ pub struct StripeEventRecord {
     pub object_id: Option<String>,
     /// `None` for an ignored event.
     pub user_id: Option<String>,
-    /// `applied` or `ignored`.
-    pub outcome: String,
+    pub outcome: RecordedOutcome,
     /// Why it was ignored.
     pub reason: Option<String>,
     pub payload: String,
@@ -140,7 +160,7 @@ pub async fn find(
             event_type: row.event_type,
             object_id: Some(row.stripe_intent_id),
             user_id: Some(row.user_id),
-            outcome: OUTCOME_APPLIED.to_owned(),
+            outcome: RecordedOutcome::Applied,
             reason: None,
             payload: row.payload,
             received_at: row.received_at,
@@ -158,7 +178,7 @@ pub async fn find(
         event_type: row.event_type,
         object_id: row.object_id,
         user_id: None,
-        outcome: OUTCOME_IGNORED.to_owned(),
+        outcome: RecordedOutcome::Ignored,
         reason: Some(row.reason),
         payload: row.payload,
         received_at: row.received_at,

@@ -196,7 +196,7 @@ impl<G: PaymentGateway> PaymentsService<G> {
                 "PaymentIntent amount was changed at Stripe; what Stripe received is credited"
             );
         }
-        if intent.currency != row.currency {
+        if intent.currency != row.currency.code() {
             tracing::error!(
                 currency = %intent.currency,
                 ours = %row.currency,
@@ -291,8 +291,8 @@ async fn read_or_recover(
             user_id: owner.as_str(),
             amount_cents: intent.amount,
             amount_received_cents: 0,
-            currency: CURRENCY.code(),
-            status: PaymentStatus::RequiresPaymentMethod.as_str(),
+            currency: CURRENCY,
+            status: PaymentStatus::RequiresPaymentMethod,
             idempotency_key: None,
         };
         payments::insert_all_if_absent(conn, &[new]).await?;
@@ -314,7 +314,7 @@ fn apply_intent_state<'a>(
     payment: &'a payments::PaymentRow,
     intent: &'a StripeIntent,
 ) -> Result<EventEffect<'a>, Error> {
-    let current: PaymentStatus = payment.status.parse().map_err(Error::Internal)?;
+    let current = payment.status;
     let status = current.transition(intent.status).unwrap_or_else(|refused| {
         tracing::info!(%refused, "kept the later status");
         current
@@ -340,19 +340,19 @@ fn apply_intent_state<'a>(
     Ok(EventEffect {
         user_id: &payment.user_id,
         intent_id: &payment.stripe_intent_id,
-        read_status: &payment.status,
+        read_status: payment.status,
         read_amount_received_cents: payment.amount_received_cents,
         event_id: &event.id,
         event_type: &event.event_type,
         payload,
         received_at,
         processed_at: Utc::now(),
-        status: status.as_str(),
+        status,
         amount_received_cents: amount_received,
         failure_code: failure.and_then(|f| f.code.as_deref()),
         failure_message: failure.and_then(|f| f.message.as_deref()),
         credit_cents,
-        currency: CURRENCY.code(),
+        currency: CURRENCY,
     })
 }
 
@@ -378,6 +378,6 @@ async fn write_effect(
             "top-up credited"
         );
     }
-    tracing::info!(status = effect.status, "event applied");
+    tracing::info!(status = effect.status.as_str(), "event applied");
     Ok(Some(EventOutcome::Applied))
 }

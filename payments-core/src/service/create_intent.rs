@@ -90,8 +90,8 @@ impl<G: PaymentGateway> PaymentsService<G> {
             stripe_intent_id: intent.id.clone(),
             user_id: user.as_str().to_owned(),
             amount_cents,
-            currency: CURRENCY.code(),
-            status: intent.status.as_str(),
+            currency: CURRENCY,
+            status: intent.status,
             idempotency_key: key.as_ref().map(|key| key.as_str().to_owned()),
         };
         if !self.payment_inserts.insert_if_absent(new).await? {

@@ -1,0 +1,54 @@
+//! Why a balance changed.
+
+use std::fmt;
+
+/// The kind of a ledger entry (the `ledger_entries.kind` column).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "diesel",
+    derive(diesel::expression::AsExpression, diesel::deserialize::FromSqlRow)
+)]
+#[cfg_attr(feature = "diesel", diesel(sql_type = diesel::sql_types::Text))]
+pub enum LedgerKind {
+    /// A paid PaymentIntent's `amount_received`, credited once per intent.
+    TopUp,
+}
+
+impl LedgerKind {
+    pub const ALL: [LedgerKind; 1] = [LedgerKind::TopUp];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            LedgerKind::TopUp => "top_up",
+        }
+    }
+
+    pub fn from_code(code: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.as_str() == code)
+    }
+}
+
+impl fmt::Display for LedgerKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for LedgerKind {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_round_trip() {
+        for kind in LedgerKind::ALL {
+            assert_eq!(LedgerKind::from_code(kind.as_str()), Some(kind));
+        }
+        assert_eq!(LedgerKind::from_code("gift"), None);
+    }
+}
