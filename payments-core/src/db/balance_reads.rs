@@ -3,10 +3,9 @@
 
 use std::collections::HashMap;
 
-use super::DbPool;
 use super::balances::{self, BalanceRow};
 use super::coalesce::{Batch, Coalescer};
-use crate::Error;
+use super::{DbError, DbPool};
 
 /// Queries in flight at once, and the most reads one query answers.
 const LANES: usize = 2;
@@ -20,7 +19,7 @@ impl BalanceReads {
     }
 
     /// The user's balance row, if the user has one.
-    pub async fn find(&self, user_id: &str) -> Result<Option<BalanceRow>, Error> {
+    pub async fn find(&self, user_id: &str) -> Result<Option<BalanceRow>, DbError> {
         self.0.call(user_id.to_owned()).await
     }
 }
@@ -31,11 +30,11 @@ impl Batch for BalanceRead {
     type Call = String;
     type Answer = Option<BalanceRow>;
 
-    async fn run(pool: &DbPool, user_ids: &[String]) -> Vec<Result<Option<BalanceRow>, Error>> {
+    async fn run(pool: &DbPool, user_ids: &[String]) -> Vec<Result<Option<BalanceRow>, DbError>> {
         let rows = async {
-            let mut conn = pool.get().await.map_err(super::DbError::from)?;
+            let mut conn = pool.get().await?;
             let ids: Vec<&str> = user_ids.iter().map(String::as_str).collect();
-            Ok::<_, Error>(balances::find_many(&mut conn, &ids).await?)
+            balances::find_many(&mut conn, &ids).await
         };
         match rows.await {
             Ok(rows) => {

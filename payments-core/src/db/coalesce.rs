@@ -13,8 +13,7 @@ use std::sync::{Arc, OnceLock};
 
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use super::DbPool;
-use crate::Error;
+use super::{DbError, DbPool};
 
 /// A statement that answers many calls at once. Each call's row belongs to
 /// one user and depends on no other call's row.
@@ -26,12 +25,12 @@ pub trait Batch: Send + Sync + 'static {
     fn run(
         pool: &DbPool,
         calls: &[Self::Call],
-    ) -> impl Future<Output = Vec<Result<Self::Answer, Error>>> + Send;
+    ) -> impl Future<Output = Vec<Result<Self::Answer, DbError>>> + Send;
 }
 
 struct Waiting<B: Batch> {
     call: B::Call,
-    reply: oneshot::Sender<Result<B::Answer, Error>>,
+    reply: oneshot::Sender<Result<B::Answer, DbError>>,
 }
 
 pub struct Coalescer<B: Batch> {
@@ -55,10 +54,10 @@ impl<B: Batch> Coalescer<B> {
     }
 
     /// Answers `call` in the next batch.
-    pub async fn call(&self, call: B::Call) -> Result<B::Answer, Error> {
+    pub async fn call(&self, call: B::Call) -> Result<B::Answer, DbError> {
         let queue = self.queue.get_or_init(|| self.start_lanes());
         let (reply, answer) = oneshot::channel();
-        let stopped = || Error::Unavailable("the database lanes stopped".into());
+        let stopped = || DbError::Unavailable("the database lanes stopped".into());
         queue.send(Waiting { call, reply }).map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }

@@ -37,5 +37,7 @@ pub async fn claim(
         .await?;
     find(conn, intent_id)
         .await?
-        .ok_or(DbError::Query(diesel::result::Error::NotFound))
+        .ok_or(DbError::Query(std::sync::Arc::new(
+            diesel::result::Error::NotFound,
+        )))
 }

@@ -13,6 +13,7 @@ pub mod payments;
 pub mod schema;
 pub mod stripe_events;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
@@ -118,7 +119,9 @@ const SERVER_GOING_AWAY: [&str; 5] = [
     "connection to the remote node",
 ];
 
-#[derive(Debug, thiserror::Error)]
+/// What the database layer answers; the use cases turn it into their own
+/// `Error`. Cloneable, so one failed batch answers each of its callers.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum DbError {
     /// Postgres cannot be reached, or the connection broke.
     #[error("database unavailable: {0}")]
@@ -127,7 +130,7 @@ pub enum DbError {
     #[error("conflicting row: {0}")]
     Conflict(String),
     #[error("database error: {0}")]
-    Query(DieselError),
+    Query(#[source] Arc<DieselError>),
 }
 
 impl From<DieselError> for DbError {
@@ -151,7 +154,7 @@ impl From<DieselError> for DbError {
             DieselError::BrokenTransactionManager => {
                 DbError::Unavailable("the connection's transaction state broke".into())
             }
-            other => DbError::Query(other),
+            other => DbError::Query(Arc::new(other)),
         }
     }
 }
@@ -315,7 +318,7 @@ pub async fn run_migrations(database_url: &str) -> Result<Vec<String>, DbError> 
         let applied = conn
             .run_pending_migrations(MIGRATIONS)
             .map(|versions| versions.iter().map(ToString::to_string).collect())
-            .map_err(|err| DbError::Query(DieselError::QueryBuilderError(err)));
+            .map_err(|err| DbError::Query(Arc::new(DieselError::QueryBuilderError(err))));
         let unlock = format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})");
         diesel::RunQueryDsl::execute(diesel::sql_query(unlock), &mut conn)?;
         applied

@@ -7,7 +7,6 @@ use std::collections::HashSet;
 use super::coalesce::{Batch, Coalescer};
 use super::payments::{self, NewPayment};
 use super::{DbError, DbPool};
-use crate::Error;
 use crate::domain::{Currency, PaymentStatus};
 
 /// Statements in flight at once (Postgres flushes their commits together),
@@ -49,7 +48,7 @@ impl PaymentInserts {
 
     /// Stores the row unless one with its intent id, or its user and
     /// idempotency key, exists; true if it was inserted, once committed.
-    pub async fn insert_if_absent(&self, payment: PaymentToStore) -> Result<bool, Error> {
+    pub async fn insert_if_absent(&self, payment: PaymentToStore) -> Result<bool, DbError> {
         self.0.call(payment).await
     }
 }
@@ -60,10 +59,10 @@ impl Batch for PaymentInsert {
     type Call = PaymentToStore;
     type Answer = bool;
 
-    async fn run(pool: &DbPool, calls: &[PaymentToStore]) -> Vec<Result<bool, Error>> {
+    async fn run(pool: &DbPool, calls: &[PaymentToStore]) -> Vec<Result<bool, DbError>> {
         let mut conn = match pool.get().await {
             Ok(conn) => conn,
-            Err(err) => return vec![Err(DbError::from(err).into()); calls.len()],
+            Err(err) => return vec![Err(DbError::from(err)); calls.len()],
         };
         let new: Vec<NewPayment<'_>> = calls.iter().map(PaymentToStore::as_new).collect();
         match payments::insert_all_if_absent(&mut conn, &new).await {
@@ -76,14 +75,14 @@ impl Batch for PaymentInsert {
                     .collect()
             }
             Err(DbError::Unavailable(reason)) => {
-                vec![Err(DbError::Unavailable(reason).into()); calls.len()]
+                vec![Err(DbError::Unavailable(reason)); calls.len()]
             }
             // A row Postgres refuses must not fail the others: one by one.
             Err(_) => {
                 let mut answers = Vec::with_capacity(calls.len());
                 for row in new.chunks(1) {
                     let inserted = payments::insert_all_if_absent(&mut conn, row).await;
-                    answers.push(inserted.map(|ids| !ids.is_empty()).map_err(Error::from));
+                    answers.push(inserted.map(|ids| !ids.is_empty()));
                 }
                 answers
             }
