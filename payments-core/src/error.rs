@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use crate::db::DbError;
 use crate::domain::{InvalidInput, NotATier};
 use crate::stripe::GatewayError;
@@ -19,11 +21,71 @@ pub enum Error {
     #[error("{0}")]
     TooManyOpenIntents(String),
     /// Postgres or Stripe cannot be reached right now; retrying may help.
-    #[error("{0}")]
-    Unavailable(String),
+    #[error(transparent)]
+    Unavailable(Cause),
     /// A bug or a broken invariant; details are logged, not returned.
-    #[error("{0}")]
-    Internal(String),
+    #[error(transparent)]
+    Internal(Cause),
+}
+
+/// What went wrong, for the log: a message, and the error that caused it
+/// (a database or Stripe error, kept whole rather than flattened to text).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct Cause {
+    pub message: String,
+    #[source]
+    pub source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+impl Cause {
+    /// The error's own message, with the error kept as the source.
+    pub fn from_error(source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self {
+            message: source.to_string(),
+            source: Some(Arc::new(source)),
+        }
+    }
+
+    /// The message and what each source adds to it, `: `-separated, for a
+    /// log line (a source whose text the line holds already adds nothing).
+    pub fn chain(&self) -> String {
+        let mut text = self.message.clone();
+        let mut next = self.source.as_deref().map(|s| s as &dyn std::error::Error);
+        while let Some(source) = next {
+            let said = source.to_string();
+            if !text.contains(&said) {
+                text.push_str(": ");
+                text.push_str(&said);
+            }
+            next = source.source();
+        }
+        text
+    }
+}
+
+/// Two causes are equal when they say the same: a source is for the log.
+impl PartialEq for Cause {
+    fn eq(&self, other: &Self) -> bool {
+        self.message == other.message
+    }
+}
+
+impl Eq for Cause {}
+
+impl From<String> for Cause {
+    fn from(message: String) -> Self {
+        Self {
+            message,
+            source: None,
+        }
+    }
+}
+
+impl From<&str> for Cause {
+    fn from(message: &str) -> Self {
+        message.to_owned().into()
+    }
 }
 
 impl From<InvalidInput> for Error {
@@ -35,10 +97,8 @@ impl From<InvalidInput> for Error {
 impl From<DbError> for Error {
     fn from(err: DbError) -> Self {
         match err {
-            DbError::Unavailable(reason) => {
-                Error::Unavailable(format!("database unavailable: {reason}"))
-            }
-            other => Error::Internal(other.to_string()),
+            DbError::Unavailable(_) => Error::Unavailable(Cause::from_error(err)),
+            other => Error::Internal(Cause::from_error(other)),
         }
     }
 }
@@ -52,9 +112,34 @@ impl From<diesel::result::Error> for Error {
 impl From<GatewayError> for Error {
     fn from(err: GatewayError) -> Self {
         match err {
-            GatewayError::Unavailable(_) => Error::Unavailable(err.to_string()),
+            GatewayError::Unavailable(_) => Error::Unavailable(Cause::from_error(err)),
             GatewayError::IdempotencyConflict(_) => Error::IdempotencyConflict(err.to_string()),
-            GatewayError::NotFound | GatewayError::Rejected(_) => Error::Internal(err.to_string()),
+            GatewayError::NotFound | GatewayError::Rejected(_) => {
+                Error::Internal(Cause::from_error(err))
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_keeps_its_source() {
+        let err = Error::from(DbError::Unavailable("connection refused".into()));
+        let Error::Unavailable(cause) = &err else {
+            panic!("{err:?}")
+        };
+        assert!(std::error::Error::source(cause).is_some());
+        assert_eq!(err.to_string(), "database unavailable: connection refused");
+        assert_eq!(cause.chain(), "database unavailable: connection refused");
+
+        let query = diesel::result::Error::QueryBuilderError("bad query".into());
+        let Error::Internal(cause) = Error::from(query) else {
+            panic!("a query error is internal")
+        };
+        assert!(cause.chain().contains("bad query"), "{}", cause.chain());
+        assert!(std::error::Error::source(&cause).is_some());
     }
 }

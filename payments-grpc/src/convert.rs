@@ -72,12 +72,12 @@ pub fn to_status(err: Error) -> Status {
             message,
             error_reason::TOO_MANY_OPEN_INTENTS,
         ),
-        Error::Unavailable(message) => {
-            tracing::warn!(error = %message, "dependency unavailable");
-            plain(Code::Unavailable, message, error_reason::UNAVAILABLE)
+        Error::Unavailable(cause) => {
+            tracing::warn!(error = %cause.chain(), "dependency unavailable");
+            plain(Code::Unavailable, cause.message, error_reason::UNAVAILABLE)
         }
-        Error::Internal(message) => {
-            tracing::error!(error = %message, "internal error");
+        Error::Internal(cause) => {
+            tracing::error!(error = %cause.chain(), "internal error");
             plain(
                 Code::Internal,
                 "internal error; see the payments-grpc log".into(),

@@ -85,7 +85,8 @@ impl<G: PaymentGateway> PaymentsService<G> {
         };
         let owner = match &ours {
             Some(row) => {
-                let owner = UserId::parse(&row.user_id).map_err(|err| Error::Internal(err.0))?;
+                let owner =
+                    UserId::parse(&row.user_id).map_err(|err| Error::Internal(err.0.into()))?;
                 self.check_against_our_row(row, &intent).await?;
                 owner
             }
@@ -128,7 +129,7 @@ impl<G: PaymentGateway> PaymentsService<G> {
                         "PaymentIntent metadata names another user; its owner is credited"
                     );
                 }
-                UserId::parse(&owner).map_err(|err| Error::Internal(err.0))?
+                UserId::parse(&owner).map_err(|err| Error::Internal(err.0.into()))?
             }
         };
         span.record("user_id", owner.as_str());
@@ -202,10 +203,13 @@ impl<G: PaymentGateway> PaymentsService<G> {
                 ours = %row.currency,
                 "PaymentIntent currency was changed at Stripe; not credited"
             );
-            return Err(Error::Internal(format!(
-                "PaymentIntent {} is in {} at Stripe, {} in our records",
-                intent.id, intent.currency, row.currency
-            )));
+            return Err(Error::Internal(
+                format!(
+                    "PaymentIntent {} is in {} at Stripe, {} in our records",
+                    intent.id, intent.currency, row.currency
+                )
+                .into(),
+            ));
         }
         Ok(())
     }

@@ -80,10 +80,13 @@ impl<G: PaymentGateway> PaymentsService<G> {
             .await?;
         tracing::Span::current().record("intent_id", intent.id.as_str());
         if intent.amount != amount_cents || intent.currency != CURRENCY.code() {
-            return Err(Error::Internal(format!(
-                "Stripe created {} {} for a request of {amount_cents} {CURRENCY}",
-                intent.amount, intent.currency
-            )));
+            return Err(Error::Internal(
+                format!(
+                    "Stripe created {} {} for a request of {amount_cents} {CURRENCY}",
+                    intent.amount, intent.currency
+                )
+                .into(),
+            ));
         }
 
         let new = PaymentToStore {
@@ -127,10 +130,13 @@ impl<G: PaymentGateway> PaymentsService<G> {
         if let Some(owner) = intent_owners::find(&mut conn, &intent.id).await?
             && owner != user.as_str()
         {
-            return Err(Error::Internal(format!(
-                "Stripe answered intent {} stored for another user",
-                intent.id
-            )));
+            return Err(Error::Internal(
+                format!(
+                    "Stripe answered intent {} stored for another user",
+                    intent.id
+                )
+                .into(),
+            ));
         }
         // The conflict was on the user's key, held by another intent.
         let by_key = match key {
