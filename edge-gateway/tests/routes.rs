@@ -10,10 +10,9 @@ use edge_gateway::config::Config;
 use edge_gateway::testing::{
     JWKS_JSON, KID, X509_MAP_JSON, claims, id_token, sign, stripe_signature,
 };
-use payments_core::testing::{
-    StripeStandIn, TestDatabase, assert_balances_match_ledger, count_rows, event_json,
-};
+use payments_core::testing::{StripeStandIn, event_json};
 use payments_grpc::testing::RunningGrpc;
+use payments_test_support::{TestDatabase, assert_balances_match_ledger, count_rows};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use service_runtime::now_unix as now;

@@ -1,139 +1,14 @@
-//! Test support shared by the workspace's tests: a fresh Postgres database per
-//! test, and an HTTP-level Stripe stand-in (wiremock) that answers the
-//! PaymentIntent API the way Stripe does.
+//! An HTTP-level Stripe stand-in (wiremock) that answers the PaymentIntent
+//! API the way Stripe does, for this and other crates' tests. The test
+//! databases are `payments-test-support`'s.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde_json::{Value, json};
 use wiremock::matchers::{header_exists, method, path, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
-
-use crate::db::{self, DbPool, PoolConfig};
-
-/// The Postgres server tests create their databases on.
-pub fn server_url() -> String {
-    std::env::var("TEST_DATABASE_URL")
-        .or_else(|_| std::env::var("DATABASE_URL"))
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-/// A database of its own for one test, migrated, dropped when the value is.
-pub struct TestDatabase {
-    pub url: String,
-    name: String,
-    maintenance_url: String,
-}
-
-impl TestDatabase {
-    pub async fn create() -> Self {
-        Self::create_on(&server_url()).await
-    }
-
-    /// A fresh database on the server of `server_url` (any database there).
-    pub async fn create_on(server_url: &str) -> Self {
-        let (maintenance_url, _) = db::maintenance_url(server_url).expect("server URL");
-        let name = format!("payments_test_{}", uuid::Uuid::new_v4().simple());
-        let mut url = url::Url::parse(&maintenance_url).expect("server url");
-        url.set_path(&format!("/{name}"));
-        db::create_database_if_missing(url.as_str())
-            .await
-            .expect("create the test database (is Postgres running?)");
-        db::run_migrations(url.as_str())
-            .await
-            .expect("migrate the test database");
-        Self {
-            url: url.into(),
-            name,
-            maintenance_url,
-        }
-    }
-
-    pub async fn pool(&self) -> DbPool {
-        self.pool_with(PoolConfig {
-            max_size: 8,
-            connection_timeout: Duration::from_secs(2),
-            ..PoolConfig::default()
-        })
-        .await
-    }
-
-    pub async fn pool_with(&self, config: PoolConfig) -> DbPool {
-        db::connect_pool(&self.url, &config).await.expect("pool")
-    }
-
-    /// Drops the database now, under whatever still uses it (an outage).
-    pub async fn drop_in_use(&self) {
-        let mut conn = AsyncPgConnection::establish(&self.maintenance_url)
-            .await
-            .expect("connect to the maintenance database");
-        diesel::sql_query(self.drop_sql())
-            .execute(&mut conn)
-            .await
-            .expect("drop the test database");
-    }
-
-    fn drop_sql(&self) -> String {
-        format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            db::quote_ident(&self.name)
-        )
-    }
-
-    pub async fn connection(&self) -> AsyncPgConnection {
-        AsyncPgConnection::establish(&self.url)
-            .await
-            .expect("connect")
-    }
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        let maintenance_url = self.maintenance_url.clone();
-        let sql = self.drop_sql();
-        // Drop may run inside a runtime; a thread of its own can block.
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            runtime.block_on(async {
-                let mut conn = AsyncPgConnection::establish(&maintenance_url).await.ok()?;
-                diesel::sql_query(sql).execute(&mut conn).await.ok()
-            })
-        })
-        .join();
-        if !matches!(dropped, Ok(Some(_))) {
-            eprintln!("could not drop test database {}", self.name);
-        }
-    }
-}
-
-/// Checks the ledger invariant on every user: balance = sum of ledger entries.
-pub async fn assert_balances_match_ledger(conn: &mut AsyncPgConnection) {
-    #[derive(diesel::QueryableByName, Debug)]
-    struct Mismatch {
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        user_id: String,
-    }
-    let mismatches: Vec<Mismatch> = diesel::sql_query(
-        "SELECT COALESCE(b.user_id, l.user_id) AS user_id
-           FROM balances b
-           FULL JOIN (SELECT user_id, SUM(amount_cents)::bigint AS total
-                        FROM ledger_entries GROUP BY user_id) l ON l.user_id = b.user_id
-          WHERE COALESCE(b.balance_cents, 0) <> COALESCE(l.total, 0)",
-    )
-    .load(conn)
-    .await
-    .expect("ledger check query");
-    let users: Vec<&str> = mismatches.iter().map(|m| m.user_id.as_str()).collect();
-    assert!(
-        users.is_empty(),
-        "balance differs from ledger sum for {users:?}"
-    );
-}
 
 /// One PaymentIntent as the stand-in keeps it.
 #[derive(Debug, Clone)]
@@ -416,54 +291,4 @@ impl Respond for RetrieveIntent {
             ),
         }
     }
-}
-
-/// The core service over a test database and a Stripe stand-in.
-pub async fn service(
-    db: &TestDatabase,
-    stripe: &StripeStandIn,
-) -> crate::PaymentsService<crate::stripe::StripeGateway> {
-    let gateway = crate::stripe::StripeGateway::new(&stripe.config()).expect("gateway");
-    crate::PaymentsService::new(db.pool().await, gateway, crate::domain::Tiers::default())
-}
-
-/// Counts the rows of a table (test assertions only).
-pub async fn count_rows(conn: &mut AsyncPgConnection, table: &str) -> i64 {
-    #[derive(diesel::QueryableByName)]
-    struct Count {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        n: i64,
-    }
-    let count: Count = diesel::sql_query(format!(
-        "SELECT count(*) AS n FROM {}",
-        db::quote_ident(table)
-    ))
-    .get_result(conn)
-    .await
-    .expect("count query");
-    count.n
-}
-
-/// Counts the Stripe events recorded either way: applied ones (by their
-/// user, `stripe_events`) and ignored ones (global, `ignored_stripe_events`).
-pub async fn count_recorded_events(conn: &mut AsyncPgConnection) -> i64 {
-    count_rows(conn, "stripe_events").await + count_rows(conn, "ignored_stripe_events").await
-}
-
-/// Backends of this database waiting for a lock (test synchronisation: a
-/// call is known to wait on a row, without sleeping).
-pub async fn backends_waiting_on_a_lock(conn: &mut AsyncPgConnection) -> i64 {
-    #[derive(diesel::QueryableByName)]
-    struct Count {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        n: i64,
-    }
-    let count: Count = diesel::sql_query(
-        "SELECT count(*) AS n FROM pg_stat_activity \
-         WHERE datname = current_database() AND wait_event_type = 'Lock'",
-    )
-    .get_result(conn)
-    .await
-    .expect("pg_stat_activity");
-    count.n
 }

@@ -7,8 +7,9 @@ use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
 use payments_core::db::{PoolConfig, SessionLimits};
 use payments_core::domain::Tiers;
 use payments_core::stripe::StripeGateway;
-use payments_core::testing::{StripeStandIn, TestDatabase, backends_waiting_on_a_lock, event_json};
+use payments_core::testing::{StripeStandIn, event_json};
 use payments_core::{EventOutcome, PaymentsService};
+use payments_test_support::{TestDatabase, backends_waiting_on_a_lock};
 
 #[tokio::test]
 async fn cancelled_calls_waiting_on_a_locked_payment_leave_no_backend_behind() {

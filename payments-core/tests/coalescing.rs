@@ -10,8 +10,8 @@ use payments_core::db::coalesce::{Batch, Coalescer};
 use payments_core::db::payment_inserts::{PaymentInserts, PaymentToStore};
 use payments_core::db::{DbError, DbPool, balances, payments};
 use payments_core::domain::{Currency, PaymentStatus};
-use payments_core::testing::{TestDatabase, count_rows};
 use payments_core::{Error, PaymentsService};
+use payments_test_support::{TestDatabase, count_rows};
 
 /// Answers each call with its double and records the size of every batch.
 struct Doubling;
@@ -193,7 +193,7 @@ async fn every_call_of_a_batch_is_unavailable_when_the_database_is_gone() {
 async fn a_create_whose_row_cannot_be_stored_is_unavailable() {
     let db = TestDatabase::create().await;
     let stripe = payments_core::testing::StripeStandIn::start().await;
-    let service: PaymentsService<_> = payments_core::testing::service(&db, &stripe).await;
+    let service: PaymentsService<_> = payments_test_support::service(&db, &stripe).await;
     service
         .create_payment_intent("user-1", 500, "k1")
         .await

@@ -2,7 +2,8 @@
 //! at Stripe is logged as an error. Alone in its test binary: tracing's
 //! per-thread subscriber misses events when other tests run in parallel.
 
-use payments_core::testing::{StripeStandIn, TestDatabase, event_json, service};
+use payments_core::testing::{StripeStandIn, event_json};
+use payments_test_support::{TestDatabase, service};
 
 /// Collects what a test logs.
 #[derive(Clone, Default)]

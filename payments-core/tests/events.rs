@@ -9,11 +9,11 @@ use wiremock::ResponseTemplate;
 
 use payments_core::db::{balances, ledger, payments, stripe_events};
 use payments_core::stripe::StripeGateway;
-use payments_core::testing::{
-    FakeIntent, StripeStandIn, TestDatabase, assert_balances_match_ledger,
-    backends_waiting_on_a_lock, count_rows, event_json, service, stripe_error,
-};
+use payments_core::testing::{FakeIntent, StripeStandIn, event_json, stripe_error};
 use payments_core::{Error, EventOutcome, PaymentsService};
+use payments_test_support::{
+    TestDatabase, assert_balances_match_ledger, backends_waiting_on_a_lock, count_rows, service,
+};
 
 struct World {
     db: TestDatabase,

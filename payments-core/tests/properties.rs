@@ -7,9 +7,8 @@ use std::collections::HashMap;
 
 use payments_core::EventOutcome;
 use payments_core::domain::PaymentStatus;
-use payments_core::testing::{
-    StripeStandIn, TestDatabase, assert_balances_match_ledger, event_json, service,
-};
+use payments_core::testing::{StripeStandIn, event_json};
+use payments_test_support::{TestDatabase, assert_balances_match_ledger, service};
 use proptest::prelude::*;
 
 fn status() -> impl Strategy<Value = PaymentStatus> {

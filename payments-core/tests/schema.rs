@@ -7,7 +7,7 @@ use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use diesel_migrations::MigrationHarness;
 use payments_core::db::MIGRATIONS;
-use payments_core::testing::{TestDatabase, count_rows};
+use payments_test_support::{TestDatabase, count_rows};
 
 async fn exec(conn: &mut AsyncPgConnection, sql: &str) -> Result<usize, String> {
     diesel::sql_query(sql)

@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use payments_core::Error;
 use payments_core::stripe::MAX_RESPONSE_BYTES;
-use payments_core::testing::{StripeStandIn, TestDatabase, count_rows, service};
+use payments_core::testing::StripeStandIn;
+use payments_test_support::{TestDatabase, count_rows, service};
 use wiremock::ResponseTemplate;
 
 #[tokio::test]

@@ -3,10 +3,7 @@
 
 use std::time::Duration;
 
-use payments_core::testing::{
-    StripeStandIn, TestDatabase, assert_balances_match_ledger, count_rows, event_json, form_fields,
-    stripe_error,
-};
+use payments_core::testing::{StripeStandIn, event_json, form_fields, stripe_error};
 use payments_grpc::config::Config;
 use payments_grpc::proto::apply_stripe_event_response::Outcome;
 use payments_grpc::proto::error_reason;
@@ -15,6 +12,7 @@ use payments_grpc::proto::{
     ApplyStripeEventRequest, CreatePaymentIntentRequest, GetBalanceRequest,
 };
 use payments_grpc::testing::RunningGrpc;
+use payments_test_support::{TestDatabase, assert_balances_match_ledger, count_rows};
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 use wiremock::ResponseTemplate;

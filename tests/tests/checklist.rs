@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use payments_core::db::payments;
-use payments_core::testing::{assert_balances_match_ledger, count_recorded_events, count_rows};
+use payments_test_support::{assert_balances_match_ledger, count_recorded_events, count_rows};
 use payments_tests::sandbox::{PM_CARD_3DS, PM_CARD_DECLINED, PM_CARD_VISA, SandboxConfig};
 use payments_tests::stack::Stack;
 

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use futures::future::join_all;
-use payments_core::testing::{assert_balances_match_ledger, count_recorded_events, count_rows};
+use payments_test_support::{assert_balances_match_ledger, count_recorded_events, count_rows};
 use payments_tests::process::peak_rss_kib;
 use payments_tests::sandbox::{PM_CARD_VISA, SandboxConfig};
 use payments_tests::stack::{Stack, WEBHOOK_SECRET, now_unix};
