@@ -1,7 +1,6 @@
-//! Development and test support for the whole stack: the Stripe sandbox and
-//! helpers that run payments-grpc and edge-gateway together.
+//! Development and test support for the whole stack: helpers that run
+//! payments-grpc and edge-gateway together beside the Stripe sandbox.
 
 pub mod cluster;
 pub mod process;
-pub mod sandbox;
 pub mod stack;

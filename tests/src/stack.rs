@@ -19,7 +19,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::sandbox::{Sandbox, SandboxConfig, WebhookTarget};
+use stripe_sandbox::{Sandbox, SandboxConfig, WebhookTarget};
 
 pub const PROJECT_ID: &str = "demo-project";
 pub const INTERNAL_TOKEN: &str = "local-internal-token";

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use payments_core::db::payments;
 use payments_test_support::{assert_balances_match_ledger, count_recorded_events, count_rows};
-use payments_tests::sandbox::{PM_CARD_3DS, PM_CARD_DECLINED, PM_CARD_VISA, SandboxConfig};
 use payments_tests::stack::Stack;
+use stripe_sandbox::{PM_CARD_3DS, PM_CARD_DECLINED, PM_CARD_VISA, SandboxConfig};
 
 /// Webhooks are asynchronous: wait for the sandbox to deliver them all.
 async fn settle(stack: &Stack) {

@@ -8,9 +8,9 @@ use std::time::Duration;
 use futures::future::join_all;
 use payments_test_support::{assert_balances_match_ledger, count_recorded_events, count_rows};
 use payments_tests::process::peak_rss_kib;
-use payments_tests::sandbox::{PM_CARD_VISA, SandboxConfig};
 use payments_tests::stack::{Stack, WEBHOOK_SECRET, now_unix};
 use serde_json::Value;
+use stripe_sandbox::{PM_CARD_VISA, SandboxConfig};
 
 const TIERS_USD: [u32; 4] = [5, 10, 20, 50];
 

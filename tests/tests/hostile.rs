@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use payments_tests::process::{cpu_secs, open_files, peak_rss_kib, rss_kib};
-use payments_tests::sandbox::SandboxConfig;
 use payments_tests::stack::{Stack, now_unix};
+use stripe_sandbox::SandboxConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout};

@@ -5,8 +5,8 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use payments_tests::sandbox::{PM_CARD_VISA, SandboxConfig};
 use payments_tests::stack::{INTERNAL_TOKEN, STRIPE_SECRET_KEY, Stack, WEBHOOK_SECRET};
+use stripe_sandbox::{PM_CARD_VISA, SandboxConfig};
 
 /// Collects what the in-process edge logs.
 #[derive(Clone, Default)]

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use payments_tests::sandbox::SandboxConfig;
 use payments_tests::stack::Stack;
+use stripe_sandbox::SandboxConfig;
 
 fn fixture(name: &str) -> String {
     format!("{}/fixtures/tls/{name}", env!("CARGO_MANIFEST_DIR"))

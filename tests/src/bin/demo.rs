@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail, ensure};
 use clap::Parser;
 use payments_tests::process::{sibling_binary_dir, spawn_server, stop_gracefully};
-use payments_tests::sandbox::{PM_CARD_VISA, Sandbox, SandboxConfig, WebhookTarget};
 use payments_tests::stack::{
     HttpClient, INTERNAL_TOKEN, PROJECT_ID, STRIPE_SECRET_KEY, WEBHOOK_SECRET, now_unix,
     serve_key_set,
 };
+use stripe_sandbox::{PM_CARD_VISA, Sandbox, SandboxConfig, WebhookTarget};
 use tokio::process::Child;
 
 #[derive(Parser)]

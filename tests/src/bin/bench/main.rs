@@ -37,11 +37,11 @@ use payments_core::db::{maintenance_url, quote_ident};
 use payments_proto::GetBalanceRequest;
 use payments_proto::payments_service_client::PaymentsServiceClient;
 use payments_tests::process::{sibling_binary_dir, spawn_server, stop_gracefully};
-use payments_tests::sandbox::stripe_event;
 use payments_tests::stack::{
     INTERNAL_TOKEN, PROJECT_ID, STRIPE_SECRET_KEY, WEBHOOK_SECRET, now_unix, serve_key_set,
 };
 use serde_json::{Value, json};
+use stripe_sandbox::stripe_event;
 use tokio::process::Child;
 use tonic::transport::Channel;
 

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use clap::Parser;
-use payments_tests::sandbox::{Sandbox, SandboxConfig, WebhookTarget};
+use stripe_sandbox::{Sandbox, SandboxConfig, WebhookTarget};
 
 #[derive(Parser)]
 #[command(

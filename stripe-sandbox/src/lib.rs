@@ -1,0 +1,161 @@
+//! A local Stripe sandbox: the PaymentIntent API in Stripe's wire format
+//! (form-encoded requests, PaymentIntent JSON, error objects, Idempotency-Key
+//! replay, Bearer `sk_test_…` auth), the test payment methods, and webhooks
+//! signed like Stripe's, delivered at least once and retried on failure.
+//! Development and tests only.
+//!
+//! - `api`: the HTTP routes, as Stripe answers them;
+//! - `state`: the intents, idempotency replays and events it keeps;
+//! - `delivery`: webhooks, signed by its own `signer` (never by the code
+//!   under test), retried, optionally duplicated and shuffled.
+
+mod api;
+mod delivery;
+pub mod signer;
+mod state;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+
+use state::Shared;
+pub use state::stripe_event;
+
+/// Succeeds.
+pub const PM_CARD_VISA: &str = "pm_card_visa";
+/// Declined: 402 `card_error`, `payment_intent.payment_failed`.
+pub const PM_CARD_DECLINED: &str = "pm_card_chargeDeclined";
+/// Needs 3-D Secure: `requires_action` until the challenge is completed.
+pub const PM_CARD_3DS: &str = "pm_card_authenticationRequired";
+
+/// Where and how events are delivered.
+#[derive(Clone, Debug)]
+pub struct WebhookTarget {
+    pub url: String,
+    pub secret: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct SandboxConfig {
+    pub webhook: Option<WebhookTarget>,
+    /// Deliver every event twice.
+    pub duplicate_events: bool,
+    /// Collect events for `batch_window` and deliver each batch shuffled.
+    pub shuffle_events: bool,
+    pub batch_window: Duration,
+    /// First retry delay after a failed delivery; doubled up to `max_backoff`.
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+    /// A delivery still failing after this long is given up.
+    pub give_up_after: Duration,
+    /// Seed for the shuffle, so a failing order can be replayed.
+    pub seed: u64,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        Self {
+            webhook: None,
+            duplicate_events: false,
+            shuffle_events: false,
+            batch_window: Duration::from_millis(150),
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(2),
+            give_up_after: Duration::from_secs(120),
+            seed: 0x5eed,
+        }
+    }
+}
+
+/// Delivery counters, for tests and the demo.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DeliveryStats {
+    pub events: u64,
+    pub deliveries: u64,
+    pub attempts: u64,
+    pub failed_attempts: u64,
+    pub delivered: u64,
+    pub given_up: u64,
+}
+
+/// A running sandbox.
+pub struct Sandbox {
+    pub addr: SocketAddr,
+    shared: Arc<Shared>,
+}
+
+impl Sandbox {
+    /// Serves on `listener` until the runtime stops.
+    pub async fn start(listener: TcpListener, config: SandboxConfig) -> Self {
+        let addr = listener.local_addr().expect("bound listener");
+        let (queue, events) = mpsc::unbounded_channel();
+        let (pending, _) = watch::channel(0);
+        let shared = Arc::new(Shared {
+            ledger: Mutex::default(),
+            config: Mutex::new(config),
+            stats: watch::channel(DeliveryStats::default()).0,
+            queue,
+            pending,
+        });
+        tokio::spawn(delivery::deliver_events(shared.clone(), events));
+        let app = api::router(shared.clone());
+        tokio::spawn(async move {
+            if let Err(err) = axum::serve(listener, app).await {
+                tracing::error!(error = %err, "sandbox stopped");
+            }
+        });
+        Self { addr, shared }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn set_webhook(&self, target: Option<WebhookTarget>) {
+        self.shared.config.lock().unwrap().webhook = target;
+    }
+
+    pub fn set_delivery(&self, duplicate: bool, shuffle: bool) {
+        let mut config = self.shared.config.lock().unwrap();
+        config.duplicate_events = duplicate;
+        config.shuffle_events = shuffle;
+    }
+
+    pub fn stats(&self) -> DeliveryStats {
+        *self.shared.stats.borrow()
+    }
+
+    /// Resolves once the delivery counters satisfy `condition`.
+    pub async fn wait_for_stats(
+        &self,
+        condition: impl FnMut(&DeliveryStats) -> bool,
+    ) -> DeliveryStats {
+        let mut stats = self.shared.stats.subscribe();
+        *stats.wait_for(condition).await.expect("sandbox running")
+    }
+
+    /// Every event created so far, oldest first.
+    pub fn events(&self) -> Vec<Value> {
+        self.shared.ledger.lock().unwrap().events.clone()
+    }
+
+    pub fn intent(&self, id: &str) -> Option<Value> {
+        self.shared
+            .ledger
+            .lock()
+            .unwrap()
+            .intents
+            .get(id)
+            .map(|i| i.json.clone())
+    }
+
+    /// Resolves once every event is delivered (or given up).
+    pub async fn settled(&self) {
+        let mut pending = self.shared.pending.subscribe();
+        let _ = pending.wait_for(|n| *n == 0).await;
+    }
+}
