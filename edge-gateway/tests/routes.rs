@@ -10,12 +10,13 @@ use edge_gateway::config::Config;
 use edge_gateway::testing::{
     JWKS_JSON, KID, X509_MAP_JSON, claims, id_token, sign, stripe_signature,
 };
-use payments_core::testing::{StripeStandIn, event_json};
 use payments_grpc::testing::RunningGrpc;
+use payments_test_support::event_json;
 use payments_test_support::{TestDatabase, assert_balances_match_ledger, count_rows};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use service_runtime::now_unix as now;
+use stripe_sandbox::{Fault, Sandbox};
 use tokio::net::TcpListener;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -25,14 +26,14 @@ const INTERNAL_TOKEN: &str = "edge-test-internal-token";
 const WEBHOOK_SECRET: &str = "whsec_edge_test";
 
 /// payments-grpc in process, as built in production, on `addr`.
-async fn start_grpc(db: &TestDatabase, stripe: &StripeStandIn, addr: SocketAddr) -> RunningGrpc {
+async fn start_grpc(db: &TestDatabase, stripe: &Sandbox, addr: SocketAddr) -> RunningGrpc {
     let config = payments_grpc::testing::config(&db.url, &stripe.url(), INTERNAL_TOKEN);
     RunningGrpc::start_on(config, TcpListener::bind(addr).await.unwrap()).await
 }
 
 struct Stack {
     db: TestDatabase,
-    stripe: StripeStandIn,
+    stripe: Sandbox,
     keys: MockServer,
     grpc: RunningGrpc,
     edge: String,
@@ -55,7 +56,7 @@ impl Stack {
         configure: impl FnOnce(&mut Config),
     ) -> Self {
         let db = TestDatabase::create().await;
-        let stripe = StripeStandIn::start().await;
+        let stripe = Sandbox::start_local().await;
         let grpc = start_grpc(&db, &stripe, "127.0.0.1:0".parse().unwrap()).await;
         let keys = MockServer::start().await;
         Mock::given(method("GET"))
@@ -194,7 +195,11 @@ async fn a_top_up_end_to_end_through_the_edge() {
     assert_eq!(intent["amount"], 2000);
     assert_eq!(intent["currency"], "usd");
     assert_eq!(intent["status"], "requires_payment_method");
-    assert_eq!(intent["client_secret"], format!("{intent_id}_secret_test"));
+    // Stripe's own secret for that intent, passed through.
+    assert_eq!(
+        intent["client_secret"],
+        stack.stripe.intent_json(&intent_id).unwrap()["client_secret"]
+    );
     // The user comes from the token, never from the body.
     assert_eq!(
         stack.stripe.intent(&intent_id).unwrap().metadata["user_id"],
@@ -419,7 +424,7 @@ async fn an_internal_failure_is_a_500_that_leaks_nothing() {
         .fail_next(
             "POST",
             1,
-            payments_core::testing::stripe_error(
+            Fault::error(
                 401,
                 "invalid_request_error",
                 "",
@@ -727,14 +732,14 @@ async fn stripe_failing_during_create_is_503_and_a_retry_with_the_same_key_makes
     let token = stack.token("retrier");
     let create = || stack.create_with_key(&token, "checkout-7", r#"{"amount_usd": 20}"#);
     let faults = [
-        payments_core::testing::stripe_error(500, "api_error", "", "Stripe had a problem"),
-        payments_core::testing::stripe_error(
+        Fault::error(500, "api_error", "", "Stripe had a problem"),
+        Fault::error(
             429,
             "invalid_request_error",
             "rate_limit",
             "Too many requests",
         ),
-        ResponseTemplate::new(200).set_delay(Duration::from_secs(3)),
+        Fault::body(200, "").after(Duration::from_secs(3)),
     ];
     for fault in faults {
         // Every attempt of payments-grpc's retry loop fails the same way.
@@ -842,7 +847,7 @@ async fn a_user_holding_the_most_open_intents_is_refused_a_new_one() {
     // Once one is paid, a new one can be created.
     let paid = stack.stripe.intent_ids()[0].clone();
     stack.stripe.succeed(&paid);
-    let event = payments_core::testing::event_json("evt_paid", "payment_intent.succeeded", &paid);
+    let event = payments_test_support::event_json("evt_paid", "payment_intent.succeeded", &paid);
     assert_eq!(stack.signed_webhook(&event).await.status(), StatusCode::OK);
     assert_eq!(
         stack

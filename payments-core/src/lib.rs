@@ -5,8 +5,6 @@ pub mod db;
 mod error;
 mod service;
 pub mod stripe;
-#[cfg(feature = "testing")]
-pub mod testing;
 
 /// The rules of money, shared with the edge.
 pub use payments_domain as domain;

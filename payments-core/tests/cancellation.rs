@@ -7,14 +7,15 @@ use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
 use payments_core::db::{PoolConfig, SessionLimits};
 use payments_core::domain::Tiers;
 use payments_core::stripe::StripeGateway;
-use payments_core::testing::{StripeStandIn, event_json};
 use payments_core::{EventOutcome, PaymentsService};
+use payments_test_support::event_json;
 use payments_test_support::{TestDatabase, backends_waiting_on_a_lock};
+use stripe_sandbox::Sandbox;
 
 #[tokio::test]
 async fn cancelled_calls_waiting_on_a_locked_payment_leave_no_backend_behind() {
     let db = TestDatabase::create().await;
-    let stripe = StripeStandIn::start().await;
+    let stripe = Sandbox::start_local().await;
     // Timeouts far longer than the test: only the cancellation can free the backends.
     let long = Duration::from_secs(120);
     let pool = db
@@ -28,7 +29,7 @@ async fn cancelled_calls_waiting_on_a_locked_payment_leave_no_backend_behind() {
             ..PoolConfig::default()
         })
         .await;
-    let gateway = StripeGateway::new(&stripe.config()).unwrap();
+    let gateway = StripeGateway::new(&payments_test_support::stripe_config(&stripe)).unwrap();
     let service = PaymentsService::new(pool, gateway, Tiers::default());
     let intent = service
         .create_payment_intent("alice", 1000, "")

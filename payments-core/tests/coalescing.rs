@@ -192,7 +192,7 @@ async fn every_call_of_a_batch_is_unavailable_when_the_database_is_gone() {
 #[tokio::test]
 async fn a_create_whose_row_cannot_be_stored_is_unavailable() {
     let db = TestDatabase::create().await;
-    let stripe = payments_core::testing::StripeStandIn::start().await;
+    let stripe = stripe_sandbox::Sandbox::start_local().await;
     let service: PaymentsService<_> = payments_test_support::service(&db, &stripe).await;
     service
         .create_payment_intent("user-1", 500, "k1")

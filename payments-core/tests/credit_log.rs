@@ -2,8 +2,9 @@
 //! at Stripe is logged as an error. Alone in its test binary: tracing's
 //! per-thread subscriber misses events when other tests run in parallel.
 
-use payments_core::testing::{StripeStandIn, event_json};
+use payments_test_support::event_json;
 use payments_test_support::{TestDatabase, service};
+use stripe_sandbox::Sandbox;
 
 /// Collects what a test logs.
 #[derive(Clone, Default)]
@@ -31,7 +32,7 @@ async fn the_credit_log_names_the_payments_owner_and_the_metadata_edit_is_an_err
     let _logs = tracing::subscriber::set_default(subscriber);
 
     let db = TestDatabase::create().await;
-    let stripe = StripeStandIn::start().await;
+    let stripe = Sandbox::start_local().await;
     let service = service(&db, &stripe).await;
     let intent = service
         .create_payment_intent("alice", 1000, "")

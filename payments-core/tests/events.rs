@@ -5,26 +5,26 @@ use std::collections::HashMap;
 
 use diesel_async::SimpleAsyncConnection;
 use futures::future::join_all;
-use wiremock::ResponseTemplate;
 
 use payments_core::db::{balances, ledger, payments, stripe_events};
 use payments_core::stripe::StripeGateway;
-use payments_core::testing::{FakeIntent, StripeStandIn, event_json, stripe_error};
 use payments_core::{Error, EventOutcome, PaymentsService};
+use payments_test_support::event_json;
 use payments_test_support::{
     TestDatabase, assert_balances_match_ledger, backends_waiting_on_a_lock, count_rows, service,
 };
+use stripe_sandbox::{Fault, IntentFields, Sandbox};
 
 struct World {
     db: TestDatabase,
-    stripe: StripeStandIn,
+    stripe: Sandbox,
     service: PaymentsService<StripeGateway>,
 }
 
 impl World {
     async fn new() -> Self {
         let db = TestDatabase::create().await;
-        let stripe = StripeStandIn::start().await;
+        let stripe = Sandbox::start_local().await;
         let service = service(&db, &stripe).await;
         Self {
             db,
@@ -223,7 +223,7 @@ async fn a_succeeded_event_for_an_intent_stripe_reports_unpaid_credits_nothing()
 #[tokio::test]
 async fn an_intent_this_service_did_not_create_is_ignored() {
     let world = World::new().await;
-    world.stripe.put_intent(FakeIntent {
+    world.stripe.put_intent(IntentFields {
         id: "pi_foreign".into(),
         amount: 5000,
         amount_received: 5000,
@@ -407,7 +407,7 @@ async fn stripe_unavailable_leaves_the_event_unrecorded_so_a_retry_applies_it() 
     world.stripe.succeed(&intent);
     world
         .stripe
-        .fail_next("GET", 3, stripe_error(500, "api_error", "", "boom"))
+        .fail_next("GET", 3, Fault::error(500, "api_error", "", "boom"))
         .await;
 
     let err = world
@@ -431,8 +431,8 @@ async fn stripe_unavailable_leaves_the_event_unrecorded_so_a_retry_applies_it() 
 }
 
 /// A paid intent at Stripe, made by a deployment of this service, with no row here.
-fn orphan(id: &str, user: &str, deployment: &str) -> FakeIntent {
-    FakeIntent {
+fn orphan(id: &str, user: &str, deployment: &str) -> IntentFields {
+    IntentFields {
         id: id.into(),
         amount: 2000,
         amount_received: 2000,
@@ -540,7 +540,7 @@ async fn a_404_for_an_intent_we_hold_is_unavailable_so_the_redelivery_credits_it
         .fail_next(
             "GET",
             1,
-            stripe_error(
+            Fault::error(
                 404,
                 "invalid_request_error",
                 "resource_missing",
@@ -754,10 +754,10 @@ async fn a_retry_after_a_crash_before_the_insert_answers_the_recovered_intent() 
 async fn stripe_answering_a_create_with_another_users_intent_is_refused() {
     let world = World::new().await;
     let kim = world.intent_for("kim", 1000).await;
-    let answer = world.stripe.intent(&kim).unwrap().to_json();
+    let answer = world.stripe.intent_json(&kim).unwrap();
     world
         .stripe
-        .fail_next("POST", 1, ResponseTemplate::new(200).set_body_json(answer))
+        .fail_next("POST", 1, Fault::json(200, &answer))
         .await;
 
     let err = world

@@ -7,9 +7,10 @@ use std::collections::HashMap;
 
 use payments_core::EventOutcome;
 use payments_core::domain::PaymentStatus;
-use payments_core::testing::{StripeStandIn, event_json};
+use payments_test_support::event_json;
 use payments_test_support::{TestDatabase, assert_balances_match_ledger, service};
 use proptest::prelude::*;
+use stripe_sandbox::Sandbox;
 
 fn status() -> impl Strategy<Value = PaymentStatus> {
     prop::sample::select(PaymentStatus::ALL.to_vec())
@@ -86,7 +87,7 @@ proptest! {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         runtime.block_on(async move {
             let db = TestDatabase::create().await;
-            let stripe = StripeStandIn::start().await;
+            let stripe = Sandbox::start_local().await;
             let service = service(&db, &stripe).await;
             let users = ["pu-0", "pu-1", "pu-0", "pu-2"];
             let amounts = [500, 1000, 2000, 5000];

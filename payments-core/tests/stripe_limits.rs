@@ -6,21 +6,20 @@ use std::time::{Duration, Instant};
 
 use payments_core::Error;
 use payments_core::stripe::MAX_RESPONSE_BYTES;
-use payments_core::testing::StripeStandIn;
 use payments_test_support::{TestDatabase, count_rows, service};
-use wiremock::ResponseTemplate;
+use stripe_sandbox::{Fault, Sandbox};
 
 #[tokio::test]
 async fn a_hanging_attempt_is_retried_and_the_call_succeeds() {
     let db = TestDatabase::create().await;
-    let stripe = StripeStandIn::start().await;
+    let stripe = Sandbox::start_local().await;
     let service = service(&db, &stripe).await;
     // The first create hangs far past the attempt timeout (2 s here).
     stripe
         .fail_next(
             "POST",
             1,
-            ResponseTemplate::new(200).set_delay(Duration::from_secs(60)),
+            Fault::body(200, "").after(Duration::from_secs(60)),
         )
         .await;
     let created = service
@@ -41,14 +40,14 @@ async fn a_hanging_attempt_is_retried_and_the_call_succeeds() {
 #[tokio::test]
 async fn a_stripe_that_always_hangs_is_unavailable_by_the_deadline() {
     let db = TestDatabase::create().await;
-    let stripe = StripeStandIn::start().await;
+    let stripe = Sandbox::start_local().await;
     let service = service(&db, &stripe).await;
-    let deadline = stripe.config().deadline;
+    let deadline = payments_test_support::stripe_config(&stripe).deadline;
     stripe
         .fail_next(
             "POST",
             10,
-            ResponseTemplate::new(200).set_delay(Duration::from_secs(60)),
+            Fault::body(200, "").after(Duration::from_secs(60)),
         )
         .await;
     let started = Instant::now();
@@ -68,15 +67,13 @@ async fn a_stripe_that_always_hangs_is_unavailable_by_the_deadline() {
 #[tokio::test]
 async fn an_answer_larger_than_a_mebibyte_is_refused_and_nothing_is_written() {
     let db = TestDatabase::create().await;
-    let stripe = StripeStandIn::start().await;
+    let stripe = Sandbox::start_local().await;
     let service = service(&db, &stripe).await;
     let huge = format!(
         r#"{{"id":"pi_huge","padding":"{}"}}"#,
         "x".repeat(2 * MAX_RESPONSE_BYTES)
     );
-    stripe
-        .fail_next("POST", 10, ResponseTemplate::new(200).set_body_string(huge))
-        .await;
+    stripe.fail_next("POST", 10, Fault::body(200, huge)).await;
     let err = service
         .create_payment_intent("alice", 1000, "key-1")
         .await

@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use payments_core::testing::{StripeStandIn, event_json, form_fields, stripe_error};
 use payments_grpc::config::Config;
 use payments_grpc::proto::apply_stripe_event_response::Outcome;
 use payments_grpc::proto::error_reason;
@@ -12,16 +11,17 @@ use payments_grpc::proto::{
     ApplyStripeEventRequest, CreatePaymentIntentRequest, GetBalanceRequest,
 };
 use payments_grpc::testing::RunningGrpc;
+use payments_test_support::event_json;
 use payments_test_support::{TestDatabase, assert_balances_match_ledger, count_rows};
+use stripe_sandbox::{Fault, Sandbox, form_fields};
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
-use wiremock::ResponseTemplate;
 
 const TOKEN: &str = "test-internal-token";
 
 struct TestServer {
     db: TestDatabase,
-    stripe: StripeStandIn,
+    stripe: Sandbox,
     channel: Channel,
     _grpc: RunningGrpc,
 }
@@ -33,7 +33,7 @@ impl TestServer {
 
     /// The server with its configuration changed by `configure`.
     async fn start_with(configure: impl FnOnce(&mut Config)) -> Self {
-        let stripe = StripeStandIn::start().await;
+        let stripe = Sandbox::start_local().await;
         let db = TestDatabase::create().await;
         let mut config = payments_grpc::testing::config(&db.url, &stripe.url(), TOKEN);
         configure(&mut config);
@@ -123,9 +123,10 @@ async fn create_payment_intent_sends_stripe_exactly_the_tier_and_stores_the_paym
     let intent = server.create("user-1", 1000, "order-1").await.unwrap();
 
     assert!(intent.intent_id.starts_with("pi_"));
+    // Stripe's own secret for that intent, passed through.
     assert_eq!(
         intent.client_secret,
-        format!("{}_secret_test", intent.intent_id)
+        server.stripe.intent_json(&intent.intent_id).unwrap()["client_secret"]
     );
     assert_eq!(
         (
@@ -353,7 +354,7 @@ async fn stripe_failing_with_500_is_unavailable_retried_with_one_key_and_leaves_
         .fail_next(
             "POST",
             3,
-            stripe_error(500, "api_error", "", "Stripe is down"),
+            Fault::error(500, "api_error", "", "Stripe is down"),
         )
         .await;
 
@@ -395,7 +396,7 @@ async fn a_429_then_success_is_retried_transparently() {
         .fail_next(
             "POST",
             1,
-            stripe_error(
+            Fault::error(
                 429,
                 "invalid_request_error",
                 "rate_limit",
@@ -428,7 +429,7 @@ async fn stripe_timing_out_is_unavailable_and_leaves_no_row() {
         .fail_next(
             "POST",
             2,
-            ResponseTemplate::new(200).set_delay(Duration::from_secs(5)),
+            Fault::body(200, "").after(Duration::from_secs(5)),
         )
         .await;
 
@@ -451,7 +452,7 @@ async fn stripe_refusing_the_key_reuse_is_a_failed_precondition() {
         .fail_next(
             "POST",
             1,
-            stripe_error(
+            Fault::error(
                 400,
                 "idempotency_error",
                 "idempotency_key_in_use",
@@ -472,7 +473,7 @@ async fn stripe_refusing_the_api_key_is_internal_without_details() {
         .fail_next(
             "POST",
             1,
-            stripe_error(
+            Fault::error(
                 401,
                 "invalid_request_error",
                 "",
@@ -529,7 +530,7 @@ async fn stripe_unreachable_during_an_event_is_unavailable_so_stripe_retries() {
     server.stripe.succeed(&intent.intent_id);
     server
         .stripe
-        .fail_next("GET", 3, stripe_error(503, "api_error", "", "unavailable"))
+        .fail_next("GET", 3, Fault::error(503, "api_error", "", "unavailable"))
         .await;
 
     let status = server

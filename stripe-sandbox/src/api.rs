@@ -14,7 +14,7 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 use service_runtime::now_unix;
 
-use crate::state::{IntentState, Ledger, Replay, Shared, emit};
+use crate::state::{IntentState, Ledger, NewIntent, Replay, Shared, emit, new_intent};
 use crate::{PM_CARD_3DS, PM_CARD_DECLINED, PM_CARD_VISA};
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
@@ -26,7 +26,11 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         )
         .route("/v1/payment_intents/{id}/confirm", post(confirm_intent))
         .route("/v1/payment_intents/{id}/cancel", post(cancel_intent))
-        .layer(middleware::from_fn(require_secret_key));
+        .layer(middleware::from_fn(require_secret_key))
+        .layer(middleware::from_fn_with_state(
+            shared.clone(),
+            crate::controls::record_and_inject,
+        ));
     Router::new()
         .merge(api)
         // What Stripe.js does in the browser: pass or fail the 3-D Secure challenge.
@@ -186,46 +190,15 @@ async fn create_intent(
                 return invalid_request("Missing required param: currency.", Some("currency"));
             };
             let id = ledger.next_id("pi");
-            let automatic = param(params, "automatic_payment_methods[enabled]") == Some("true");
-            let intent = json!({
-                "id": id,
-                "object": "payment_intent",
-                "amount": amount,
-                "amount_capturable": 0,
-                "amount_details": {"tip": {}},
-                "amount_received": 0,
-                "application": null,
-                "application_fee_amount": null,
-                "automatic_payment_methods": if automatic { json!({"allow_redirects": "always", "enabled": true}) } else { Value::Null },
-                "canceled_at": null,
-                "cancellation_reason": null,
-                "capture_method": "automatic_async",
-                "client_secret": format!("{id}_secret_{}", &ledger.next_id("cs")[6..]),
-                "confirmation_method": "automatic",
-                "created": now_unix(),
-                "currency": currency.to_ascii_lowercase(),
-                "customer": null,
-                "description": param(params, "description"),
-                "last_payment_error": null,
-                "latest_charge": null,
-                "livemode": false,
-                "metadata": metadata(params),
-                "next_action": null,
-                "on_behalf_of": null,
-                "payment_method": null,
-                "payment_method_options": {"card": {"installments": null, "mandate_options": null, "network": null, "request_three_d_secure": "automatic"}},
-                "payment_method_types": ["card"],
-                "processing": null,
-                "receipt_email": null,
-                "review": null,
-                "setup_future_usage": null,
-                "shipping": null,
-                "source": null,
-                "statement_descriptor": null,
-                "statement_descriptor_suffix": null,
-                "status": "requires_payment_method",
-                "transfer_data": null,
-                "transfer_group": null,
+            let intent = new_intent(NewIntent {
+                client_secret: format!("{id}_secret_{}", &ledger.next_id("cs")[6..]),
+                id: &id,
+                amount,
+                currency: &currency.to_ascii_lowercase(),
+                metadata: metadata(params),
+                automatic_payment_methods: param(params, "automatic_payment_methods[enabled]")
+                    == Some("true"),
+                description: param(params, "description"),
             });
             ledger.intents.insert(
                 id,
@@ -382,7 +355,7 @@ enum Outcome {
     Declined(Value),
 }
 
-fn succeed(intent: &mut Value, charge: String) {
+pub(crate) fn succeed(intent: &mut Value, charge: String) {
     intent["status"] = json!("succeeded");
     intent["amount_received"] = intent["amount"].clone();
     intent["latest_charge"] = json!(charge);
@@ -391,7 +364,7 @@ fn succeed(intent: &mut Value, charge: String) {
 }
 
 /// Records a failed attempt the way Stripe does; returns the error object.
-fn decline(
+pub(crate) fn decline(
     intent: &mut Value,
     charge: String,
     code: &str,

@@ -10,6 +10,7 @@
 //!   under test), retried, optionally duplicated and shuffled.
 
 mod api;
+mod controls;
 mod delivery;
 pub mod signer;
 mod state;
@@ -22,6 +23,7 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
+pub use controls::{Fault, IntentFields, RecordedRequest, form_fields};
 use state::Shared;
 pub use state::stripe_event;
 
@@ -54,6 +56,8 @@ pub struct SandboxConfig {
     pub give_up_after: Duration,
     /// Seed for the shuffle, so a failing order can be replayed.
     pub seed: u64,
+    /// Keep every API request for `requests_to` (tests; memory grows with them).
+    pub record_requests: bool,
 }
 
 impl Default for SandboxConfig {
@@ -67,6 +71,7 @@ impl Default for SandboxConfig {
             max_backoff: Duration::from_secs(2),
             give_up_after: Duration::from_secs(120),
             seed: 0x5eed,
+            record_requests: false,
         }
     }
 }
@@ -100,6 +105,8 @@ impl Sandbox {
             stats: watch::channel(DeliveryStats::default()).0,
             queue,
             pending,
+            received: Mutex::default(),
+            faults: Mutex::default(),
         });
         tokio::spawn(delivery::deliver_events(shared.clone(), events));
         let app = api::router(shared.clone());
@@ -143,7 +150,8 @@ impl Sandbox {
         self.shared.ledger.lock().unwrap().events.clone()
     }
 
-    pub fn intent(&self, id: &str) -> Option<Value> {
+    /// The intent's whole JSON, as the API answers it.
+    pub fn intent_json(&self, id: &str) -> Option<Value> {
         self.shared
             .ledger
             .lock()

@@ -1,6 +1,6 @@
 //! What the sandbox keeps: intents, idempotency replays, events.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use service_runtime::now_unix;
 use tokio::sync::{mpsc, watch};
 
+use crate::controls::{QueuedFault, RecordedRequest};
 use crate::delivery::Shuffler;
 use crate::{DeliveryStats, SandboxConfig};
 
@@ -57,6 +58,10 @@ pub(crate) struct Shared {
     pub(crate) queue: mpsc::UnboundedSender<Value>,
     /// Deliveries queued or in flight.
     pub(crate) pending: watch::Sender<u64>,
+    /// API requests received (with `record_requests`), oldest first.
+    pub(crate) received: Mutex<Vec<RecordedRequest>>,
+    /// Answers queued by tests in place of the API's.
+    pub(crate) faults: Mutex<Vec<QueuedFault>>,
 }
 
 impl Ledger {
@@ -90,4 +95,64 @@ pub(crate) fn emit(shared: &Shared, ledger: &mut Ledger, event_type: &str, objec
         shared.pending.send_modify(|n| *n += 1);
         let _ = shared.queue.send(event);
     }
+}
+
+/// What a new PaymentIntent is made of.
+pub(crate) struct NewIntent<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) amount: i64,
+    pub(crate) currency: &'a str,
+    pub(crate) metadata: BTreeMap<String, String>,
+    pub(crate) automatic_payment_methods: bool,
+    pub(crate) description: Option<&'a str>,
+    pub(crate) client_secret: String,
+}
+
+/// A new PaymentIntent as Stripe's API returns it (`requires_payment_method`).
+pub(crate) fn new_intent(new: NewIntent<'_>) -> Value {
+    let automatic = if new.automatic_payment_methods {
+        json!({"allow_redirects": "always", "enabled": true})
+    } else {
+        Value::Null
+    };
+    json!({
+        "id": new.id,
+        "object": "payment_intent",
+        "amount": new.amount,
+        "amount_capturable": 0,
+        "amount_details": {"tip": {}},
+        "amount_received": 0,
+        "application": null,
+        "application_fee_amount": null,
+        "automatic_payment_methods": automatic,
+        "canceled_at": null,
+        "cancellation_reason": null,
+        "capture_method": "automatic_async",
+        "client_secret": new.client_secret,
+        "confirmation_method": "automatic",
+        "created": now_unix(),
+        "currency": new.currency,
+        "customer": null,
+        "description": new.description,
+        "last_payment_error": null,
+        "latest_charge": null,
+        "livemode": false,
+        "metadata": new.metadata,
+        "next_action": null,
+        "on_behalf_of": null,
+        "payment_method": null,
+        "payment_method_options": {"card": {"installments": null, "mandate_options": null, "network": null, "request_three_d_secure": "automatic"}},
+        "payment_method_types": ["card"],
+        "processing": null,
+        "receipt_email": null,
+        "review": null,
+        "setup_future_usage": null,
+        "shipping": null,
+        "source": null,
+        "statement_descriptor": null,
+        "statement_descriptor_suffix": null,
+        "status": "requires_payment_method",
+        "transfer_data": null,
+        "transfer_group": null,
+    })
 }

@@ -5,18 +5,50 @@
 
 mod database;
 
+use std::time::Duration;
+
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use payments_core::db::{self};
-use payments_core::testing::StripeStandIn;
+use payments_core::stripe::StripeConfig;
+use serde_json::json;
+use stripe_sandbox::Sandbox;
 
 pub use database::{TestDatabase, server_url};
 
-/// The core service over a test database and a Stripe stand-in.
+/// The Stripe client's settings for `sandbox`, with fast retries for tests.
+pub fn stripe_config(sandbox: &Sandbox) -> StripeConfig {
+    StripeConfig {
+        secret_key: "sk_test_standin".into(),
+        api_base: sandbox.url(),
+        timeout: Duration::from_secs(2),
+        deadline: Duration::from_secs(5),
+        max_attempts: 3,
+        retry_backoff: Duration::from_millis(10),
+    }
+}
+
+/// A Stripe event's JSON about an object id, with numbers that must never
+/// be believed (the service re-fetches the intent).
+pub fn event_json(event_id: &str, event_type: &str, object_id: &str) -> String {
+    json!({
+        "id": event_id,
+        "object": "event",
+        "api_version": "2025-01-27.acacia",
+        "created": 1_764_000_100,
+        "livemode": false,
+        "type": event_type,
+        "data": {"object": {"id": object_id, "object": "payment_intent", "amount": 999_999, "amount_received": 999_999}}
+    })
+    .to_string()
+}
+
+/// The core service over a test database and a Stripe sandbox.
 pub async fn service(
     db: &TestDatabase,
-    stripe: &StripeStandIn,
+    stripe: &Sandbox,
 ) -> payments_core::PaymentsService<payments_core::stripe::StripeGateway> {
-    let gateway = payments_core::stripe::StripeGateway::new(&stripe.config()).expect("gateway");
+    let gateway =
+        payments_core::stripe::StripeGateway::new(&stripe_config(stripe)).expect("gateway");
     payments_core::PaymentsService::new(
         db.pool().await,
         gateway,

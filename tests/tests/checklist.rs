@@ -171,7 +171,10 @@ async fn qa6_stripe_receives_exactly_the_tier_in_cents_and_usd() {
     let token = stack.token("qa-user-6");
     for tier in [5, 10, 20, 50] {
         let intent_id = create(&stack, &token, tier).await;
-        let at_stripe = stack.sandbox.intent(&intent_id).expect("intent at Stripe");
+        let at_stripe = stack
+            .sandbox
+            .intent_json(&intent_id)
+            .expect("intent at Stripe");
         assert_eq!(at_stripe["amount"], i64::from(tier) * 100);
         assert_eq!(at_stripe["currency"], "usd");
         assert_eq!(at_stripe["automatic_payment_methods"]["enabled"], true);
