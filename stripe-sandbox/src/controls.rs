@@ -63,8 +63,10 @@ impl IntentFields {
         }
     }
 
-    /// Stripe's whole PaymentIntent JSON with these fields.
-    fn to_json(&self) -> Value {
+    /// Stripe's whole PaymentIntent JSON with these fields (the sandbox's
+    /// one encoding of a PaymentIntent, also for stateless fronts such as
+    /// the benchmark's).
+    pub fn to_json(&self) -> Value {
         let mut json = new_intent(NewIntent {
             id: &self.id,
             amount: self.amount,

@@ -1,6 +1,8 @@
-//! A stateless, fast Stripe stand-in, so the benchmark measures this service
-//! and not Stripe: intents are synthesized from their ids.
+//! A stateless front on the sandbox's PaymentIntent encoding, so the
+//! benchmark measures this service and not a stateful Stripe: intents are
+//! synthesized from their ids (a million paid intents need no setup).
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::body::Bytes;
@@ -12,6 +14,7 @@ use axum::{Json, Router};
 use payments_core::stripe::CREATED_BY_MARKER;
 use serde_json::{Value, json};
 use std::sync::Arc;
+use stripe_sandbox::IntentFields;
 
 pub const TIERS_CENTS: [i64; 4] = [500, 1000, 2000, 5000];
 
@@ -43,15 +46,21 @@ pub fn router(users: u64) -> Router {
         }))
 }
 
+/// The intent as Stripe would answer it, in the sandbox's encoding.
 fn intent(id: &str, amount: i64, user: &str, status: &str) -> Value {
-    json!({
-        "id": id, "object": "payment_intent", "amount": amount, "amount_capturable": 0,
-        "amount_received": if status == "succeeded" { amount } else { 0 },
-        "capture_method": "automatic_async", "client_secret": format!("{id}_secret_fast"),
-        "confirmation_method": "automatic", "created": 1_764_000_000, "currency": "usd",
-        "livemode": false, "metadata": {"user_id": user, "created_by": CREATED_BY_MARKER},
-        "payment_method_types": ["card"], "status": status,
-    })
+    IntentFields {
+        id: id.to_owned(),
+        amount,
+        amount_received: if status == "succeeded" { amount } else { 0 },
+        currency: "usd".into(),
+        status: status.into(),
+        metadata: HashMap::from([
+            ("user_id".into(), user.into()),
+            ("created_by".into(), CREATED_BY_MARKER.into()),
+        ]),
+        last_payment_error: None,
+    }
+    .to_json()
 }
 
 async fn create(State(stripe): State<Arc<FastStripe>>, body: Bytes) -> Response {
