@@ -488,3 +488,73 @@ async fn migrations_revert_and_reapply_once_under_concurrent_starts() {
     );
     assert_eq!(count_rows(conn, "payments").await, 0);
 }
+
+/// DESIGN.md, "Past one Postgres": every statement of a money transaction
+/// filters by its user, so on Citus it runs on that user's shard alone. The
+/// webhook's transaction is the read (`find_with_event`) and the call of
+/// `apply_stripe_event`, whose body is read back from the database.
+#[tokio::test]
+async fn every_statement_of_the_webhooks_money_transaction_is_keyed_by_its_user() {
+    use payments_core::db::apply::{WebhookValues, webhook_statements};
+    let statements = webhook_statements(&WebhookValues {
+        user_id: "'the-user'",
+        intent_id: "'pi_1'",
+        read_status: "'processing'",
+        read_amount_received_cents: "0",
+        event_id: "'evt_1'",
+        event_type: "'payment_intent.succeeded'",
+        payload: "'{}'",
+        now: "now()",
+        status: "'succeeded'",
+        amount_received_cents: "500",
+        credit_cents: "500",
+        currency: "'usd'",
+    });
+    let [read, call] = statements.as_slice() else {
+        panic!("{statements:?}")
+    };
+    assert!(
+        read.contains(r#""payments"."user_id" = 'the-user'"#),
+        "the read does not filter by user: {read}"
+    );
+    assert!(
+        call.contains("apply_stripe_event('the-user'"),
+        "the write is not called with the user first (its Citus distribution key): {call}"
+    );
+
+    let db = TestDatabase::create().await;
+    let conn = &mut db.connection().await;
+    let body = names(
+        conn,
+        "SELECT pg_get_functiondef('apply_stripe_event'::regproc) AS name",
+    )
+    .await
+    .remove(0);
+    let body = body[body.find("BEGIN").expect("a plpgsql body")..].to_lowercase();
+    let user_owned = ["payments", "stripe_events", "ledger_entries", "balances"];
+    let mut checked = 0;
+    for statement in body
+        .split(';')
+        .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
+    {
+        let Some(table) = user_owned.iter().find(|table| {
+            [" from ", "insert into ", "update "]
+                .iter()
+                .any(|verb| statement.contains(&format!("{verb}{table} ")))
+        }) else {
+            continue;
+        };
+        checked += 1;
+        let keyed = if statement.contains("insert into") {
+            statement.contains("(user_id,") && statement.contains("values (p_user_id,")
+        } else {
+            statement.contains("where user_id = p_user_id")
+        };
+        assert!(
+            keyed,
+            "a statement on {table} not keyed by its user: {statement}"
+        );
+    }
+    // The lock, the event row, the payment, the ledger entry, the balance.
+    assert_eq!(checked, 5, "{body}");
+}
