@@ -240,6 +240,12 @@ mod tests {
             statements[0]
         );
         assert!(statements[0].ends_with("LIMIT 1"), "{}", statements[0]);
+        // Keyed by the user, so on Citus it reads that user's shard alone.
+        assert!(
+            statements[0].contains(r#""payments"."user_id" = 'u'"#),
+            "{}",
+            statements[0]
+        );
         assert!(
             statements[1].ends_with(
                 "apply_stripe_event('u', 'pi', :p_status, :p_amount_received_cents, 'evt', 't', '{}', \
