@@ -180,11 +180,13 @@ impl PaymentGateway for StripeGateway {
             ("created_by".to_owned(), CREATED_BY_MARKER.to_owned()),
             ("deployment".to_owned(), intent.deployment.to_owned()),
         ]);
-        let request =
-            CreatePaymentIntent::new(intent.tier.cents().get(), stripe_types::Currency::USD)
-                .automatic_payment_methods(CreatePaymentIntentAutomaticPaymentMethods::new(true))
-                .metadata(metadata);
-        debug_assert_eq!(intent.currency.code(), "usd");
+        // Exhaustive: a new currency of ours must name Stripe's here.
+        let currency = match intent.currency {
+            crate::domain::Currency::Usd => stripe_types::Currency::USD,
+        };
+        let request = CreatePaymentIntent::new(intent.tier.cents().get(), currency)
+            .automatic_payment_methods(CreatePaymentIntentAutomaticPaymentMethods::new(true))
+            .metadata(metadata);
         to_stripe_intent(self.send_with_retries(&request, Some(&key)).await?)
     }
 
