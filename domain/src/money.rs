@@ -104,6 +104,13 @@ pub enum UsdAmountError {
     TooLarge,
 }
 
+/// So that `assert_eq!(balance.balance_cents, 1000)` reads as it says.
+impl PartialEq<i64> for Cents {
+    fn eq(&self, other: &i64) -> bool {
+        self.0 == *other
+    }
+}
+
 impl fmt::Display for Cents {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let sign = if self.0 < 0 { "-" } else { "" };

@@ -49,10 +49,10 @@ async fn balance_reads_in_one_batch_each_get_their_own_user() {
     let db = TestDatabase::create().await;
     let mut conn = db.connection().await;
     let now = chrono::Utc::now();
-    balances::add(&mut conn, "alice", 500, "usd", now)
+    balances::add(&mut conn, "alice", 500, Currency::Usd, now)
         .await
         .unwrap();
-    balances::add(&mut conn, "bob", 2000, "usd", now)
+    balances::add(&mut conn, "bob", 2000, Currency::Usd, now)
         .await
         .unwrap();
     let reads = BalanceReads::new(db.pool().await);
@@ -67,7 +67,7 @@ async fn balance_reads_in_one_batch_each_get_their_own_user() {
     assert_eq!(cents, [Some(500), Some(2000), None, Some(500)]);
 
     // A read made after a commit sees it.
-    balances::add(&mut conn, "carol", 1000, "usd", now)
+    balances::add(&mut conn, "carol", 1000, Currency::Usd, now)
         .await
         .unwrap();
     let carol = reads.find("carol").await.unwrap().unwrap();

@@ -54,7 +54,12 @@ impl World {
     }
 
     async fn balance(&self, user: &str) -> i64 {
-        self.service.get_balance(user).await.unwrap().balance_cents
+        self.service
+            .get_balance(user)
+            .await
+            .unwrap()
+            .balance_cents
+            .get()
     }
 
     async fn payment(&self, intent_id: &str) -> payments::PaymentRow {

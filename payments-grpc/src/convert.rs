@@ -14,17 +14,17 @@ pub fn created_intent(intent: CreatedIntent) -> proto::CreatePaymentIntentRespon
     proto::CreatePaymentIntentResponse {
         client_secret: intent.client_secret.expose_secret().to_owned(),
         intent_id: intent.intent_id,
-        amount: intent.amount_cents,
-        currency: intent.currency,
-        status: intent.status,
+        amount: intent.amount_cents.get(),
+        currency: intent.currency.code().to_owned(),
+        status: intent.status.as_str().to_owned(),
     }
 }
 
 pub fn balance(balance: Balance) -> proto::GetBalanceResponse {
     proto::GetBalanceResponse {
         user_id: balance.user_id,
-        balance_cents: balance.balance_cents,
-        currency: balance.currency,
+        balance_cents: balance.balance_cents.get(),
+        currency: balance.currency.code().to_owned(),
         updated_at: balance.updated_at.map(|at| prost_types::Timestamp {
             seconds: at.timestamp(),
             nanos: at.timestamp_subsec_nanos() as i32,
@@ -150,8 +150,8 @@ mod tests {
         let at = chrono::DateTime::from_timestamp(1_764_000_000, 5).unwrap();
         let balance = Balance {
             user_id: "u".into(),
-            balance_cents: 1500,
-            currency: "usd".into(),
+            balance_cents: payments_core::domain::Cents::new(1500),
+            currency: payments_core::domain::Currency::Usd,
             updated_at: Some(at),
         };
         let response = super::balance(balance);

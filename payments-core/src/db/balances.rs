@@ -7,13 +7,14 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use super::DbError;
 use super::schema::balances;
+use crate::domain::Currency;
 
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
 #[diesel(table_name = balances, check_for_backend(diesel::pg::Pg))]
 pub struct BalanceRow {
     pub user_id: String,
     pub balance_cents: i64,
-    pub currency: String,
+    pub currency: Currency,
     pub updated_at: DateTime<Utc>,
 }
 
@@ -47,13 +48,13 @@ pub async fn add(
     conn: &mut AsyncPgConnection,
     user_id: &str,
     cents: i64,
-    currency: &str,
+    currency: Currency,
     now: DateTime<Utc>,
 ) -> Result<BalanceRow, DbError> {
     let row = BalanceRow {
         user_id: user_id.to_owned(),
         balance_cents: cents,
-        currency: currency.to_owned(),
+        currency,
         updated_at: now,
     };
     Ok(diesel::insert_into(balances::table)

@@ -2,7 +2,7 @@
 
 use super::{Balance, CURRENCY, PaymentsService};
 use crate::Error;
-use crate::domain::UserId;
+use crate::domain::{Cents, UserId};
 use crate::stripe::PaymentGateway;
 
 impl<G: PaymentGateway> PaymentsService<G> {
@@ -12,14 +12,14 @@ impl<G: PaymentGateway> PaymentsService<G> {
         let balance = match self.balance_reads.find(user.as_str()).await? {
             Some(row) => Balance {
                 user_id: row.user_id,
-                balance_cents: row.balance_cents,
+                balance_cents: Cents::new(row.balance_cents),
                 currency: row.currency,
                 updated_at: Some(row.updated_at),
             },
             None => Balance {
                 user_id: user.as_str().to_owned(),
-                balance_cents: 0,
-                currency: CURRENCY.code().to_owned(),
+                balance_cents: Cents::new(0),
+                currency: CURRENCY,
                 updated_at: None,
             },
         };

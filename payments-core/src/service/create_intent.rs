@@ -9,7 +9,7 @@ use crate::Error;
 use crate::db::intent_owners;
 use crate::db::payment_inserts::PaymentToStore;
 use crate::db::payments::{self, PaymentRow};
-use crate::domain::{ClientIdempotencyKey, UserId};
+use crate::domain::{Cents, ClientIdempotencyKey, Currency, PaymentStatus, UserId};
 use crate::stripe::{NewIntent, PaymentGateway, StripeIntent};
 
 /// A PaymentIntent ready for the client to confirm.
@@ -18,10 +18,9 @@ pub struct CreatedIntent {
     /// The right to confirm the payment: for the paying client only.
     pub client_secret: SecretString,
     pub intent_id: String,
-    pub amount_cents: i64,
-    pub currency: String,
-    /// Stripe's word, e.g. `requires_payment_method`.
-    pub status: String,
+    pub amount_cents: Cents,
+    pub currency: Currency,
+    pub status: PaymentStatus,
 }
 
 impl<G: PaymentGateway> PaymentsService<G> {
@@ -178,12 +177,21 @@ fn created_intent(intent: StripeIntent) -> Result<CreatedIntent, Error> {
     let client_secret = intent
         .client_secret
         .ok_or_else(|| Error::Internal("Stripe returned no client_secret".into()))?;
+    let currency = Currency::from_code(&intent.currency).ok_or_else(|| {
+        Error::Internal(
+            format!(
+                "Stripe answered intent {} in {}",
+                intent.id, intent.currency
+            )
+            .into(),
+        )
+    })?;
     Ok(CreatedIntent {
         client_secret,
         intent_id: intent.id,
-        amount_cents: intent.amount,
-        currency: intent.currency,
-        status: intent.status.as_str().to_owned(),
+        amount_cents: Cents::new(intent.amount),
+        currency,
+        status: intent.status,
     })
 }
 

@@ -12,7 +12,7 @@ use crate::Error;
 use crate::db::balance_reads::BalanceReads;
 use crate::db::payment_inserts::PaymentInserts;
 use crate::db::{CancelOnDrop, DbPool, stripe_events};
-use crate::domain::{Currency, Tiers};
+use crate::domain::{Cents, Currency, Tiers};
 use crate::stripe::PaymentGateway;
 
 pub use create_intent::CreatedIntent;
@@ -23,8 +23,8 @@ const CURRENCY: Currency = Currency::Usd;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Balance {
     pub user_id: String,
-    pub balance_cents: i64,
-    pub currency: String,
+    pub balance_cents: Cents,
+    pub currency: Currency,
     /// `None` for a user whose balance never changed.
     pub updated_at: Option<DateTime<Utc>>,
 }
