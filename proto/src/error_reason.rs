@@ -4,8 +4,8 @@
 
 use std::collections::HashMap;
 
+use prost::Message;
 use tonic::{Code, Status};
-use tonic_types::{ErrorDetails, StatusExt};
 
 /// The `domain` of every ErrorInfo this service sends.
 pub const DOMAIN: &str = "payments.v1";
@@ -30,6 +30,32 @@ pub const INTERNAL: &str = "INTERNAL";
 /// `NOT_A_TIER` metadata: the tiers in whole dollars, `5, 10, 20, 50`.
 pub const ALLOWED_TIERS_USD: &str = "allowed_tiers_usd";
 
+/// `google.rpc.ErrorInfo` (google/rpc/error_details.proto), the one detail
+/// this service sends: two messages do not need the whole of tonic-types.
+#[derive(Clone, PartialEq, Message)]
+struct ErrorInfo {
+    #[prost(string, tag = "1")]
+    reason: String,
+    #[prost(string, tag = "2")]
+    domain: String,
+    #[prost(map = "string, string", tag = "3")]
+    metadata: HashMap<String, String>,
+}
+
+/// `google.rpc.Status` (google/rpc/status.proto), carried in the
+/// `grpc-status-details-bin` trailer.
+#[derive(Clone, PartialEq, Message)]
+struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(string, tag = "2")]
+    message: String,
+    #[prost(message, repeated, tag = "3")]
+    details: Vec<prost_types::Any>,
+}
+
+const ERROR_INFO_TYPE_URL: &str = "type.googleapis.com/google.rpc.ErrorInfo";
+
 /// A status carrying its reason (and metadata) as an ErrorInfo detail.
 pub fn status(
     code: Code,
@@ -37,17 +63,31 @@ pub fn status(
     reason: &str,
     metadata: HashMap<String, String>,
 ) -> Status {
-    Status::with_error_details(
-        code,
-        message,
-        ErrorDetails::with_error_info(reason, DOMAIN, metadata),
-    )
+    let message = message.into();
+    let info = ErrorInfo {
+        reason: reason.to_owned(),
+        domain: DOMAIN.to_owned(),
+        metadata,
+    };
+    let details = RpcStatus {
+        code: code as i32,
+        message: message.clone(),
+        details: vec![prost_types::Any {
+            type_url: ERROR_INFO_TYPE_URL.to_owned(),
+            value: info.encode_to_vec(),
+        }],
+    };
+    Status::with_details(code, message, details.encode_to_vec().into())
 }
 
 /// The reason and metadata of a status from this service, if it carries one.
 pub fn of(status: &Status) -> Option<(String, HashMap<String, String>)> {
-    status
-        .get_details_error_info()
+    let details = RpcStatus::decode(status.details()).ok()?;
+    details
+        .details
+        .iter()
+        .filter(|any| any.type_url == ERROR_INFO_TYPE_URL)
+        .find_map(|any| ErrorInfo::decode(any.value.as_slice()).ok())
         .filter(|info| info.domain == DOMAIN)
         .map(|info| (info.reason, info.metadata))
 }
@@ -65,5 +105,25 @@ mod tests {
             Status::with_details(sent.code(), sent.message(), sent.details().to_vec().into());
         assert_eq!(of(&received), Some((NOT_A_TIER.to_owned(), metadata)));
         assert_eq!(of(&Status::invalid_argument("plain")), None);
+    }
+
+    /// Our two messages are google.rpc's own on the wire: what tonic-types
+    /// (the standard encoding) writes, we read, and the other way round.
+    #[test]
+    fn the_detail_is_google_rpcs_error_info() {
+        use tonic_types::{ErrorDetails, StatusExt};
+        let metadata = HashMap::from([(ALLOWED_TIERS_USD.to_owned(), "5".to_owned())]);
+        let ours = status(Code::InvalidArgument, "no", NOT_A_TIER, metadata.clone());
+        let info = ours.get_details_error_info().expect("an ErrorInfo");
+        assert_eq!(
+            (info.reason.as_str(), info.domain.as_str(), &info.metadata),
+            (NOT_A_TIER, DOMAIN, &metadata)
+        );
+        let theirs = Status::with_error_details(
+            Code::InvalidArgument,
+            "no",
+            ErrorDetails::with_error_info(NOT_A_TIER, DOMAIN, metadata.clone()),
+        );
+        assert_eq!(of(&theirs), Some((NOT_A_TIER.to_owned(), metadata)));
     }
 }
