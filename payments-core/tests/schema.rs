@@ -529,6 +529,7 @@ async fn every_statement_of_the_webhooks_money_transaction_is_keyed_by_its_user(
             "a statement on {table} not keyed by its user: {statement}"
         );
     }
-    // The lock, the event row, the payment, the ledger entry, the balance.
+    // The event row, the payment, the event row taken back when the payment
+    // changed since it was read, the ledger entry, the balance.
     assert_eq!(checked, 5, "{body}");
 }

@@ -372,7 +372,7 @@ async fn write_effect(
     }
     if !applied.updated {
         return Err(Error::Internal(
-            "event recorded, yet its locked payment row was not updated".into(),
+            "event recorded, yet its payment row was not updated".into(),
         ));
     }
     if let Some(balance_cents) = applied.balance_cents {
