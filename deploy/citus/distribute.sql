@@ -36,6 +36,13 @@ SELECT create_distributed_table('ignored_stripe_events', 'event_id', colocate_wi
 SELECT create_distributed_function(
     'apply_stripe_event(text, text, text, bigint, text, text, text, timestamptz, timestamptz, text, bigint, text, text, bigint, text)',
     'p_user_id', colocate_with => 'payments');
+-- A spend and its reversal (db/spends.rs), the same way.
+SELECT create_distributed_function(
+    'spend_credits(text, bigint, text, text, timestamptz)',
+    'p_user_id', colocate_with => 'payments');
+SELECT create_distributed_function(
+    'reverse_spend(text, text, text, timestamptz)',
+    'p_user_id', colocate_with => 'payments');
 
 ALTER TABLE payments ADD CONSTRAINT payments_intent_owner_fkey
     FOREIGN KEY (stripe_intent_id, user_id) REFERENCES intent_owners (stripe_intent_id, user_id);

@@ -57,8 +57,41 @@ impl ClientIdempotencyKey {
         Ok(Some(Self(raw.to_owned())))
     }
 
+    /// A key that must be there (spends, adjustments).
+    pub fn parse_required(raw: &str) -> Result<Self, InvalidInput> {
+        Self::parse_optional(raw)?.ok_or_else(|| InvalidInput("idempotency_key is required".into()))
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+/// Why credits moved, in the caller's words: at most 200 characters, no
+/// control characters. Empty means none was given.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Reason(Option<String>);
+
+impl Reason {
+    pub const MAX_CHARS: usize = 200;
+
+    pub fn parse_optional(raw: &str) -> Result<Self, InvalidInput> {
+        if raw.chars().count() > Self::MAX_CHARS {
+            return Err(InvalidInput(format!(
+                "reason must be at most {} characters",
+                Self::MAX_CHARS
+            )));
+        }
+        if raw.chars().any(char::is_control) {
+            return Err(InvalidInput(
+                "reason must not contain control characters".into(),
+            ));
+        }
+        Ok(Self((!raw.is_empty()).then(|| raw.to_owned())))
+    }
+
+    pub fn as_deref(&self) -> Option<&str> {
+        self.0.as_deref()
     }
 }
 
@@ -89,6 +122,28 @@ mod tests {
                 ClientIdempotencyKey::parse_optional(bad).is_err(),
                 "{bad:?}"
             );
+            assert!(
+                ClientIdempotencyKey::parse_required(bad).is_err(),
+                "{bad:?}"
+            );
+        }
+        assert!(ClientIdempotencyKey::parse_required("").is_err());
+        assert_eq!(
+            ClientIdempotencyKey::parse_required("k").unwrap().as_str(),
+            "k"
+        );
+    }
+
+    #[test]
+    fn reasons_are_at_most_200_chars_without_control_characters() {
+        assert_eq!(Reason::parse_optional("").unwrap().as_deref(), None);
+        assert_eq!(
+            Reason::parse_optional("render job 7").unwrap().as_deref(),
+            Some("render job 7")
+        );
+        assert!(Reason::parse_optional(&"é".repeat(200)).is_ok());
+        for bad in ["line\nbreak", "nul\0", &"r".repeat(201)] {
+            assert!(Reason::parse_optional(bad).is_err(), "{bad:?}");
         }
     }
 }

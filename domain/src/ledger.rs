@@ -12,14 +12,28 @@ use std::fmt;
 pub enum LedgerKind {
     /// A paid PaymentIntent's `amount_received`, credited once per intent.
     TopUp,
+    /// Credits taken by a backend service; once per (user, idempotency key).
+    Spend,
+    /// A whole spend given back, once per spend.
+    SpendReversal,
+    /// An operator's signed correction; once per (user, idempotency key).
+    Adjustment,
 }
 
 impl LedgerKind {
-    pub const ALL: [LedgerKind; 1] = [LedgerKind::TopUp];
+    pub const ALL: [LedgerKind; 4] = [
+        LedgerKind::TopUp,
+        LedgerKind::Spend,
+        LedgerKind::SpendReversal,
+        LedgerKind::Adjustment,
+    ];
 
     pub const fn as_str(self) -> &'static str {
         match self {
             LedgerKind::TopUp => "top_up",
+            LedgerKind::Spend => "spend",
+            LedgerKind::SpendReversal => "spend_reversal",
+            LedgerKind::Adjustment => "adjustment",
         }
     }
 

@@ -13,6 +13,22 @@ impl Cents {
         self.0
     }
 
+    /// The most one spend or adjustment may move: a billion dollars. Far
+    /// above any real balance, and far enough below `i64::MAX` that no sum
+    /// of balances and moves can overflow.
+    pub const MAX_MOVE: Cents = Cents(100_000_000_000);
+
+    /// An amount of credits to move: positive, at most [`Cents::MAX_MOVE`].
+    pub fn to_move(cents: i64) -> Result<Self, crate::InvalidInput> {
+        if cents <= 0 || cents > Self::MAX_MOVE.0 {
+            return Err(crate::InvalidInput(format!(
+                "amount_cents must be 1 to {}, got {cents}",
+                Self::MAX_MOVE.0
+            )));
+        }
+        Ok(Self(cents))
+    }
+
     pub fn from_whole_dollars(dollars: u32) -> Self {
         Self(i64::from(dollars) * 100)
     }
@@ -170,6 +186,14 @@ mod tests {
     fn whole_dollars_become_cents() {
         assert_eq!(Cents::from_whole_dollars(20).get(), 2000);
         assert_eq!(Cents::from_whole_dollars(u32::MAX).get(), 429_496_729_500);
+        assert_eq!(Cents::to_move(1).unwrap().get(), 1);
+        assert_eq!(
+            Cents::to_move(Cents::MAX_MOVE.get()).unwrap(),
+            Cents::MAX_MOVE
+        );
+        for bad in [0, -1, i64::MIN, Cents::MAX_MOVE.get() + 1, i64::MAX] {
+            assert!(Cents::to_move(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

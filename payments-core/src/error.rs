@@ -20,6 +20,15 @@ pub enum Error {
     /// or abandoned (cancelled) before another is created.
     #[error("{0}")]
     TooManyOpenIntents(String),
+    /// The balance is below what was asked; nothing was written.
+    #[error("the balance of {balance_cents} cents is below the {asked_cents} cents asked")]
+    InsufficientCredits {
+        balance_cents: i64,
+        asked_cents: i64,
+    },
+    /// What the request names does not exist for this user.
+    #[error("{0}")]
+    NotFound(String),
     /// Postgres or Stripe cannot be reached right now; retrying may help.
     #[error(transparent)]
     Unavailable(Cause),

@@ -10,4 +10,4 @@ pub mod stripe;
 pub use payments_domain as domain;
 
 pub use error::Error;
-pub use service::{Balance, CreatedIntent, EventOutcome, OpenIntentLimit, PaymentsService};
+pub use service::{Balance, CreatedIntent, EventOutcome, OpenIntentLimit, PaymentsService, Spent};

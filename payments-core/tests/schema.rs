@@ -170,17 +170,17 @@ async fn the_ledger_holds_at_most_one_top_up_per_intent_whoever_asks() {
         .await
         .unwrap();
     }
-    let entry = "INSERT INTO ledger_entries (user_id, amount_cents, currency, kind, stripe_intent_id, stripe_event_id)";
+    let entry = "INSERT INTO ledger_entries (user_id, amount_cents, currency, kind, stripe_intent_id, stripe_event_id, balance_after_cents)";
     exec(
         conn,
-        &format!("{entry} VALUES ('u1', 500, 'usd', 'top_up', 'pi_1', 'evt_1')"),
+        &format!("{entry} VALUES ('u1', 500, 'usd', 'top_up', 'pi_1', 'evt_1', 500)"),
     )
     .await
     .unwrap();
 
     refused(
         conn,
-        &format!("{entry} VALUES ('u1', 500, 'usd', 'top_up', 'pi_1', 'evt_1')"),
+        &format!("{entry} VALUES ('u1', 500, 'usd', 'top_up', 'pi_1', 'evt_1', 500)"),
         "ledger_one_entry_per_intent_and_kind",
     )
     .await;
@@ -188,54 +188,137 @@ async fn the_ledger_holds_at_most_one_top_up_per_intent_whoever_asks() {
     // for it, and cannot (the intent's owner is fixed).
     refused(
         conn,
-        &format!("{entry} VALUES ('u2', 500, 'usd', 'top_up', 'pi_1', 'evt_2')"),
+        &format!("{entry} VALUES ('u2', 500, 'usd', 'top_up', 'pi_1', 'evt_2', 500)"),
         "ledger_entries_payment_fkey",
     )
     .await;
     // Nor credited by another user's event.
     refused(
         conn,
-        &format!("{entry} VALUES ('u1', 500, 'usd', 'top_up', 'pi_1', 'evt_2')"),
+        &format!("{entry} VALUES ('u1', 500, 'usd', 'top_up', 'pi_1', 'evt_2', 500)"),
         "ledger_one_entry_per_intent_and_kind",
     )
     .await;
     refused(
         conn,
-        &format!("{entry} VALUES ('u1', 500, 'usd', 'top_up', NULL, 'evt_1')"),
+        &format!("{entry} VALUES ('u1', 500, 'usd', 'top_up', NULL, 'evt_1', 500)"),
         "ledger_top_up_is_a_paid_credit",
     )
     .await;
     refused(
         conn,
-        &format!("{entry} VALUES ('u2', 500, 'usd', 'top_up', 'pi_2', NULL)"),
+        &format!("{entry} VALUES ('u2', 500, 'usd', 'top_up', 'pi_2', NULL, 500)"),
         "ledger_top_up_is_a_paid_credit",
     )
     .await;
     refused(
         conn,
-        &format!("{entry} VALUES ('u2', -500, 'usd', 'top_up', 'pi_2', 'evt_2')"),
+        &format!("{entry} VALUES ('u2', -500, 'usd', 'top_up', 'pi_2', 'evt_2', 500)"),
         "ledger_top_up_is_a_paid_credit",
     )
     .await;
     refused(
         conn,
-        &format!("{entry} VALUES ('u2', 0, 'usd', 'top_up', 'pi_2', 'evt_2')"),
+        &format!("{entry} VALUES ('u2', 0, 'usd', 'top_up', 'pi_2', 'evt_2', 500)"),
         "ledger_entries_amount_cents_check",
     )
     .await;
     refused(
         conn,
-        &format!("{entry} VALUES ('u2', 500, 'usd', 'gift', 'pi_2', 'evt_2')"),
+        &format!("{entry} VALUES ('u2', 500, 'usd', 'gift', 'pi_2', 'evt_2', 500)"),
         "ledger_entries_kind_check",
     )
     .await;
     refused(
         conn,
-        &format!("{entry} VALUES ('u1', 500, 'usd', 'top_up', 'pi_9', 'evt_1')"),
+        &format!("{entry} VALUES ('u1', 500, 'usd', 'top_up', 'pi_9', 'evt_1', 500)"),
         "ledger_entries_payment_fkey",
     )
     .await;
     assert_eq!(count_rows(conn, "ledger_entries").await, 1);
+}
+
+/// A spend has its key and takes credits; a reversal names its spend and is
+/// made once; an adjustment says why and who: refused by the schema, not
+/// only by the functions that write them.
+#[tokio::test]
+async fn spends_reversals_and_adjustments_are_whole_by_constraint() {
+    let db = TestDatabase::create().await;
+    let conn = &mut db.connection().await;
+    let entry = "INSERT INTO ledger_entries (user_id, amount_cents, balance_after_cents, currency, kind, idempotency_key, reverses_entry_id, reason, actor)";
+    // Entry 1: a spend of u1's.
+    exec(
+        conn,
+        "INSERT INTO ledger_entries (id, user_id, amount_cents, balance_after_cents, currency, kind, idempotency_key)
+         OVERRIDING SYSTEM VALUE VALUES (1, 'u1', -100, -100, 'usd', 'spend', 'k1')",
+    )
+    .await
+    .unwrap();
+    for (values, constraint) in [
+        (
+            "('u1', -100, 0, 'usd', 'spend', NULL, NULL, NULL, NULL)",
+            "ledger_spend_has_its_key",
+        ),
+        (
+            "('u1', 100, 0, 'usd', 'spend', 'k2', NULL, NULL, NULL)",
+            "ledger_spend_has_its_key",
+        ),
+        (
+            "('u1', -100, 0, 'usd', 'spend', 'k1', NULL, NULL, NULL)",
+            "ledger_one_entry_per_key_and_kind",
+        ),
+        (
+            "('u1', -100, 0, 'usd', 'spend', 'has space', NULL, NULL, NULL)",
+            "ledger_entries_idempotency_key_check",
+        ),
+        (
+            "('u1', 100, 0, 'usd', 'spend_reversal', NULL, NULL, NULL, NULL)",
+            "ledger_spend_reversal_names_its_spend",
+        ),
+        (
+            "('u1', -100, 0, 'usd', 'spend_reversal', NULL, 1, NULL, NULL)",
+            "ledger_spend_reversal_names_its_spend",
+        ),
+        // Another user's entry, or none at all, cannot be reversed.
+        (
+            "('u2', 100, 0, 'usd', 'spend_reversal', NULL, 1, NULL, NULL)",
+            "ledger_reversal_entry_fkey",
+        ),
+        (
+            "('u1', 100, 0, 'usd', 'spend_reversal', NULL, 99, NULL, NULL)",
+            "ledger_reversal_entry_fkey",
+        ),
+        (
+            "('u1', 100, 0, 'usd', 'adjustment', 'a1', NULL, 'why', NULL)",
+            "ledger_adjustment_is_explained",
+        ),
+        (
+            "('u1', 100, 0, 'usd', 'adjustment', 'a1', NULL, NULL, 'ops')",
+            "ledger_adjustment_is_explained",
+        ),
+    ] {
+        refused(conn, &format!("{entry} VALUES {values}"), constraint).await;
+    }
+    let long_reason = "r".repeat(201);
+    refused(
+        conn,
+        &format!("{entry} VALUES ('u1', -1, 0, 'usd', 'spend', 'k3', NULL, '{long_reason}', NULL)"),
+        "ledger_entries_reason_check",
+    )
+    .await;
+    exec(
+        conn,
+        &format!("{entry} VALUES ('u1', 100, 0, 'usd', 'spend_reversal', NULL, 1, NULL, NULL)"),
+    )
+    .await
+    .unwrap();
+    refused(
+        conn,
+        &format!("{entry} VALUES ('u1', 100, 100, 'usd', 'spend_reversal', NULL, 1, NULL, NULL)"),
+        "ledger_one_reversal_per_entry",
+    )
+    .await;
+    assert_eq!(count_rows(conn, "ledger_entries").await, 2);
 }
 
 #[tokio::test]
@@ -492,19 +575,38 @@ async fn migrations_revert_and_reapply_once_under_concurrent_starts() {
 /// DESIGN.md, "Past one Postgres": every statement of a money transaction
 /// filters by its user, so on Citus it runs on that user's shard alone. The
 /// webhook's transaction is the read (checked as rendered, in
-/// `db::apply`'s unit tests) and the call of `apply_stripe_event`, whose
-/// body is read back from the database here.
+/// `db::apply`'s unit tests) and the call of `apply_stripe_event`; a spend
+/// and a reversal are one call each. The functions' bodies are read back
+/// from the database here.
 #[tokio::test]
-async fn every_statement_of_the_webhooks_money_transaction_is_keyed_by_its_user() {
+async fn every_statement_of_a_money_function_is_keyed_by_its_user() {
     let db = TestDatabase::create().await;
     let conn = &mut db.connection().await;
-    let body = names(
-        conn,
-        "SELECT pg_get_functiondef('apply_stripe_event'::regproc) AS name",
-    )
-    .await
-    .remove(0);
-    let body = body[body.find("BEGIN").expect("a plpgsql body")..].to_lowercase();
+    // Each function, with how many statements on user-owned tables it holds.
+    for (function, statements) in [
+        // The event row, the payment, the event row taken back when the
+        // payment changed since it was read, the check for a credit, the
+        // balance, the credit, the balance moved back when the credit exists.
+        ("apply_stripe_event", 7),
+        // The balance locked, the key's spend, the balance, the entry.
+        ("spend_credits", 4),
+        // The balance locked, the spend, its reversal, the balance, the entry.
+        ("reverse_spend", 5),
+    ] {
+        let body = names(
+            conn,
+            &format!("SELECT pg_get_functiondef('{function}'::regproc) AS name"),
+        )
+        .await
+        .remove(0);
+        let body = body[body.find("BEGIN").expect("a plpgsql body")..].to_lowercase();
+        assert_eq!(keyed_statements(&body), statements, "{function}: {body}");
+    }
+}
+
+/// How many statements of a plpgsql body read or write a user-owned table;
+/// panics on one that is not keyed by `p_user_id`.
+fn keyed_statements(body: &str) -> usize {
     let user_owned = ["payments", "stripe_events", "ledger_entries", "balances"];
     let mut checked = 0;
     for statement in body
@@ -529,7 +631,5 @@ async fn every_statement_of_the_webhooks_money_transaction_is_keyed_by_its_user(
             "a statement on {table} not keyed by its user: {statement}"
         );
     }
-    // The event row, the payment, the event row taken back when the payment
-    // changed since it was read, the ledger entry, the balance.
-    assert_eq!(checked, 5, "{body}");
+    checked
 }

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use payments_core::{Balance, CreatedIntent, Error, EventOutcome};
+use payments_core::{Balance, CreatedIntent, Error, EventOutcome, Spent};
 use secrecy::ExposeSecret;
 use tonic::{Code, Status};
 
@@ -29,6 +29,13 @@ pub fn balance(balance: Balance) -> proto::GetBalanceResponse {
             seconds: at.timestamp(),
             nanos: at.timestamp_subsec_nanos() as i32,
         }),
+    }
+}
+
+pub fn spent(spent: Spent) -> proto::SpendCreditsResponse {
+    proto::SpendCreditsResponse {
+        spend_id: spent.spend_id.to_string(),
+        balance_cents: spent.balance_cents.get(),
     }
 }
 
@@ -67,6 +74,23 @@ pub fn to_status(err: Error) -> Status {
             message,
             error_reason::IDEMPOTENCY_KEY_REUSED,
         ),
+        Error::InsufficientCredits {
+            balance_cents,
+            asked_cents,
+        } => error_reason::status(
+            Code::FailedPrecondition,
+            Error::InsufficientCredits {
+                balance_cents,
+                asked_cents,
+            }
+            .to_string(),
+            error_reason::INSUFFICIENT_CREDITS,
+            HashMap::from([(
+                error_reason::BALANCE_CENTS.to_owned(),
+                balance_cents.to_string(),
+            )]),
+        ),
+        Error::NotFound(message) => plain(Code::NotFound, message, error_reason::NOT_FOUND),
         Error::TooManyOpenIntents(message) => plain(
             Code::ResourceExhausted,
             message,

@@ -60,4 +60,41 @@ impl<G: PaymentGateway> PaymentsServiceRpc for GrpcPaymentsService<G> {
             .map_err(to_status)?;
         Ok(Response::new(convert::event_outcome(outcome)))
     }
+
+    async fn spend_credits(
+        &self,
+        request: Request<proto::SpendCreditsRequest>,
+    ) -> Result<Response<proto::SpendCreditsResponse>, Status> {
+        let request = request.into_inner();
+        let spent = self
+            .core
+            .spend_credits(
+                &request.user_id,
+                request.amount_cents,
+                &request.idempotency_key,
+                &request.reason,
+            )
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(convert::spent(spent)))
+    }
+
+    async fn reverse_spend(
+        &self,
+        request: Request<proto::ReverseSpendRequest>,
+    ) -> Result<Response<proto::ReverseSpendResponse>, Status> {
+        let request = request.into_inner();
+        let balance = self
+            .core
+            .reverse_spend(
+                &request.user_id,
+                &request.spend_idempotency_key,
+                &request.reason,
+            )
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(proto::ReverseSpendResponse {
+            balance_cents: balance.get(),
+        }))
+    }
 }

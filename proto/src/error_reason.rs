@@ -16,6 +16,10 @@ pub const INVALID_ARGUMENT: &str = "INVALID_ARGUMENT";
 pub const NOT_A_TIER: &str = "NOT_A_TIER";
 /// The idempotency key was used before with other arguments.
 pub const IDEMPOTENCY_KEY_REUSED: &str = "IDEMPOTENCY_KEY_REUSED";
+/// The balance is below the amount asked; metadata `balance_cents` says what it is.
+pub const INSUFFICIENT_CREDITS: &str = "INSUFFICIENT_CREDITS";
+/// What the request names does not exist for this user.
+pub const NOT_FOUND: &str = "NOT_FOUND";
 /// The user holds as many unpaid intents as allowed.
 pub const TOO_MANY_OPEN_INTENTS: &str = "TOO_MANY_OPEN_INTENTS";
 /// Every place for an unauthenticated stream (health watch, reflection) is taken.
@@ -26,6 +30,9 @@ pub const UNAVAILABLE: &str = "UNAVAILABLE";
 pub const UNAUTHENTICATED: &str = "UNAUTHENTICATED";
 /// A bug or a broken invariant; details are in payments-grpc's log.
 pub const INTERNAL: &str = "INTERNAL";
+
+/// `INSUFFICIENT_CREDITS` metadata: the balance, in cents.
+pub const BALANCE_CENTS: &str = "balance_cents";
 
 /// `NOT_A_TIER` metadata: the tiers in whole dollars, `5, 10, 20, 50`.
 pub const ALLOWED_TIERS_USD: &str = "allowed_tiers_usd";

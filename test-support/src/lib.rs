@@ -56,7 +56,9 @@ pub async fn service(
     )
 }
 
-/// Checks the ledger invariant on every user: balance = sum of ledger entries.
+/// Checks the ledger invariants on every user: balance = sum of ledger
+/// entries, and each entry's `balance_after_cents` is the sum of the
+/// user's entries up to it (so the newest one's is the balance).
 pub async fn assert_balances_match_ledger(conn: &mut AsyncPgConnection) {
     #[derive(diesel::QueryableByName, Debug)]
     struct Mismatch {
@@ -77,6 +79,21 @@ pub async fn assert_balances_match_ledger(conn: &mut AsyncPgConnection) {
     assert!(
         users.is_empty(),
         "balance differs from ledger sum for {users:?}"
+    );
+    let wrong_after: Vec<Mismatch> = diesel::sql_query(
+        "SELECT DISTINCT user_id FROM (
+             SELECT user_id, balance_after_cents,
+                    SUM(amount_cents) OVER (PARTITION BY user_id ORDER BY id) AS running
+               FROM ledger_entries) AS entries
+          WHERE balance_after_cents <> running",
+    )
+    .load(conn)
+    .await
+    .expect("balance-after check query");
+    let users: Vec<&str> = wrong_after.iter().map(|m| m.user_id.as_str()).collect();
+    assert!(
+        users.is_empty(),
+        "an entry's balance_after_cents is not its running sum for {users:?}"
     );
 }
 

@@ -82,21 +82,9 @@ pub async fn apply(
 struct ApplyEvent<'e, 'a>(&'e EventEffect<'a>);
 
 impl QueryFragment<Pg> for ApplyEvent<'_, '_> {
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        // `APPLY_CALL`, then each argument bound in its order, then `)`.
-        macro_rules! call {
-            ($first_type:ty => $first:expr $(, $type:ty => $value:expr)* $(,)?) => {
-                out.push_sql(APPLY_CALL);
-                out.push_bind_param::<$first_type, _>($first)?;
-                $(
-                    out.push_sql(", ");
-                    out.push_bind_param::<$type, _>($value)?;
-                )*
-                out.push_sql(")");
-            };
-        }
+    fn walk_ast<'b>(&'b self, out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         let e = self.0;
-        call!(
+        super::push_call!(out, APPLY_CALL,
             Text => &e.user_id,
             Text => &e.intent_id,
             Text => &e.read_status,

@@ -19,6 +19,15 @@ pub struct LedgerEntryRow {
     pub stripe_intent_id: Option<String>,
     pub stripe_event_id: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// The user's balance right after this entry.
+    pub balance_after_cents: i64,
+    /// Spends and adjustments: the caller's key.
+    pub idempotency_key: Option<String>,
+    pub reason: Option<String>,
+    /// Adjustments: who made it.
+    pub actor: Option<String>,
+    /// Spend reversals: the spend given back.
+    pub reverses_entry_id: Option<i64>,
 }
 
 pub async fn for_user(

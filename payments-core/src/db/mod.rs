@@ -11,6 +11,7 @@ pub mod ledger;
 pub mod payment_inserts;
 pub mod payments;
 pub mod schema;
+pub mod spends;
 pub mod stripe_events;
 
 use std::sync::Arc;
@@ -21,6 +22,23 @@ use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, PoolError};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+/// Writes `call` (`SELECT … FROM some_function(`), then each value bound as
+/// its SQL type, comma-separated, then `)`: the body of a `walk_ast` for a
+/// call of one of the money functions (their migrations say what each does).
+macro_rules! push_call {
+    ($out:ident, $call:expr, $first_type:ty => $first:expr $(, $type:ty => $value:expr)* $(,)?) => {
+        let mut out = $out;
+        out.push_sql($call);
+        out.push_bind_param::<$first_type, _>($first)?;
+        $(
+            out.push_sql(", ");
+            out.push_bind_param::<$type, _>($value)?;
+        )*
+        out.push_sql(")");
+    };
+}
+pub(crate) use push_call;
 
 pub type DbPool = bb8::Pool<AsyncDieselConnectionManager<AsyncPgConnection>>;
 pub type PooledConnection<'a> =
@@ -131,6 +149,9 @@ pub enum DbError {
     Conflict(String),
     #[error("database error: {0}")]
     Query(#[source] Arc<DieselError>),
+    /// The database answered something its functions never answer.
+    #[error("unexpected answer from the database: {0}")]
+    Unexpected(String),
 }
 
 impl From<DieselError> for DbError {

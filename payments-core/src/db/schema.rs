@@ -46,6 +46,11 @@ diesel::table! {
         stripe_intent_id -> Nullable<Text>,
         stripe_event_id -> Nullable<Text>,
         created_at -> Timestamptz,
+        balance_after_cents -> Int8,
+        idempotency_key -> Nullable<Text>,
+        reason -> Nullable<Text>,
+        actor -> Nullable<Text>,
+        reverses_entry_id -> Nullable<Int8>,
     }
 }
 

@@ -4,6 +4,7 @@
 mod apply_event;
 mod balance;
 mod create_intent;
+mod spend;
 
 use chrono::{DateTime, Utc};
 use diesel_async::RunQueryDsl;
@@ -16,6 +17,7 @@ use crate::domain::{Cents, Currency, Tiers};
 use crate::stripe::PaymentGateway;
 
 pub use create_intent::CreatedIntent;
+pub use spend::Spent;
 
 /// The one currency balances are kept in.
 const CURRENCY: Currency = Currency::Usd;

@@ -68,8 +68,9 @@ pub(crate) async fn seed_balances(database_url: &str, users: u64) -> anyhow::Res
          SELECT user_id, 'evt_seed_' || stripe_intent_id, 'payment_intent.succeeded', stripe_intent_id, '{}', now()
            FROM payments WHERE stripe_intent_id LIKE 'pi_seed_%'"
             .to_owned(),
-        "INSERT INTO ledger_entries (user_id, amount_cents, currency, kind, stripe_intent_id, stripe_event_id)
-         SELECT user_id, amount_received_cents, 'usd', 'top_up', stripe_intent_id, 'evt_seed_' || stripe_intent_id
+        // One top-up per user: its balance after is its amount.
+        "INSERT INTO ledger_entries (user_id, amount_cents, balance_after_cents, currency, kind, stripe_intent_id, stripe_event_id)
+         SELECT user_id, amount_received_cents, amount_received_cents, 'usd', 'top_up', stripe_intent_id, 'evt_seed_' || stripe_intent_id
            FROM payments WHERE stripe_intent_id LIKE 'pi_seed_%'"
             .to_owned(),
         "INSERT INTO balances (user_id, balance_cents, currency)
@@ -99,9 +100,14 @@ pub(crate) async fn preload(database_url: &str, count: u64) -> anyhow::Result<()
                     'pi_preload_' || i, '{{}}', now()
                FROM generate_series(1, {count}) AS i"
         ),
-        "INSERT INTO ledger_entries (user_id, amount_cents, currency, kind, stripe_intent_id, stripe_event_id)
-         SELECT user_id, amount_received_cents, 'usd', 'top_up', stripe_intent_id, 'evt_preload_' || substr(stripe_intent_id, 12)
-           FROM payments WHERE stripe_intent_id LIKE 'pi_preload_%'"
+        // Written in each user's order, each with the running sum as its
+        // balance after (the ledger's ids follow the rows' order).
+        "INSERT INTO ledger_entries (user_id, amount_cents, balance_after_cents, currency, kind, stripe_intent_id, stripe_event_id)
+         SELECT user_id, amount_received_cents,
+                SUM(amount_received_cents) OVER (PARTITION BY user_id ORDER BY created_at, stripe_intent_id),
+                'usd', 'top_up', stripe_intent_id, 'evt_preload_' || substr(stripe_intent_id, 12)
+           FROM payments WHERE stripe_intent_id LIKE 'pi_preload_%'
+          ORDER BY user_id, created_at, stripe_intent_id"
             .to_owned(),
         "INSERT INTO balances (user_id, balance_cents, currency)
          SELECT user_id, SUM(amount_cents), 'usd' FROM ledger_entries WHERE user_id LIKE 'preload-user-%' GROUP BY user_id"
