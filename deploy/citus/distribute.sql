@@ -43,6 +43,9 @@ SELECT create_distributed_function(
 SELECT create_distributed_function(
     'reverse_spend(text, text, text, timestamptz)',
     'p_user_id', colocate_with => 'payments');
+SELECT create_distributed_function(
+    'adjust_balance(text, bigint, text, text, text, text, timestamptz)',
+    'p_user_id', colocate_with => 'payments');
 
 ALTER TABLE payments ADD CONSTRAINT payments_intent_owner_fkey
     FOREIGN KEY (stripe_intent_id, user_id) REFERENCES intent_owners (stripe_intent_id, user_id);

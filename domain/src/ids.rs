@@ -90,8 +90,41 @@ impl Reason {
         Ok(Self((!raw.is_empty()).then(|| raw.to_owned())))
     }
 
+    /// A reason that must be given (adjustments).
+    pub fn parse_required(raw: &str) -> Result<Self, InvalidInput> {
+        let reason = Self::parse_optional(raw)?;
+        if reason.0.is_none() {
+            return Err(InvalidInput("reason is required".into()));
+        }
+        Ok(reason)
+    }
+
     pub fn as_deref(&self) -> Option<&str> {
         self.0.as_deref()
+    }
+}
+
+/// Who made an adjustment (an operator's name or email): 1 to 128
+/// characters, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Actor(String);
+
+impl Actor {
+    pub const MAX_CHARS: usize = 128;
+
+    pub fn parse(raw: &str) -> Result<Self, InvalidInput> {
+        let chars = raw.chars().count();
+        if chars == 0 || chars > Self::MAX_CHARS || raw.chars().any(char::is_control) {
+            return Err(InvalidInput(format!(
+                "actor must be 1 to {} characters without control characters",
+                Self::MAX_CHARS
+            )));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 }
 
@@ -144,6 +177,21 @@ mod tests {
         assert!(Reason::parse_optional(&"é".repeat(200)).is_ok());
         for bad in ["line\nbreak", "nul\0", &"r".repeat(201)] {
             assert!(Reason::parse_optional(bad).is_err(), "{bad:?}");
+            assert!(Reason::parse_required(bad).is_err(), "{bad:?}");
+        }
+        assert!(Reason::parse_required("").is_err());
+        assert!(Reason::parse_required("goodwill").is_ok());
+    }
+
+    #[test]
+    fn actors_are_one_to_128_chars_without_control_characters() {
+        assert_eq!(
+            Actor::parse("ops@example.com").unwrap().as_str(),
+            "ops@example.com"
+        );
+        assert!(Actor::parse(&"é".repeat(128)).is_ok());
+        for bad in ["", "tab\there", &"a".repeat(129)] {
+            assert!(Actor::parse(bad).is_err(), "{bad:?}");
         }
     }
 }

@@ -14,7 +14,7 @@ pub mod stripe_event;
 mod tier;
 pub mod top_up;
 
-pub use ids::{ClientIdempotencyKey, Reason, UserId};
+pub use ids::{Actor, ClientIdempotencyKey, Reason, UserId};
 pub use ledger::LedgerKind;
 pub use money::{Cents, Currency, UsdAmountError};
 pub use status::{BackwardsMove, PaymentStatus};

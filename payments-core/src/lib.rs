@@ -10,4 +10,6 @@ pub mod stripe;
 pub use payments_domain as domain;
 
 pub use error::Error;
-pub use service::{Balance, CreatedIntent, EventOutcome, OpenIntentLimit, PaymentsService, Spent};
+pub use service::{
+    Adjusted, Balance, CreatedIntent, EventOutcome, OpenIntentLimit, PaymentsService, Spent,
+};

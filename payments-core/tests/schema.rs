@@ -592,6 +592,9 @@ async fn every_statement_of_a_money_function_is_keyed_by_its_user() {
         ("spend_credits", 4),
         // The balance locked, the spend, its reversal, the balance, the entry.
         ("reverse_spend", 5),
+        // The balance made for a credit, locked, the key's adjustment, the
+        // balance, the entry.
+        ("adjust_balance", 5),
     ] {
         let body = names(
             conn,

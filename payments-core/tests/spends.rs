@@ -396,3 +396,115 @@ async fn bad_spends_and_reversals_are_invalid_arguments_and_write_nothing() {
     assert_eq!(world.balance("ned").await, 900);
     world.check_ledger().await;
 }
+
+#[tokio::test]
+async fn an_adjustment_is_signed_explained_and_booked_once_per_key() {
+    let world = World::new().await;
+    let svc = &world.service;
+    // A credit to a user who never paid makes their balance.
+    let credit = svc
+        .adjust_balance(
+            "olu",
+            700,
+            "goodwill for the outage",
+            "adj-1",
+            "ops@example.com",
+        )
+        .await
+        .unwrap();
+    assert_eq!(credit.balance_cents.get(), 700);
+    let debit = svc
+        .adjust_balance(
+            "olu",
+            -200,
+            "double credit by hand",
+            "adj-2",
+            "ops@example.com",
+        )
+        .await
+        .unwrap();
+    assert_eq!(debit.balance_cents.get(), 500);
+
+    // A replay answers the first answer; another amount under the key is refused.
+    let entries = world.entry_count().await;
+    assert_eq!(
+        svc.adjust_balance(
+            "olu",
+            700,
+            "goodwill for the outage",
+            "adj-1",
+            "someone else"
+        )
+        .await,
+        Ok(credit)
+    );
+    assert!(matches!(
+        svc.adjust_balance("olu", 701, "goodwill", "adj-1", "ops")
+            .await,
+        Err(Error::IdempotencyConflict(_))
+    ));
+    // A debit never overdraws, also for a user with no balance at all.
+    assert_eq!(
+        svc.adjust_balance("olu", -501, "too much", "adj-3", "ops")
+            .await,
+        Err(insufficient(500, 501))
+    );
+    assert_eq!(
+        svc.adjust_balance("nobody", -1, "none", "adj-1", "ops")
+            .await,
+        Err(insufficient(0, 1))
+    );
+    assert_eq!(world.entry_count().await, entries);
+    assert_eq!(world.balance("nobody").await, 0);
+    assert_eq!(
+        count_rows(&mut world.db.connection().await, "balances").await,
+        1,
+        "a refused debit makes no balance row"
+    );
+
+    let entries = world.entries("olu").await;
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries[0].kind, LedgerKind::Adjustment);
+    assert_eq!(
+        entries[0].reason.as_deref(),
+        Some("goodwill for the outage")
+    );
+    assert_eq!(entries[0].actor.as_deref(), Some("ops@example.com"));
+    assert_eq!(entries[1].amount_cents, -200);
+    assert_eq!(entries[1].balance_after_cents, 500);
+    world.check_ledger().await;
+}
+
+#[tokio::test]
+async fn bad_adjustments_are_invalid_arguments_and_write_nothing() {
+    let world = World::new().await;
+    let long_reason = "r".repeat(201);
+    let long_actor = "a".repeat(129);
+    let bad: [(&str, i64, &str, &str, &str); 10] = [
+        ("pam", 0, "why", "k", "ops"),
+        ("pam", 100_000_000_001, "why", "k", "ops"),
+        ("pam", -100_000_000_001, "why", "k", "ops"),
+        ("pam", i64::MIN, "why", "k", "ops"),
+        ("pam", 100, "", "k", "ops"),
+        ("pam", 100, &long_reason, "k", "ops"),
+        ("pam", 100, "why", "", "ops"),
+        ("pam", 100, "why", "k", ""),
+        ("pam", 100, "why", "k", &long_actor),
+        ("", 100, "why", "k", "ops"),
+    ];
+    for (user, cents, reason, key, actor) in bad {
+        let outcome = world
+            .service
+            .adjust_balance(user, cents, reason, key, actor)
+            .await;
+        assert!(
+            matches!(outcome, Err(Error::InvalidArgument(_))),
+            "{user:?} {cents} {reason:?} {key:?} {actor:?}: {outcome:?}"
+        );
+    }
+    assert_eq!(world.entry_count().await, 0);
+    assert_eq!(
+        count_rows(&mut world.db.connection().await, "balances").await,
+        0
+    );
+}

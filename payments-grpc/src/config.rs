@@ -15,7 +15,7 @@ use service_runtime::connections::ConnectionLimits;
 use service_runtime::logging::LogFormat;
 use service_runtime::{check_range, required};
 
-use crate::auth::InternalToken;
+use crate::auth::BearerToken;
 use crate::limits::GrpcLimits;
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
@@ -82,6 +82,9 @@ pub struct Config {
     /// Bearer token every PaymentsService call must carry. Required to serve.
     #[arg(long, env = "PAYMENTS_INTERNAL_TOKEN", hide_env_values = true)]
     pub payments_internal_token: Option<String>,
+    /// Bearer token of AdminService (operators), its own: not the internal one. Unset = AdminService refuses every call.
+    #[arg(long, env = "PAYMENTS_ADMIN_TOKEN", hide_env_values = true)]
+    pub payments_admin_token: Option<String>,
     /// Top-up tiers in whole US dollars, comma-separated.
     #[arg(long, env = "TOPUP_TIERS_USD", default_value = "5,10,20,50", value_parser = parse_tiers)]
     pub topup_tiers_usd: Tiers,
@@ -140,7 +143,9 @@ fn parse_tiers(list: &str) -> Result<Tiers, String> {
 
 /// The settings that are more than a checked value: read, parsed, built.
 pub struct Settings {
-    pub internal_token: InternalToken,
+    pub internal_token: BearerToken,
+    /// None: AdminService refuses every call.
+    pub admin_token: Option<BearerToken>,
     pub stripe: StripeConfig,
     /// Server TLS, read from its files; None for plaintext.
     pub tls: Option<ServerTlsConfig>,
@@ -159,11 +164,23 @@ impl Settings {
             "PAYMENTS_INTERNAL_TOKEN",
             "payments-internal-token",
         )?;
-        let internal_token =
-            InternalToken::new(token).context("PAYMENTS_INTERNAL_TOKEN is empty")?;
+        let internal_token = BearerToken::new(token).context("PAYMENTS_INTERNAL_TOKEN is empty")?;
+        // Empty counts as unset: no admin calls.
+        let admin_token = config
+            .payments_admin_token
+            .clone()
+            .and_then(BearerToken::new);
+        if config.payments_admin_token.is_some()
+            && config.payments_admin_token == config.payments_internal_token
+        {
+            anyhow::bail!(
+                "PAYMENTS_ADMIN_TOKEN must differ from PAYMENTS_INTERNAL_TOKEN: the admin service has a token of its own"
+            );
+        }
         config.check()?;
         Ok(Self {
             internal_token,
+            admin_token,
             stripe: config.stripe_config(secret_key),
             tls: config.tls()?,
         })
@@ -344,6 +361,7 @@ mod tests {
             "STRIPE_RETRY_BACKOFF_MS",
             "PAYMENTS_GRPC_ADDR",
             "PAYMENTS_INTERNAL_TOKEN",
+            "PAYMENTS_ADMIN_TOKEN",
             "TOPUP_TIERS_USD",
             "DATABASE_STATEMENT_TIMEOUT_MS",
             "DATABASE_LOCK_TIMEOUT_MS",
@@ -414,5 +432,39 @@ mod tests {
             );
             assert!(!message.contains('\n'), "{message:?}");
         }
+    }
+
+    #[test]
+    fn the_admin_token_is_optional_and_never_the_internal_one() {
+        let mut config = Config::defaults();
+        config.stripe_secret_key = Some("sk_test_x".into());
+        config.payments_internal_token = Some("internal".into());
+        assert!(
+            Settings::from_config(&config)
+                .unwrap()
+                .admin_token
+                .is_none()
+        );
+        config.payments_admin_token = Some(String::new());
+        assert!(
+            Settings::from_config(&config)
+                .unwrap()
+                .admin_token
+                .is_none(),
+            "empty is unset"
+        );
+        config.payments_admin_token = Some("admin".into());
+        assert!(
+            Settings::from_config(&config)
+                .unwrap()
+                .admin_token
+                .is_some()
+        );
+        config.payments_admin_token = Some("internal".into());
+        let refused = Settings::from_config(&config).err().unwrap().to_string();
+        assert!(
+            refused.starts_with("PAYMENTS_ADMIN_TOKEN must differ from PAYMENTS_INTERNAL_TOKEN"),
+            "{refused}"
+        );
     }
 }

@@ -27,10 +27,11 @@ use tonic_health::server::HealthReporter;
 
 pub use limits::GrpcLimits;
 use limits::StreamPlaces;
-pub use service::GrpcPaymentsService;
+pub use service::{GrpcAdminService, GrpcPaymentsService};
 
 pub use payments_proto as proto;
 
+use proto::admin_service_server::AdminServiceServer;
 use proto::payments_service_server::PaymentsServiceServer;
 
 pub use payments_proto::SERVICE_NAME;
@@ -41,7 +42,7 @@ pub use payments_proto::SERVICE_NAME;
 pub struct Application {
     listener: TcpListener,
     core: Arc<PaymentsService<StripeGateway>>,
-    token: auth::InternalToken,
+    tokens: Tokens,
     limits: GrpcLimits,
     tls: Option<tonic::transport::ServerTlsConfig>,
     payload_retention: Option<chrono::Duration>,
@@ -84,7 +85,10 @@ impl Application {
         Ok(Self {
             listener,
             core,
-            token: settings.internal_token,
+            tokens: Tokens {
+                internal: settings.internal_token,
+                admin: settings.admin_token,
+            },
             limits: config.limits(),
             tls: settings.tls,
             payload_retention: (config.stripe_event_payload_retention_days > 0)
@@ -110,7 +114,7 @@ impl Application {
         }
         serve_with_limits(
             self.core,
-            self.token,
+            self.tokens,
             self.listener,
             &self.limits,
             self.tls,
@@ -132,29 +136,20 @@ pub async fn migrate(database_url: &str) -> anyhow::Result<Vec<String>> {
     Ok(applied)
 }
 
-/// Serves the payments service, health and reflection on `listener` until
-/// `shutdown` resolves, then drains in-flight calls; with the default limits.
-pub async fn serve<G: PaymentGateway>(
-    core: Arc<PaymentsService<G>>,
-    internal_token: auth::InternalToken,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), tonic::transport::Error> {
-    serve_with_limits(
-        core,
-        internal_token,
-        listener,
-        &GrpcLimits::default(),
-        None,
-        shutdown,
-    )
-    .await
+/// The bearer tokens the services check.
+pub struct Tokens {
+    /// PaymentsService's.
+    pub internal: auth::BearerToken,
+    /// AdminService's, its own; None: every admin call is refused.
+    pub admin: Option<auth::BearerToken>,
 }
 
-/// As `serve`, with the given limits, and over TLS when `tls` is given.
+/// Serves the payments and admin services, health and reflection on
+/// `listener` until `shutdown` resolves, then drains in-flight calls; with
+/// the given limits, and over TLS when `tls` is given.
 pub async fn serve_with_limits<G: PaymentGateway>(
     core: Arc<PaymentsService<G>>,
-    internal_token: auth::InternalToken,
+    tokens: Tokens,
     listener: TcpListener,
     limits: &GrpcLimits,
     tls: Option<tonic::transport::ServerTlsConfig>,
@@ -196,9 +191,14 @@ pub async fn serve_with_limits<G: PaymentGateway>(
     });
     // The token is checked on the headers, before a message is read.
     let payments = InterceptedService::new(
-        PaymentsServiceServer::new(GrpcPaymentsService::new(core))
+        PaymentsServiceServer::new(GrpcPaymentsService::new(core.clone()))
             .max_decoding_message_size(limits::MAX_CALL_MESSAGE_BYTES),
-        auth::check_bearer(internal_token),
+        auth::check_bearer(tokens.internal),
+    );
+    let admin = InterceptedService::new(
+        AdminServiceServer::new(GrpcAdminService::new(core))
+            .max_decoding_message_size(limits::MAX_CALL_MESSAGE_BYTES),
+        auth::check_admin_bearer(tokens.admin),
     );
     let mut server = Server::builder();
     if let Some(tls) = tls {
@@ -226,6 +226,7 @@ pub async fn serve_with_limits<G: PaymentGateway>(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(payments)
+        .add_service(admin)
         .serve_with_incoming_shutdown(
             LimitedListener::new(listener, limits.connections).into_incoming(),
             shutdown,

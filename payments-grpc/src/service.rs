@@ -5,7 +5,10 @@ use payments_core::stripe::PaymentGateway;
 use tonic::{Request, Response, Status};
 
 use crate::convert::{self, to_status};
-use crate::proto::{self, payments_service_server::PaymentsService as PaymentsServiceRpc};
+use crate::proto::{
+    self, admin_service_server::AdminService as AdminServiceRpc,
+    payments_service_server::PaymentsService as PaymentsServiceRpc,
+};
 
 /// The gRPC face of the core use cases.
 pub struct GrpcPaymentsService<G> {
@@ -95,6 +98,42 @@ impl<G: PaymentGateway> PaymentsServiceRpc for GrpcPaymentsService<G> {
             .map_err(to_status)?;
         Ok(Response::new(proto::ReverseSpendResponse {
             balance_cents: balance.get(),
+        }))
+    }
+}
+
+/// The gRPC face of the operators' use cases (its own token: `auth`).
+pub struct GrpcAdminService<G> {
+    core: Arc<PaymentsService<G>>,
+}
+
+impl<G> GrpcAdminService<G> {
+    pub fn new(core: Arc<PaymentsService<G>>) -> Self {
+        Self { core }
+    }
+}
+
+#[tonic::async_trait]
+impl<G: PaymentGateway> AdminServiceRpc for GrpcAdminService<G> {
+    async fn adjust_balance(
+        &self,
+        request: Request<proto::AdjustBalanceRequest>,
+    ) -> Result<Response<proto::AdjustBalanceResponse>, Status> {
+        let request = request.into_inner();
+        let adjusted = self
+            .core
+            .adjust_balance(
+                &request.user_id,
+                request.amount_cents,
+                &request.reason,
+                &request.idempotency_key,
+                &request.actor,
+            )
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(proto::AdjustBalanceResponse {
+            entry_id: adjusted.entry_id.to_string(),
+            balance_cents: adjusted.balance_cents.get(),
         }))
     }
 }

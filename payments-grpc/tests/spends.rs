@@ -1,13 +1,17 @@
-//! SpendCredits and ReverseSpend over gRPC: the answers, the status codes
-//! and their ErrorInfo reasons, and spends through two replicas of
-//! payments-grpc on one database never overdrawing a balance.
+//! SpendCredits, ReverseSpend and AdminService.AdjustBalance over gRPC: the
+//! answers, the status codes and their ErrorInfo reasons, the admin token's
+//! rules, and spends through two replicas of payments-grpc on one database
+//! never overdrawing a balance.
 
 use futures::future::join_all;
+use payments_grpc::config::Config;
+use payments_grpc::proto::admin_service_client::AdminServiceClient;
 use payments_grpc::proto::error_reason;
 use payments_grpc::proto::payments_service_client::PaymentsServiceClient;
 use payments_grpc::proto::{
-    ApplyStripeEventRequest, CreatePaymentIntentRequest, GetBalanceRequest, ReverseSpendRequest,
-    SpendCreditsRequest, SpendCreditsResponse,
+    AdjustBalanceRequest, AdjustBalanceResponse, ApplyStripeEventRequest,
+    CreatePaymentIntentRequest, GetBalanceRequest, ReverseSpendRequest, SpendCreditsRequest,
+    SpendCreditsResponse,
 };
 use payments_grpc::testing::RunningGrpc;
 use payments_test_support::{TestDatabase, assert_balances_match_ledger, count_rows, event_json};
@@ -16,30 +20,40 @@ use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 
 const TOKEN: &str = "test-internal-token";
+const ADMIN_TOKEN: &str = "test-admin-token";
 
 /// Replicas of payments-grpc over one database and one Stripe sandbox.
 struct Replicas {
     db: TestDatabase,
     stripe: Sandbox,
-    clients: Vec<PaymentsServiceClient<Channel>>,
+    clients: Vec<(PaymentsServiceClient<Channel>, AdminServiceClient<Channel>)>,
     _servers: Vec<RunningGrpc>,
 }
 
 impl Replicas {
     async fn start(count: usize) -> Self {
+        Self::start_with(count, |_| {}).await
+    }
+
+    /// Replicas with their configuration changed by `configure`.
+    async fn start_with(count: usize, configure: impl Fn(&mut Config)) -> Self {
         let stripe = Sandbox::start_local().await;
         let db = TestDatabase::create().await;
         let mut servers = Vec::new();
         let mut clients = Vec::new();
         for _ in 0..count {
-            let config = payments_grpc::testing::config(&db.url, &stripe.url(), TOKEN);
+            let mut config = payments_grpc::testing::config(&db.url, &stripe.url(), TOKEN);
+            configure(&mut config);
             let server = RunningGrpc::start(config).await;
             let channel = Channel::from_shared(server.url())
                 .unwrap()
                 .connect()
                 .await
                 .unwrap();
-            clients.push(PaymentsServiceClient::new(channel));
+            clients.push((
+                PaymentsServiceClient::new(channel.clone()),
+                AdminServiceClient::new(channel),
+            ));
             servers.push(server);
         }
         Self {
@@ -51,7 +65,35 @@ impl Replicas {
     }
 
     fn client(&self, replica: usize) -> PaymentsServiceClient<Channel> {
-        self.clients[replica % self.clients.len()].clone()
+        self.clients[replica % self.clients.len()].0.clone()
+    }
+
+    /// AdjustBalance on the first replica, with `authorization` as given.
+    async fn adjust(
+        &self,
+        authorization: Option<&str>,
+        user: &str,
+        cents: i64,
+        key: &str,
+    ) -> Result<AdjustBalanceResponse, Status> {
+        let mut request = Request::new(AdjustBalanceRequest {
+            user_id: user.into(),
+            amount_cents: cents,
+            reason: "support ticket 17".into(),
+            idempotency_key: key.into(),
+            actor: "ops@example.com".into(),
+        });
+        if let Some(value) = authorization {
+            request
+                .metadata_mut()
+                .insert("authorization", value.parse().unwrap());
+        }
+        self.clients[0]
+            .1
+            .clone()
+            .adjust_balance(request)
+            .await
+            .map(tonic::Response::into_inner)
     }
 
     /// A real top-up of one tier: intent, paid at the sandbox, webhook applied.
@@ -255,4 +297,91 @@ async fn two_hundred_spends_through_two_replicas_let_exactly_120_through() {
     assert_eq!(replicas.balance("dee").await, 0);
     assert_eq!(replicas.entries().await, 2 + 120);
     assert_balances_match_ledger(&mut replicas.db.connection().await).await;
+}
+
+#[tokio::test]
+async fn adjust_balance_needs_the_admin_token_and_refuses_the_internal_one() {
+    let replicas = Replicas::start_with(1, |config| {
+        config.payments_admin_token = Some(ADMIN_TOKEN.into());
+    })
+    .await;
+    let admin = format!("Bearer {ADMIN_TOKEN}");
+    let internal = format!("Bearer {TOKEN}");
+
+    let adjusted = replicas
+        .adjust(Some(&admin), "ann", 300, "adj-1")
+        .await
+        .unwrap();
+    assert_eq!(adjusted.balance_cents, 300);
+    assert!(adjusted.entry_id.parse::<i64>().is_ok(), "{adjusted:?}");
+    // A replay answers the same; a debit beyond the balance is refused.
+    assert_eq!(
+        replicas
+            .adjust(Some(&admin), "ann", 300, "adj-1")
+            .await
+            .unwrap(),
+        adjusted
+    );
+    let short = replicas
+        .adjust(Some(&admin), "ann", -301, "adj-2")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        code_and_reason(&short),
+        (
+            Code::FailedPrecondition,
+            error_reason::INSUFFICIENT_CREDITS.into()
+        )
+    );
+
+    for wrong in [Some(internal.as_str()), Some("Bearer nope"), None] {
+        let refused = replicas
+            .adjust(wrong, "ann", 100, "adj-3")
+            .await
+            .unwrap_err();
+        assert_eq!(
+            code_and_reason(&refused),
+            (Code::Unauthenticated, error_reason::UNAUTHENTICATED.into()),
+            "{wrong:?}"
+        );
+    }
+    // The admin token is no key to PaymentsService either.
+    let mut request = Request::new(GetBalanceRequest {
+        user_id: "ann".into(),
+    });
+    request
+        .metadata_mut()
+        .insert("authorization", admin.parse().unwrap());
+    let refused = replicas.client(0).get_balance(request).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated);
+
+    assert_eq!(replicas.balance("ann").await, 300);
+    assert_eq!(replicas.entries().await, 1);
+    let entry = &payments_core::db::ledger::for_user(&mut replicas.db.connection().await, "ann")
+        .await
+        .unwrap()[0];
+    assert_eq!(entry.actor.as_deref(), Some("ops@example.com"));
+    assert_eq!(entry.reason.as_deref(), Some("support ticket 17"));
+}
+
+#[tokio::test]
+async fn without_an_admin_token_every_admin_call_is_refused() {
+    let replicas = Replicas::start(1).await;
+
+    for authorization in [
+        Some(format!("Bearer {TOKEN}")),
+        Some("Bearer ".into()),
+        None,
+    ] {
+        let refused = replicas
+            .adjust(authorization.as_deref(), "bob", 100, "adj-1")
+            .await
+            .unwrap_err();
+        assert_eq!(
+            code_and_reason(&refused),
+            (Code::PermissionDenied, error_reason::ADMIN_DISABLED.into()),
+            "{authorization:?}"
+        );
+    }
+    assert_eq!(replicas.entries().await, 0);
 }

@@ -26,7 +26,9 @@ pub const TOO_MANY_OPEN_INTENTS: &str = "TOO_MANY_OPEN_INTENTS";
 pub const TOO_MANY_OPEN_STREAMS: &str = "TOO_MANY_OPEN_STREAMS";
 /// Postgres or Stripe cannot be reached right now; retry with the same key.
 pub const UNAVAILABLE: &str = "UNAVAILABLE";
-/// The internal bearer token is missing or wrong.
+/// AdminService is off: no `PAYMENTS_ADMIN_TOKEN` is configured.
+pub const ADMIN_DISABLED: &str = "ADMIN_DISABLED";
+/// The bearer token (internal, or admin for AdminService) is missing or wrong.
 pub const UNAUTHENTICATED: &str = "UNAUTHENTICATED";
 /// A bug or a broken invariant; details are in payments-grpc's log.
 pub const INTERNAL: &str = "INTERNAL";

@@ -1,6 +1,7 @@
 //! Postgres: the schema, row types, small query functions, the pool and the
 //! embedded migrations.
 
+pub mod adjustments;
 pub mod apply;
 pub mod balance_reads;
 pub mod balances;
@@ -39,6 +40,44 @@ macro_rules! push_call {
     };
 }
 pub(crate) use push_call;
+
+/// A struct holding the arguments of one call of a money function, and the
+/// diesel query that sends it: `call` (`SELECT … FROM some_function(`), the
+/// fields bound in their order as their SQL types, answering a row of
+/// `output` types. Its query id is static, so diesel prepares it once per
+/// connection.
+macro_rules! function_call {
+    (
+        $name:ident = $call:expr => ($($output:ty),+ $(,)?) {
+            $($field:ident: $field_type:ty => $sql_type:ty),+ $(,)?
+        }
+    ) => {
+        // Each call borrows its text arguments: `'a`.
+        struct $name<'a> {
+            $($field: $field_type,)+
+        }
+
+        impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for $name<'_> {
+            fn walk_ast<'b>(
+                &'b self,
+                out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+            ) -> diesel::QueryResult<()> {
+                $crate::db::push_call!(out, $call, $($sql_type => &self.$field),+);
+                Ok(())
+            }
+        }
+
+        impl diesel::query_builder::Query for $name<'_> {
+            type SqlType = ($($output,)+);
+        }
+
+        impl diesel::query_builder::QueryId for $name<'_> {
+            type QueryId = $name<'static>;
+            const HAS_STATIC_QUERY_ID: bool = true;
+        }
+    };
+}
+pub(crate) use function_call;
 
 pub type DbPool = bb8::Pool<AsyncDieselConnectionManager<AsyncPgConnection>>;
 pub type PooledConnection<'a> =

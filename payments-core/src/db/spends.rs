@@ -5,10 +5,8 @@
 //! overdraws, and a replay of a key finds the first spend.
 
 use chrono::{DateTime, Utc};
-use diesel::pg::Pg;
-use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::Queryable;
 use diesel::sql_types::{BigInt, Nullable, Text, Timestamptz};
-use diesel::{QueryResult, Queryable};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use super::DbError;
@@ -130,66 +128,23 @@ pub async fn reverse(
     }
 }
 
-const SPEND_CALL: &str =
-    "SELECT outcome, entry_id, spent_cents, new_balance_cents FROM spend_credits(";
-const REVERSAL_CALL: &str = "SELECT outcome, entry_id, new_balance_cents FROM reverse_spend(";
-
-struct SpendCall<'a> {
-    user_id: &'a str,
-    amount_cents: i64,
-    key: &'a str,
-    reason: Option<&'a str>,
-    now: DateTime<Utc>,
-}
-
-impl QueryFragment<Pg> for SpendCall<'_> {
-    fn walk_ast<'b>(&'b self, out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        super::push_call!(out, SPEND_CALL,
-            Text => &self.user_id,
-            BigInt => &self.amount_cents,
-            Text => &self.key,
-            Nullable<Text> => &self.reason,
-            Timestamptz => &self.now,
-        );
-        Ok(())
+super::function_call!(SpendCall =
+    "SELECT outcome, entry_id, spent_cents, new_balance_cents FROM spend_credits("
+    => (Text, Nullable<BigInt>, Nullable<BigInt>, Nullable<BigInt>) {
+        user_id: &'a str => Text,
+        amount_cents: i64 => BigInt,
+        key: &'a str => Text,
+        reason: Option<&'a str> => Nullable<Text>,
+        now: DateTime<Utc> => Timestamptz,
     }
-}
+);
 
-impl Query for SpendCall<'_> {
-    type SqlType = (Text, Nullable<BigInt>, Nullable<BigInt>, Nullable<BigInt>);
-}
-
-/// Static, so diesel caches the prepared statement.
-impl QueryId for SpendCall<'_> {
-    type QueryId = SpendCall<'static>;
-    const HAS_STATIC_QUERY_ID: bool = true;
-}
-
-struct ReversalCall<'a> {
-    user_id: &'a str,
-    key: &'a str,
-    reason: Option<&'a str>,
-    now: DateTime<Utc>,
-}
-
-impl QueryFragment<Pg> for ReversalCall<'_> {
-    fn walk_ast<'b>(&'b self, out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        super::push_call!(out, REVERSAL_CALL,
-            Text => &self.user_id,
-            Text => &self.key,
-            Nullable<Text> => &self.reason,
-            Timestamptz => &self.now,
-        );
-        Ok(())
+super::function_call!(ReversalCall =
+    "SELECT outcome, entry_id, new_balance_cents FROM reverse_spend("
+    => (Text, Nullable<BigInt>, Nullable<BigInt>) {
+        user_id: &'a str => Text,
+        key: &'a str => Text,
+        reason: Option<&'a str> => Nullable<Text>,
+        now: DateTime<Utc> => Timestamptz,
     }
-}
-
-impl Query for ReversalCall<'_> {
-    type SqlType = (Text, Nullable<BigInt>, Nullable<BigInt>);
-}
-
-/// Static, so diesel caches the prepared statement.
-impl QueryId for ReversalCall<'_> {
-    type QueryId = ReversalCall<'static>;
-    const HAS_STATIC_QUERY_ID: bool = true;
-}
+);

@@ -1,6 +1,7 @@
 //! The use cases, one module each; they own transactions and idempotency.
 //! A new use case is a new module with its own `impl PaymentsService`.
 
+mod adjust;
 mod apply_event;
 mod balance;
 mod create_intent;
@@ -16,6 +17,7 @@ use crate::db::{CancelOnDrop, DbPool, stripe_events};
 use crate::domain::{Cents, Currency, Tiers};
 use crate::stripe::PaymentGateway;
 
+pub use adjust::Adjusted;
 pub use create_intent::CreatedIntent;
 pub use spend::Spent;
 

@@ -1,0 +1,1 @@
+DROP FUNCTION adjust_balance(text, bigint, text, text, text, text, timestamptz);
