@@ -11,5 +11,6 @@ pub use payments_domain as domain;
 
 pub use error::Error;
 pub use service::{
-    Adjusted, Balance, CreatedIntent, EventOutcome, OpenIntentLimit, PaymentsService, Spent,
+    Adjusted, Balance, CreatedIntent, DEFAULT_PAGE_SIZE, EventOutcome, LedgerEntry, MAX_PAGE_SIZE,
+    OpenIntentLimit, Page, PaymentsService, Spent,
 };

@@ -2,7 +2,8 @@
 
 use std::collections::HashMap;
 
-use payments_core::{Balance, CreatedIntent, Error, EventOutcome, Spent};
+use payments_core::db::payments::PaymentRow;
+use payments_core::{Balance, CreatedIntent, Error, EventOutcome, LedgerEntry, Page, Spent};
 use secrecy::ExposeSecret;
 use tonic::{Code, Status};
 
@@ -20,15 +21,62 @@ pub fn created_intent(intent: CreatedIntent) -> proto::CreatePaymentIntentRespon
     }
 }
 
+fn timestamp(at: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: at.timestamp(),
+        nanos: at.timestamp_subsec_nanos() as i32,
+    }
+}
+
+pub fn ledger_page(page: Page<LedgerEntry>) -> proto::ListLedgerEntriesResponse {
+    proto::ListLedgerEntriesResponse {
+        entries: page
+            .items
+            .into_iter()
+            .map(|entry| proto::LedgerEntry {
+                entry_id: entry.entry_id.to_string(),
+                kind: entry.kind.as_str().to_owned(),
+                amount_cents: entry.amount_cents,
+                balance_after_cents: entry.balance_after_cents,
+                currency: entry.currency.code().to_owned(),
+                reference: entry.reference,
+                reason: entry.reason.unwrap_or_default(),
+                created_at: Some(timestamp(entry.created_at)),
+            })
+            .collect(),
+        next_page_token: page.next_cursor.unwrap_or_default(),
+    }
+}
+
+pub fn payments_page(page: Page<PaymentRow>) -> proto::ListPaymentsResponse {
+    proto::ListPaymentsResponse {
+        payments: page
+            .items
+            .into_iter()
+            .map(|payment| proto::Payment {
+                intent_id: payment.stripe_intent_id,
+                amount_cents: payment.amount_cents,
+                amount_received_cents: payment.amount_received_cents,
+                amount_refunded_cents: 0,
+                amount_disputed_cents: 0,
+                currency: payment.currency.code().to_owned(),
+                status: payment.status.as_str().to_owned(),
+                failure_code: payment.failure_code.unwrap_or_default(),
+                failure_message: payment.failure_message.unwrap_or_default(),
+                created_at: Some(timestamp(payment.created_at)),
+                updated_at: Some(timestamp(payment.updated_at)),
+            })
+            .collect(),
+        next_page_token: page.next_cursor.unwrap_or_default(),
+    }
+}
+
 pub fn balance(balance: Balance) -> proto::GetBalanceResponse {
     proto::GetBalanceResponse {
         user_id: balance.user_id,
         balance_cents: balance.balance_cents.get(),
         currency: balance.currency.code().to_owned(),
-        updated_at: balance.updated_at.map(|at| prost_types::Timestamp {
-            seconds: at.timestamp(),
-            nanos: at.timestamp_subsec_nanos() as i32,
-        }),
+        updated_at: balance.updated_at.map(timestamp),
     }
 }
 

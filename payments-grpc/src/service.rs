@@ -100,6 +100,32 @@ impl<G: PaymentGateway> PaymentsServiceRpc for GrpcPaymentsService<G> {
             balance_cents: balance.get(),
         }))
     }
+
+    async fn list_ledger_entries(
+        &self,
+        request: Request<proto::ListLedgerEntriesRequest>,
+    ) -> Result<Response<proto::ListLedgerEntriesResponse>, Status> {
+        let request = request.into_inner();
+        let page = self
+            .core
+            .list_ledger_entries(&request.user_id, request.page_size, &request.page_token)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(convert::ledger_page(page)))
+    }
+
+    async fn list_payments(
+        &self,
+        request: Request<proto::ListPaymentsRequest>,
+    ) -> Result<Response<proto::ListPaymentsResponse>, Status> {
+        let request = request.into_inner();
+        let page = self
+            .core
+            .list_payments(&request.user_id, request.page_size, &request.page_token)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(convert::payments_page(page)))
+    }
 }
 
 /// The gRPC face of the operators' use cases (its own token: `auth`).

@@ -10,8 +10,8 @@ use payments_grpc::proto::error_reason;
 use payments_grpc::proto::payments_service_client::PaymentsServiceClient;
 use payments_grpc::proto::{
     AdjustBalanceRequest, AdjustBalanceResponse, ApplyStripeEventRequest,
-    CreatePaymentIntentRequest, GetBalanceRequest, ReverseSpendRequest, SpendCreditsRequest,
-    SpendCreditsResponse,
+    CreatePaymentIntentRequest, GetBalanceRequest, ListLedgerEntriesRequest, ListPaymentsRequest,
+    ReverseSpendRequest, SpendCreditsRequest, SpendCreditsResponse,
 };
 use payments_grpc::testing::RunningGrpc;
 use payments_test_support::{TestDatabase, assert_balances_match_ledger, count_rows, event_json};
@@ -384,4 +384,84 @@ async fn without_an_admin_token_every_admin_call_is_refused() {
         );
     }
     assert_eq!(replicas.entries().await, 0);
+}
+
+#[tokio::test]
+async fn the_history_lists_entries_and_payments_newest_first_over_grpc() {
+    let replicas = Replicas::start(1).await;
+    replicas.top_up("gus", 1000).await;
+    replicas.spend(0, "gus", 300, "job-1").await.unwrap();
+
+    let ledger = replicas
+        .client(0)
+        .list_ledger_entries(authed(ListLedgerEntriesRequest {
+            user_id: "gus".into(),
+            page_size: 1,
+            page_token: String::new(),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ledger.entries.len(), 1);
+    let spend = &ledger.entries[0];
+    assert_eq!(
+        (
+            spend.kind.as_str(),
+            spend.amount_cents,
+            spend.balance_after_cents,
+            spend.reference.as_str()
+        ),
+        ("spend", -300, 700, "job-1")
+    );
+    let rest = replicas
+        .client(0)
+        .list_ledger_entries(authed(ListLedgerEntriesRequest {
+            user_id: "gus".into(),
+            page_size: 1,
+            page_token: ledger.next_page_token.clone(),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(rest.entries[0].kind, "top_up");
+    assert!(rest.entries[0].reference.starts_with("pi_"));
+    assert_eq!(rest.next_page_token, "");
+
+    let payments = replicas
+        .client(0)
+        .list_payments(authed(ListPaymentsRequest {
+            user_id: "gus".into(),
+            page_size: 0,
+            page_token: String::new(),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(payments.payments.len(), 1);
+    assert_eq!(payments.payments[0].status, "succeeded");
+    assert_eq!(payments.payments[0].amount_received_cents, 1000);
+
+    let refused = replicas
+        .client(0)
+        .list_payments(authed(ListPaymentsRequest {
+            user_id: "someone-else".into(),
+            page_size: 1,
+            page_token: ledger.next_page_token,
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        code_and_reason(&refused),
+        (Code::InvalidArgument, error_reason::INVALID_ARGUMENT.into())
+    );
+    let too_big = replicas
+        .client(0)
+        .list_ledger_entries(authed(ListLedgerEntriesRequest {
+            user_id: "gus".into(),
+            page_size: 501,
+            page_token: String::new(),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(too_big.code(), Code::InvalidArgument);
 }

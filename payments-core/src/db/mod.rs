@@ -7,6 +7,7 @@ pub mod balance_reads;
 pub mod balances;
 pub mod coalesce;
 pub mod deployment;
+pub mod history;
 pub mod intent_owners;
 pub mod ledger;
 pub mod payment_inserts;

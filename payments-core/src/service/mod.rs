@@ -5,6 +5,7 @@ mod adjust;
 mod apply_event;
 mod balance;
 mod create_intent;
+mod history;
 mod spend;
 
 use chrono::{DateTime, Utc};
@@ -19,6 +20,7 @@ use crate::stripe::PaymentGateway;
 
 pub use adjust::Adjusted;
 pub use create_intent::CreatedIntent;
+pub use history::{DEFAULT_PAGE_SIZE, LedgerEntry, MAX_PAGE_SIZE, Page};
 pub use spend::Spent;
 
 /// The one currency balances are kept in.

@@ -1,0 +1,263 @@
+//! A user's history: ledger entries and payments, newest first, a page at a
+//! time, behind opaque cursors that belong to their user.
+
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+
+use super::PaymentsService;
+use crate::Error;
+use crate::db::history;
+use crate::db::payments::PaymentRow;
+use crate::domain::{Currency, LedgerKind, UserId};
+use crate::stripe::PaymentGateway;
+
+/// Rows per page when the caller asks for none (0).
+pub const DEFAULT_PAGE_SIZE: i32 = 50;
+/// The most rows a page holds.
+pub const MAX_PAGE_SIZE: i32 = 500;
+/// A cursor longer than this is not one of ours.
+const MAX_CURSOR_LEN: usize = 512;
+
+/// One page, and the cursor of the next one (`None`: this was the last).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+/// A ledger entry as a statement shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerEntry {
+    pub entry_id: i64,
+    pub kind: LedgerKind,
+    /// Signed.
+    pub amount_cents: i64,
+    pub balance_after_cents: i64,
+    pub currency: Currency,
+    /// What caused it: the PaymentIntent id of a top-up, the key of a spend
+    /// or an adjustment, the key of the spend a reversal gives back.
+    pub reference: String,
+    pub reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl<G: PaymentGateway> PaymentsService<G> {
+    /// The user's ledger entries, newest first.
+    #[tracing::instrument(skip_all, fields(user_id = %user_id))]
+    pub async fn list_ledger_entries(
+        &self,
+        user_id: &str,
+        page_size: i32,
+        cursor: &str,
+    ) -> Result<Page<LedgerEntry>, Error> {
+        let user = UserId::parse(user_id)?;
+        let size = page_size_of(page_size)?;
+        let before = match cursor {
+            "" => None,
+            cursor => Some(decode_ledger_cursor(&user, cursor)?),
+        };
+        let mut conn = self.connection().await?;
+        // One row more than the page: whether there is a next page.
+        let mut rows = history::ledger_entries(&mut conn, user.as_str(), before, size + 1).await?;
+        let more = rows.len() as i64 > size;
+        rows.truncate(size as usize);
+        let reversed: Vec<i64> = rows.iter().filter_map(|r| r.reverses_entry_id).collect();
+        let reversed_keys = if reversed.is_empty() {
+            Vec::new()
+        } else {
+            history::keys_of_entries(&mut conn, user.as_str(), &reversed).await?
+        };
+        let next_cursor = more
+            .then(|| rows.last().map(|last| ledger_cursor(&user, last.id)))
+            .flatten();
+        let items = rows
+            .into_iter()
+            .map(|row| {
+                let reference = row
+                    .stripe_intent_id
+                    .or(row.idempotency_key)
+                    .or_else(|| {
+                        let spend = row.reverses_entry_id?;
+                        reversed_keys
+                            .iter()
+                            .find(|(id, _)| *id == spend)
+                            .and_then(|(_, key)| key.clone())
+                    })
+                    .unwrap_or_default();
+                LedgerEntry {
+                    entry_id: row.id,
+                    kind: row.kind,
+                    amount_cents: row.amount_cents,
+                    balance_after_cents: row.balance_after_cents,
+                    currency: row.currency,
+                    reference,
+                    reason: row.reason,
+                    created_at: row.created_at,
+                }
+            })
+            .collect();
+        Ok(Page { items, next_cursor })
+    }
+
+    /// The user's payments, newest first.
+    #[tracing::instrument(skip_all, fields(user_id = %user_id))]
+    pub async fn list_payments(
+        &self,
+        user_id: &str,
+        page_size: i32,
+        cursor: &str,
+    ) -> Result<Page<PaymentRow>, Error> {
+        let user = UserId::parse(user_id)?;
+        let size = page_size_of(page_size)?;
+        let before = match cursor {
+            "" => None,
+            cursor => Some(decode_payment_cursor(&user, cursor)?),
+        };
+        let mut conn = self.connection().await?;
+        let before_ref = before.as_ref().map(|(at, id)| (*at, id.as_str()));
+        let mut rows = history::payments(&mut conn, user.as_str(), before_ref, size + 1).await?;
+        let more = rows.len() as i64 > size;
+        rows.truncate(size as usize);
+        let next_cursor = more
+            .then(|| {
+                rows.last()
+                    .map(|last| payment_cursor(&user, last.created_at, &last.stripe_intent_id))
+            })
+            .flatten();
+        Ok(Page {
+            items: rows,
+            next_cursor,
+        })
+    }
+}
+
+/// 0 asks for the default (proto3 cannot tell it from unset); below 0 or
+/// above the most is refused.
+fn page_size_of(page_size: i32) -> Result<i64, Error> {
+    match page_size {
+        0 => Ok(DEFAULT_PAGE_SIZE.into()),
+        1..=MAX_PAGE_SIZE => Ok(page_size.into()),
+        _ => Err(Error::InvalidArgument(format!(
+            "page_size must be 1 to {MAX_PAGE_SIZE} (0: {DEFAULT_PAGE_SIZE}), got {page_size}"
+        ))),
+    }
+}
+
+// A cursor is `<kind>.<tag>.<position>`: the tag ties it to its user and its
+// list, so a cursor of another user's (or of the other list) is refused, not
+// read as ours; the position is where the next page starts. It grants
+// nothing: every page is read for the caller's user alone.
+
+fn tag(user: &UserId, kind: &str) -> String {
+    let digest = Sha256::new()
+        .chain_update(kind.as_bytes())
+        .chain_update([0])
+        .chain_update(user.as_str().as_bytes())
+        .finalize();
+    hex::encode(&digest[..8])
+}
+
+fn ledger_cursor(user: &UserId, before_id: i64) -> String {
+    format!("L1.{}.{before_id}", tag(user, "L1"))
+}
+
+fn payment_cursor(user: &UserId, created_at: DateTime<Utc>, intent_id: &str) -> String {
+    format!(
+        "P1.{}.{}.{}",
+        tag(user, "P1"),
+        created_at.timestamp_micros(),
+        hex::encode(intent_id)
+    )
+}
+
+fn bad_cursor() -> Error {
+    Error::InvalidArgument("page_token is not a cursor this list gave to this user".into())
+}
+
+/// The parts after `<kind>.<tag>.` of a cursor of this user and kind.
+fn cursor_position<'c>(user: &UserId, kind: &str, cursor: &'c str) -> Result<&'c str, Error> {
+    if cursor.len() > MAX_CURSOR_LEN {
+        return Err(bad_cursor());
+    }
+    let mut parts = cursor.splitn(3, '.');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(k), Some(t), Some(position)) if k == kind && t == tag(user, kind) => Ok(position),
+        _ => Err(bad_cursor()),
+    }
+}
+
+fn decode_ledger_cursor(user: &UserId, cursor: &str) -> Result<i64, Error> {
+    cursor_position(user, "L1", cursor)?
+        .parse()
+        .map_err(|_| bad_cursor())
+}
+
+fn decode_payment_cursor(user: &UserId, cursor: &str) -> Result<(DateTime<Utc>, String), Error> {
+    let (micros, intent) = cursor_position(user, "P1", cursor)?
+        .split_once('.')
+        .ok_or_else(bad_cursor)?;
+    let created_at = micros
+        .parse()
+        .ok()
+        .and_then(DateTime::from_timestamp_micros)
+        .ok_or_else(bad_cursor)?;
+    let intent = hex::decode(intent)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .ok_or_else(bad_cursor)?;
+    Ok((created_at, intent))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_read_back_for_their_user_and_list_only() {
+        let ann = UserId::parse("ann").unwrap();
+        let bob = UserId::parse("bob").unwrap();
+        let cursor = ledger_cursor(&ann, 42);
+        assert_eq!(decode_ledger_cursor(&ann, &cursor), Ok(42));
+        assert_eq!(decode_ledger_cursor(&bob, &cursor), Err(bad_cursor()));
+        let at = DateTime::from_timestamp_micros(1_764_000_000_123_456).unwrap();
+        let cursor = payment_cursor(&ann, at, "pi_3Q.x");
+        assert_eq!(
+            decode_payment_cursor(&ann, &cursor),
+            Ok((at, "pi_3Q.x".to_owned()))
+        );
+        assert_eq!(decode_payment_cursor(&bob, &cursor), Err(bad_cursor()));
+        assert_eq!(decode_ledger_cursor(&ann, &cursor), Err(bad_cursor()));
+        for forged in [
+            "",
+            "L1",
+            "L1..5",
+            "L1.0000000000000000.5",
+            "garbage",
+            &"L".repeat(600),
+        ] {
+            assert_eq!(
+                decode_ledger_cursor(&ann, forged),
+                Err(bad_cursor()),
+                "{forged}"
+            );
+        }
+        let tagged = format!("P1.{}.", tag(&ann, "P1"));
+        for forged in ["x.zz", "99999999999999999999.00", "1.zz", "1"] {
+            assert_eq!(
+                decode_payment_cursor(&ann, &format!("{tagged}{forged}")),
+                Err(bad_cursor()),
+                "{forged}"
+            );
+        }
+    }
+
+    #[test]
+    fn page_sizes_default_at_zero_and_stop_at_the_most() {
+        assert_eq!(page_size_of(0), Ok(50));
+        assert_eq!(page_size_of(1), Ok(1));
+        assert_eq!(page_size_of(500), Ok(500));
+        for bad in [-1, 501, i32::MIN, i32::MAX] {
+            assert!(page_size_of(bad).is_err(), "{bad}");
+        }
+    }
+}

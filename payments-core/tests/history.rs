@@ -1,0 +1,260 @@
+//! A user's history, newest first, a page at a time: keyset cursors that
+//! neither skip nor repeat a row while rows arrive, that belong to their
+//! user, and page sizes within bounds.
+
+use payments_core::stripe::StripeGateway;
+use payments_core::{Error, OpenIntentLimit, PaymentsService};
+use payments_test_support::{TestDatabase, service};
+use stripe_sandbox::Sandbox;
+
+struct World {
+    _db: TestDatabase,
+    _stripe: Sandbox,
+    service: PaymentsService<StripeGateway>,
+}
+
+impl World {
+    async fn new() -> Self {
+        let db = TestDatabase::create().await;
+        let stripe = Sandbox::start_local().await;
+        // Many unpaid intents per user, for the payments' pages.
+        let service = service(&db, &stripe)
+            .await
+            .with_open_intent_limit(OpenIntentLimit {
+                max: 0,
+                ..OpenIntentLimit::default()
+            });
+        Self {
+            _db: db,
+            _stripe: stripe,
+            service,
+        }
+    }
+
+    /// `count` adjustments of +1..=count cents, keys `<prefix>-<n>`.
+    async fn adjustments(&self, user: &str, prefix: &str, count: i64) {
+        for n in 1..=count {
+            self.service
+                .adjust_balance(user, n, "test", &format!("{prefix}-{n}"), "tests")
+                .await
+                .unwrap();
+        }
+    }
+
+    /// `count` unpaid intents of $5.
+    async fn intents(&self, user: &str, count: usize) -> Vec<String> {
+        let mut ids = Vec::new();
+        for _ in 0..count {
+            let intent = self.service.create_payment_intent(user, 500, "").await;
+            ids.push(intent.unwrap().intent_id);
+        }
+        ids
+    }
+
+    /// Every ledger entry id of the user, page by page, calling `between`
+    /// after the first page.
+    async fn ledger_ids(
+        &self,
+        user: &str,
+        page_size: i32,
+        between: impl AsyncFnOnce(),
+    ) -> Vec<i64> {
+        let mut ids = Vec::new();
+        let mut cursor = String::new();
+        let mut between = Some(between);
+        loop {
+            let page = self
+                .service
+                .list_ledger_entries(user, page_size, &cursor)
+                .await
+                .unwrap();
+            assert!(page.items.len() <= page_size as usize);
+            ids.extend(page.items.iter().map(|e| e.entry_id));
+            if let Some(between) = between.take() {
+                between().await;
+            }
+            match page.next_cursor {
+                Some(next) => cursor = next,
+                None => return ids,
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn ledger_pages_neither_skip_nor_repeat_while_100_entries_arrive() {
+    let world = World::new().await;
+    world.adjustments("ann", "before", 120).await;
+    let all_before = world.ledger_ids("ann", 500, async || {}).await;
+    assert_eq!(all_before.len(), 120);
+    assert!(all_before.windows(2).all(|w| w[0] > w[1]), "newest first");
+
+    let paged = world
+        .ledger_ids("ann", 50, async || {
+            world.adjustments("ann", "during", 100).await
+        })
+        .await;
+
+    assert_eq!(paged, all_before, "every entry once, in order");
+    let first = world
+        .service
+        .list_ledger_entries("ann", 0, "")
+        .await
+        .unwrap();
+    assert_eq!(first.items.len(), 50, "0 asks for the default page");
+    assert!(
+        first.items[0].entry_id > all_before[0],
+        "the new ones come first"
+    );
+    assert_eq!(first.items[0].reference, "during-100");
+    assert_eq!(
+        first.items[0].balance_after_cents,
+        (1..=120).sum::<i64>() + (1..=100).sum::<i64>()
+    );
+}
+
+#[tokio::test]
+async fn a_statement_names_each_entrys_cause() {
+    let world = World::new().await;
+    world.adjustments("bob", "gift", 1).await;
+    world
+        .service
+        .spend_credits("bob", 1, "job-1", "render")
+        .await
+        .unwrap();
+    world
+        .service
+        .reverse_spend("bob", "job-1", "")
+        .await
+        .unwrap();
+
+    let page = world
+        .service
+        .list_ledger_entries("bob", 10, "")
+        .await
+        .unwrap();
+
+    let seen: Vec<(&str, i64, i64, &str)> = page
+        .items
+        .iter()
+        .map(|e| {
+            (
+                e.kind.as_str(),
+                e.amount_cents,
+                e.balance_after_cents,
+                e.reference.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("spend_reversal", 1, 1, "job-1"),
+            ("spend", -1, 0, "job-1"),
+            ("adjustment", 1, 1, "gift-1"),
+        ]
+    );
+    assert_eq!(page.items[1].reason.as_deref(), Some("render"));
+    assert_eq!(page.next_cursor, None);
+}
+
+#[tokio::test]
+async fn payment_pages_neither_skip_nor_repeat_while_100_payments_arrive() {
+    let world = World::new().await;
+    let mut before = world.intents("cid", 60).await;
+    before.reverse();
+
+    let mut seen = Vec::new();
+    let mut cursor = String::new();
+    let mut first = true;
+    loop {
+        let page = world
+            .service
+            .list_payments("cid", 25, &cursor)
+            .await
+            .unwrap();
+        seen.extend(page.items.iter().map(|p| p.stripe_intent_id.clone()));
+        if first {
+            first = false;
+            world.intents("cid", 100).await;
+        }
+        match page.next_cursor {
+            Some(next) => cursor = next,
+            None => break,
+        }
+    }
+
+    assert_eq!(seen, before, "every payment once, newest first");
+    let newest = world.service.list_payments("cid", 500, "").await.unwrap();
+    assert_eq!(newest.items.len(), 160);
+    assert_eq!(newest.next_cursor, None);
+}
+
+#[tokio::test]
+async fn a_user_sees_only_their_rows_and_another_users_cursor_is_refused() {
+    let world = World::new().await;
+    world.adjustments("dee", "d", 3).await;
+    world.adjustments("eve", "e", 3).await;
+    world.intents("dee", 3).await;
+
+    let dees = world
+        .service
+        .list_ledger_entries("dee", 2, "")
+        .await
+        .unwrap();
+    assert!(dees.items.iter().all(|e| e.reference.starts_with("d-")));
+    let cursor = dees.next_cursor.unwrap();
+    let eve_with_dees_cursor = world.service.list_ledger_entries("eve", 2, &cursor).await;
+    assert!(
+        matches!(eve_with_dees_cursor, Err(Error::InvalidArgument(_))),
+        "{eve_with_dees_cursor:?}"
+    );
+    assert_eq!(
+        world
+            .service
+            .list_payments("eve", 10, "")
+            .await
+            .unwrap()
+            .items,
+        []
+    );
+    let payments = world.service.list_payments("dee", 2, "").await.unwrap();
+    let payments_cursor = payments.next_cursor.unwrap();
+    for (user, cursor) in [
+        ("eve", payments_cursor.as_str()),
+        // A cursor of the other list.
+        ("dee", cursor.as_str()),
+        ("dee", "P1.forged.1.00"),
+    ] {
+        let refused = world.service.list_payments(user, 2, cursor).await;
+        assert!(
+            matches!(refused, Err(Error::InvalidArgument(_))),
+            "{user} {cursor}: {refused:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn page_sizes_below_zero_or_above_500_are_refused() {
+    let world = World::new().await;
+    for size in [-1, 501, i32::MAX, i32::MIN] {
+        let ledger = world.service.list_ledger_entries("fay", size, "").await;
+        assert!(
+            matches!(ledger, Err(Error::InvalidArgument(_))),
+            "{size}: {ledger:?}"
+        );
+        let payments = world.service.list_payments("fay", size, "").await;
+        assert!(
+            matches!(payments, Err(Error::InvalidArgument(_))),
+            "{size}: {payments:?}"
+        );
+    }
+    let empty = world
+        .service
+        .list_ledger_entries("fay", 500, "")
+        .await
+        .unwrap();
+    assert_eq!((empty.items.len(), empty.next_cursor), (0, None));
+    let no_user = world.service.list_payments("", 10, "").await;
+    assert!(matches!(no_user, Err(Error::InvalidArgument(_))));
+}
