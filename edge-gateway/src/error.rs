@@ -95,6 +95,16 @@ impl ApiError {
         )
     }
 
+    /// A query parameter is wrong (`limit`, `cursor`).
+    pub fn invalid_query(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-query",
+            "A query parameter is not valid",
+            detail,
+        )
+    }
+
     pub fn invalid_webhook(detail: impl Into<String>) -> Self {
         Self::new(
             StatusCode::BAD_REQUEST,

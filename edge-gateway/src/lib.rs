@@ -5,6 +5,7 @@ pub mod caller;
 pub mod config;
 pub mod error;
 pub mod firebase;
+mod history;
 pub mod keys;
 pub mod rate_limit;
 mod routes;

@@ -74,7 +74,9 @@ pub fn router(state: Arc<AppState>, request_timeout: Duration) -> Router {
             "/payments/create-payment-intent",
             post(create_payment_intent),
         )
-        .route("/balance", get(balance));
+        .route("/balance", get(balance))
+        .route("/ledger", get(crate::history::ledger))
+        .route("/payments", get(crate::history::payments));
     let api = match cors {
         Some(cors) => api.layer(cors),
         None => api,
@@ -236,10 +238,7 @@ async fn balance(
         .await
         .map_err(|status| ApiError::from_grpc(&status))?
         .into_inner();
-    let updated_at = balance.updated_at.and_then(|ts| {
-        let at = chrono::DateTime::from_timestamp(ts.seconds, u32::try_from(ts.nanos).ok()?)?;
-        Some(at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-    });
+    let updated_at = crate::history::rfc3339(balance.updated_at.map(|t| (t.seconds, t.nanos)));
     Ok(Json(BalanceBody {
         balance_cents: balance.balance_cents,
         currency: balance.currency,

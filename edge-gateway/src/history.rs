@@ -1,0 +1,254 @@
+//! `GET /ledger` and `GET /payments`: the caller's history, newest first, a
+//! page at a time (`?limit=&cursor=`), as payments-grpc's lists answer it.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::Uri;
+use payments_proto::{ListLedgerEntriesRequest, ListPaymentsRequest};
+use serde::{Deserialize, Serialize};
+
+use crate::caller::AuthenticatedUser;
+use crate::error::ApiError;
+use crate::routes::AppState;
+
+/// Rows per page when `limit` is not given.
+const DEFAULT_LIMIT: i32 = 50;
+/// The most rows a page may hold.
+const MAX_LIMIT: i32 = 500;
+
+/// `?limit=&cursor=`, read strictly: a limit of 1 to 500 (default 50), a
+/// cursor as the previous page gave it. Other parameters are ignored.
+#[derive(Debug, PartialEq, Eq)]
+struct PageQuery {
+    limit: i32,
+    cursor: String,
+}
+
+impl PageQuery {
+    fn parse(uri: &Uri) -> Result<Self, ApiError> {
+        let mut page = PageQuery {
+            limit: DEFAULT_LIMIT,
+            cursor: String::new(),
+        };
+        let (mut limit_seen, mut cursor_seen) = (false, false);
+        for pair in uri
+            .query()
+            .unwrap_or_default()
+            .split('&')
+            .filter(|p| !p.is_empty())
+        {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            match name {
+                "limit" => {
+                    if std::mem::replace(&mut limit_seen, true) {
+                        return Err(ApiError::invalid_query("limit is given twice"));
+                    }
+                    page.limit = value
+                        .parse()
+                        .ok()
+                        .filter(|limit| (1..=MAX_LIMIT).contains(limit))
+                        .ok_or_else(|| {
+                            ApiError::invalid_query(format!("limit must be 1 to {MAX_LIMIT}"))
+                        })?;
+                }
+                "cursor" => {
+                    if std::mem::replace(&mut cursor_seen, true) {
+                        return Err(ApiError::invalid_query("cursor is given twice"));
+                    }
+                    // Ours are plain ASCII; anything else is not one of them.
+                    if value.len() > 512
+                        || !value
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'.')
+                    {
+                        return Err(ApiError::invalid_query("cursor is not one this list gave"));
+                    }
+                    page.cursor = value.to_owned();
+                }
+                _ => {}
+            }
+        }
+        Ok(page)
+    }
+}
+
+/// A refused cursor (INVALID_ARGUMENT from payments-grpc) is the query's fault.
+fn list_error(status: &tonic::Status) -> ApiError {
+    match status.code() {
+        tonic::Code::InvalidArgument => ApiError::invalid_query(status.message()),
+        _ => ApiError::from_grpc(status),
+    }
+}
+
+/// A protobuf timestamp (seconds, nanos) as RFC 3339 with milliseconds, as
+/// every route answers it.
+pub(crate) fn rfc3339(timestamp: Option<(i64, i32)>) -> Option<String> {
+    let (seconds, nanos) = timestamp?;
+    let at = chrono::DateTime::from_timestamp(seconds, u32::try_from(nanos).ok()?)?;
+    Some(at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+}
+
+fn non_empty(text: String) -> Option<String> {
+    (!text.is_empty()).then_some(text)
+}
+
+#[derive(Serialize, Deserialize, Debug, PartialEq, Eq)]
+pub struct LedgerEntryBody {
+    pub entry_id: String,
+    pub kind: String,
+    pub amount_cents: i64,
+    pub balance_after_cents: i64,
+    pub currency: String,
+    pub reference: String,
+    pub reason: Option<String>,
+    pub created_at: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Debug, PartialEq, Eq)]
+pub struct LedgerPage {
+    pub entries: Vec<LedgerEntryBody>,
+    /// Null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+pub async fn ledger(
+    State(state): State<Arc<AppState>>,
+    user: AuthenticatedUser,
+    uri: Uri,
+) -> Result<Json<LedgerPage>, ApiError> {
+    let page = PageQuery::parse(&uri)?;
+    let request = ListLedgerEntriesRequest {
+        user_id: user.user_id,
+        page_size: page.limit,
+        page_token: page.cursor,
+    };
+    let answer = state
+        .upstream
+        .client()
+        .list_ledger_entries(state.upstream.request(request, user.request_id.as_deref()))
+        .await
+        .map_err(|status| list_error(&status))?
+        .into_inner();
+    Ok(Json(LedgerPage {
+        entries: answer
+            .entries
+            .into_iter()
+            .map(|entry| LedgerEntryBody {
+                entry_id: entry.entry_id,
+                kind: entry.kind,
+                amount_cents: entry.amount_cents,
+                balance_after_cents: entry.balance_after_cents,
+                currency: entry.currency,
+                reference: entry.reference,
+                reason: non_empty(entry.reason),
+                created_at: rfc3339(entry.created_at.map(|t| (t.seconds, t.nanos))),
+            })
+            .collect(),
+        next_cursor: non_empty(answer.next_page_token),
+    }))
+}
+
+#[derive(Serialize, Deserialize, Debug, PartialEq, Eq)]
+pub struct PaymentBody {
+    pub intent_id: String,
+    pub amount_cents: i64,
+    pub amount_received_cents: i64,
+    pub amount_refunded_cents: i64,
+    pub amount_disputed_cents: i64,
+    pub currency: String,
+    pub status: String,
+    pub failure_code: Option<String>,
+    pub failure_message: Option<String>,
+    pub created_at: Option<String>,
+    pub updated_at: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Debug, PartialEq, Eq)]
+pub struct PaymentsPage {
+    pub payments: Vec<PaymentBody>,
+    /// Null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+pub async fn payments(
+    State(state): State<Arc<AppState>>,
+    user: AuthenticatedUser,
+    uri: Uri,
+) -> Result<Json<PaymentsPage>, ApiError> {
+    let page = PageQuery::parse(&uri)?;
+    let request = ListPaymentsRequest {
+        user_id: user.user_id,
+        page_size: page.limit,
+        page_token: page.cursor,
+    };
+    let answer = state
+        .upstream
+        .client()
+        .list_payments(state.upstream.request(request, user.request_id.as_deref()))
+        .await
+        .map_err(|status| list_error(&status))?
+        .into_inner();
+    Ok(Json(PaymentsPage {
+        payments: answer
+            .payments
+            .into_iter()
+            .map(|payment| PaymentBody {
+                intent_id: payment.intent_id,
+                amount_cents: payment.amount_cents,
+                amount_received_cents: payment.amount_received_cents,
+                amount_refunded_cents: payment.amount_refunded_cents,
+                amount_disputed_cents: payment.amount_disputed_cents,
+                currency: payment.currency,
+                status: payment.status,
+                failure_code: non_empty(payment.failure_code),
+                failure_message: non_empty(payment.failure_message),
+                created_at: rfc3339(payment.created_at.map(|t| (t.seconds, t.nanos))),
+                updated_at: rfc3339(payment.updated_at.map(|t| (t.seconds, t.nanos))),
+            })
+            .collect(),
+        next_cursor: non_empty(answer.next_page_token),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(query: &str) -> Result<PageQuery, u16> {
+        let uri: Uri = format!("/ledger{query}").parse().unwrap();
+        PageQuery::parse(&uri).map_err(|err| err.status.as_u16())
+    }
+
+    #[test]
+    fn limits_and_cursors_are_read_strictly() {
+        assert_eq!(
+            parse(""),
+            Ok(PageQuery {
+                limit: 50,
+                cursor: String::new()
+            })
+        );
+        assert_eq!(
+            parse("?limit=500&cursor=L1.ab12.7&other=x"),
+            Ok(PageQuery {
+                limit: 500,
+                cursor: "L1.ab12.7".into()
+            })
+        );
+        for bad in [
+            "?limit=0",
+            "?limit=-1",
+            "?limit=501",
+            "?limit=9999999999999",
+            "?limit=ten",
+            "?limit=",
+            "?limit=5&limit=6",
+            "?cursor=L1.ab%20c",
+            "?cursor=a&cursor=b",
+        ] {
+            assert_eq!(parse(bad), Err(400), "{bad}");
+        }
+    }
+}
