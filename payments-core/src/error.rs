@@ -56,6 +56,13 @@ impl Cause {
         }
     }
 
+    /// Whether the first source is an `E` (which dependency failed).
+    pub fn source_is<E: std::error::Error + 'static>(&self) -> bool {
+        self.source
+            .as_deref()
+            .is_some_and(|source| (source as &dyn std::error::Error).is::<E>())
+    }
+
     /// The message and what each source adds to it, `: `-separated, for a
     /// log line (a source whose text the line holds already adds nothing).
     pub fn chain(&self) -> String {
@@ -141,6 +148,8 @@ mod tests {
             panic!("{err:?}")
         };
         assert!(std::error::Error::source(cause).is_some());
+        assert!(cause.source_is::<DbError>());
+        assert!(!cause.source_is::<GatewayError>());
         assert_eq!(err.to_string(), "database unavailable: connection refused");
         assert_eq!(cause.chain(), "database unavailable: connection refused");
 

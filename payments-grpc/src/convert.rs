@@ -2,7 +2,9 @@
 
 use std::collections::HashMap;
 
+use payments_core::db::DbError;
 use payments_core::db::payments::PaymentRow;
+use payments_core::stripe::GatewayError;
 use payments_core::{Balance, CreatedIntent, Error, EventOutcome, LedgerEntry, Page, Spent};
 use secrecy::ExposeSecret;
 use tonic::{Code, Status};
@@ -146,7 +148,14 @@ pub fn to_status(err: Error) -> Status {
         ),
         Error::Unavailable(cause) => {
             tracing::warn!(error = %cause.chain(), "dependency unavailable");
-            plain(Code::Unavailable, cause.message, error_reason::UNAVAILABLE)
+            let reason = if cause.source_is::<DbError>() {
+                error_reason::DATABASE_UNAVAILABLE
+            } else if cause.source_is::<GatewayError>() {
+                error_reason::STRIPE_UNAVAILABLE
+            } else {
+                error_reason::UNAVAILABLE
+            };
+            plain(Code::Unavailable, cause.message, reason)
         }
         Error::Internal(cause) => {
             tracing::error!(error = %cause.chain(), "internal error");

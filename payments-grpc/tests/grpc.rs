@@ -361,6 +361,7 @@ async fn stripe_failing_with_500_is_unavailable_retried_with_one_key_and_leaves_
     let status = server.create("user-1", 1000, "order-1").await.unwrap_err();
 
     assert_eq!(status.code(), Code::Unavailable);
+    assert_eq!(reason(&status), error_reason::STRIPE_UNAVAILABLE);
     let attempts = server
         .stripe
         .requests_to("POST", "/v1/payment_intents")
@@ -543,6 +544,7 @@ async fn stripe_unreachable_during_an_event_is_unavailable_so_stripe_retries() {
         .unwrap_err();
 
     assert_eq!(status.code(), Code::Unavailable);
+    assert_eq!(reason(&status), error_reason::STRIPE_UNAVAILABLE);
     assert_eq!(server.balance("user-1").await.unwrap().balance_cents, 0);
     assert_eq!(server.rows("stripe_events").await, 0);
     assert_eq!(server.rows("ignored_stripe_events").await, 0);
@@ -556,11 +558,18 @@ async fn the_database_gone_is_unavailable() {
 
     let status = server.balance("user-1").await.unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert_eq!(reason(&status), error_reason::DATABASE_UNAVAILABLE);
     let status = server
         .apply(event_json("evt_1", "customer.created", "cus_1"))
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert_eq!(reason(&status), error_reason::DATABASE_UNAVAILABLE);
+}
+
+/// The ErrorInfo reason a status carries.
+fn reason(status: &Status) -> String {
+    error_reason::of(status).expect("an ErrorInfo").0
 }
 
 #[tokio::test]

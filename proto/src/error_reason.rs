@@ -24,7 +24,13 @@ pub const NOT_FOUND: &str = "NOT_FOUND";
 pub const TOO_MANY_OPEN_INTENTS: &str = "TOO_MANY_OPEN_INTENTS";
 /// Every place for an unauthenticated stream (health watch, reflection) is taken.
 pub const TOO_MANY_OPEN_STREAMS: &str = "TOO_MANY_OPEN_STREAMS";
-/// Postgres or Stripe cannot be reached right now; retry with the same key.
+/// Postgres cannot be reached right now; retry with the same key.
+pub const DATABASE_UNAVAILABLE: &str = "DATABASE_UNAVAILABLE";
+/// Stripe cannot be reached (or answers as if misconfigured) right now;
+/// retry with the same key.
+pub const STRIPE_UNAVAILABLE: &str = "STRIPE_UNAVAILABLE";
+/// Unavailable for another passing reason (a payment kept changing under
+/// concurrent events); retry with the same key.
 pub const UNAVAILABLE: &str = "UNAVAILABLE";
 /// AdminService is off: no `PAYMENTS_ADMIN_TOKEN` is configured.
 pub const ADMIN_DISABLED: &str = "ADMIN_DISABLED";

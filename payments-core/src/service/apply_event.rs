@@ -72,9 +72,10 @@ impl<G: PaymentGateway> PaymentsService<G> {
                 tracing::error!(
                     "Stripe has no PaymentIntent this service created: is STRIPE_SECRET_KEY the right account's?"
                 );
-                return Err(Error::Unavailable(
-                    "Stripe answered 404 for a PaymentIntent this service created; retry once the Stripe key is right".into(),
-                ));
+                return Err(Error::Unavailable(crate::error::Cause {
+                    message: "Stripe answered 404 for a PaymentIntent this service created; retry once the Stripe key is right".into(),
+                    source: Some(std::sync::Arc::new(crate::stripe::GatewayError::NotFound)),
+                }));
             }
             Err(crate::stripe::GatewayError::NotFound) => {
                 return self
