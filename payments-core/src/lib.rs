@@ -5,12 +5,13 @@ pub mod db;
 mod error;
 mod service;
 pub mod stripe;
+pub mod watch;
 
 /// The rules of money, shared with the edge.
 pub use payments_domain as domain;
 
 pub use error::Error;
 pub use service::{
-    Adjusted, Balance, CreatedIntent, DEFAULT_PAGE_SIZE, EventOutcome, LedgerEntry, MAX_PAGE_SIZE,
-    OpenIntentLimit, Page, PaymentsService, Spent,
+    Adjusted, Balance, BalanceWatch, CreatedIntent, DEFAULT_PAGE_SIZE, EventOutcome, LedgerEntry,
+    MAX_PAGE_SIZE, OpenIntentLimit, Page, PaymentsService, Spent,
 };

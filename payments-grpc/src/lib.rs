@@ -46,6 +46,8 @@ pub struct Application {
     limits: GrpcLimits,
     tls: Option<tonic::transport::ServerTlsConfig>,
     payload_retention: Option<chrono::Duration>,
+    /// Where the balance listener connects.
+    database_url: String,
 }
 
 impl Application {
@@ -91,6 +93,7 @@ impl Application {
             },
             limits: config.limits(),
             tls: settings.tls,
+            database_url: config.database_url.clone(),
             payload_retention: (config.stripe_event_payload_retention_days > 0)
                 .then(|| chrono::Duration::days(config.stripe_event_payload_retention_days.into())),
         })
@@ -112,7 +115,11 @@ impl Application {
         if let Some(retention) = self.payload_retention {
             spawn_payload_retention(self.core.clone(), retention);
         }
-        serve_with_limits(
+        // One connection hears every balance change for the whole process.
+        let listener = self
+            .core
+            .listen_for_balance_changes(self.database_url.clone());
+        let served = serve_with_limits(
             self.core,
             self.tokens,
             self.listener,
@@ -121,7 +128,9 @@ impl Application {
             shutdown,
         )
         .await
-        .context("serving gRPC")
+        .context("serving gRPC");
+        listener.abort();
+        served
     }
 }
 
@@ -190,6 +199,7 @@ pub async fn serve_with_limits<G: PaymentGateway>(
         }
     });
     // The token is checked on the headers, before a message is read.
+    let watches = core.clone();
     let payments = InterceptedService::new(
         PaymentsServiceServer::new(GrpcPaymentsService::new(core.clone()))
             .max_decoding_message_size(limits::MAX_CALL_MESSAGE_BYTES),
@@ -229,7 +239,11 @@ pub async fn serve_with_limits<G: PaymentGateway>(
         .add_service(admin)
         .serve_with_incoming_shutdown(
             LimitedListener::new(listener, limits.connections).into_incoming(),
-            shutdown,
+            async move {
+                shutdown.await;
+                // Open watches end, so the drain does not wait for them.
+                watches.stop_watches();
+            },
         )
         .await;
     watcher.abort();

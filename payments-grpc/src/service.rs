@@ -126,6 +126,45 @@ impl<G: PaymentGateway> PaymentsServiceRpc for GrpcPaymentsService<G> {
             .map_err(to_status)?;
         Ok(Response::new(convert::payments_page(page)))
     }
+
+    type WatchBalanceStream = std::pin::Pin<
+        Box<
+            dyn tonic::codegen::tokio_stream::Stream<
+                    Item = Result<proto::GetBalanceResponse, Status>,
+                > + Send,
+        >,
+    >;
+
+    async fn watch_balance(
+        &self,
+        request: Request<proto::WatchBalanceRequest>,
+    ) -> Result<Response<Self::WatchBalanceStream>, Status> {
+        let mut watch = self
+            .core
+            .watch_balance(&request.into_inner().user_id)
+            .map_err(to_status)?;
+        // A small buffer: a watcher that stops reading holds back its own
+        // stream only.
+        let (sender, receiver) = tokio::sync::mpsc::channel(4);
+        let core = self.core.clone();
+        tokio::spawn(async move {
+            loop {
+                let next = tokio::select! {
+                    next = core.next_balance(&mut watch) => next,
+                    // The caller went away.
+                    () = sender.closed() => return,
+                };
+                let Some(next) = next else { return };
+                let message = next.map(convert::balance).map_err(to_status);
+                if sender.send(message).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tonic::codegen::tokio_stream::wrappers::ReceiverStream::new(receiver),
+        )))
+    }
 }
 
 /// The gRPC face of the operators' use cases (its own token: `auth`).

@@ -68,6 +68,7 @@ impl<G: PaymentGateway> PaymentsService<G> {
                     reason = adjustment.reason,
                     "balance adjusted"
                 );
+                self.announcer.changed(user.as_str());
                 Ok(Adjusted {
                     entry_id,
                     balance_cents: Cents::new(balance_cents),

@@ -153,7 +153,7 @@ impl<G: PaymentGateway> PaymentsService<G> {
                     },
                 };
                 let effect = apply_intent_state(&event, &payload, received_at, &payment, &intent)?;
-                if let Some(outcome) = write_effect(conn, &effect).await? {
+                if let Some(outcome) = write_effect(conn, &effect, &self.announcer).await? {
                     return Ok(outcome);
                 }
                 tracing::info!("the payment changed since it was read; reading it again");
@@ -366,6 +366,7 @@ fn apply_intent_state<'a>(
 async fn write_effect(
     conn: &mut diesel_async::AsyncPgConnection,
     effect: &EventEffect<'_>,
+    announcer: &crate::watch::Announcer,
 ) -> Result<Option<EventOutcome>, Error> {
     let applied = apply::apply(conn, effect).await?;
     if !applied.recorded {
@@ -377,6 +378,7 @@ async fn write_effect(
         ));
     }
     if let Some(balance_cents) = applied.balance_cents {
+        announcer.changed(effect.user_id);
         tracing::info!(
             credited_cents = effect.credit_cents,
             balance_cents,

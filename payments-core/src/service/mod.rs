@@ -7,6 +7,7 @@ mod balance;
 mod create_intent;
 mod history;
 mod spend;
+mod watch;
 
 use chrono::{DateTime, Utc};
 use diesel_async::RunQueryDsl;
@@ -22,6 +23,7 @@ pub use adjust::Adjusted;
 pub use create_intent::CreatedIntent;
 pub use history::{DEFAULT_PAGE_SIZE, LedgerEntry, MAX_PAGE_SIZE, Page};
 pub use spend::Spent;
+pub use watch::BalanceWatch;
 
 /// The one currency balances are kept in.
 const CURRENCY: Currency = Currency::Usd;
@@ -51,6 +53,10 @@ pub struct PaymentsService<G> {
     open_intents: OpenIntentLimit,
     /// Read from the database once, on first use.
     deployment: tokio::sync::OnceCell<String>,
+    /// The watchers of balances, woken by the database's announcements.
+    balances: std::sync::Arc<crate::watch::BalanceHub>,
+    /// Announces this process's balance changes to every process.
+    announcer: crate::watch::Announcer,
 }
 
 /// At most `max` unpaid intents created within `window` per user: against
@@ -76,11 +82,13 @@ impl<G: PaymentGateway> PaymentsService<G> {
         Self {
             balance_reads: BalanceReads::new(pool.clone()),
             payment_inserts: PaymentInserts::new(pool.clone()),
+            announcer: crate::watch::Announcer::start(pool.clone()),
             pool,
             gateway,
             tiers,
             open_intents: OpenIntentLimit::default(),
             deployment: tokio::sync::OnceCell::new(),
+            balances: std::sync::Arc::default(),
         }
     }
 

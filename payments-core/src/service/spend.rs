@@ -51,6 +51,7 @@ impl<G: PaymentGateway> PaymentsService<G> {
                 balance_cents,
             } => {
                 tracing::info!(entry_id, balance_cents, "credits spent");
+                self.announcer.changed(user.as_str());
                 Ok(Spent {
                     spend_id: entry_id,
                     balance_cents: Cents::new(balance_cents),
@@ -109,6 +110,7 @@ impl<G: PaymentGateway> PaymentsService<G> {
                 balance_cents,
             } => {
                 tracing::info!(entry_id, balance_cents, "spend reversed");
+                self.announcer.changed(user.as_str());
                 Ok(Cents::new(balance_cents))
             }
             ReversalOutcome::AlreadyReversed { balance_cents } => {
