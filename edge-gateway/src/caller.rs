@@ -18,6 +18,8 @@ use crate::routes::{AppState, request_id};
 pub struct AuthenticatedUser {
     pub user_id: String,
     pub request_id: Option<String>,
+    /// The token's `exp`, in Unix seconds: a stream ends there.
+    pub expires_at: i64,
 }
 
 impl FromRequestParts<Arc<AppState>> for AuthenticatedUser {
@@ -45,6 +47,7 @@ impl FromRequestParts<Arc<AppState>> for AuthenticatedUser {
             return Ok(Self {
                 user_id: verified.user_id,
                 request_id: request_id(&parts.headers),
+                expires_at: verified.expires_at,
             });
         }
         let keys = state.keys.keys().await.map_err(|err| {
@@ -64,10 +67,10 @@ impl FromRequestParts<Arc<AppState>> for AuthenticatedUser {
             ApiError::unauthorized(err.to_string())
         })?;
         state.verified_tokens.insert(token, verified.clone(), now);
-        let user_id = verified.user_id;
         Ok(Self {
-            user_id,
+            user_id: verified.user_id,
             request_id: request_id(&parts.headers),
+            expires_at: verified.expires_at,
         })
     }
 }

@@ -212,6 +212,74 @@ pub async fn payments(
     }))
 }
 
+/// How often an idle balance stream sends a comment line, so proxies and
+/// the browser keep it open.
+const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// `GET /balance/stream`: Server-Sent Events. An event `balance` with the
+/// balance (as `GET /balance`) at once, then one per change, pushed by
+/// payments-grpc's `WatchBalance`; a comment line every 15 s; the stream
+/// ends when the ID token expires (the client reconnects with a fresh one)
+/// or when payments-grpc stops.
+pub async fn balance_stream(
+    State(state): State<Arc<AppState>>,
+    user: AuthenticatedUser,
+) -> Result<
+    axum::response::sse::Sse<
+        impl tonic::codegen::tokio_stream::Stream<
+            Item = Result<axum::response::sse::Event, std::convert::Infallible>,
+        >,
+    >,
+    ApiError,
+> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+
+    let request = payments_proto::WatchBalanceRequest {
+        user_id: user.user_id,
+    };
+    let mut balances = state
+        .upstream
+        .client()
+        .watch_balance(state.upstream.request(request, user.request_id.as_deref()))
+        .await
+        .map_err(|status| ApiError::from_grpc(&status))?
+        .into_inner();
+    let lifetime = u64::try_from(user.expires_at - service_runtime::now_unix()).unwrap_or(0);
+    let (sender, events) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(async move {
+        let expired = tokio::time::sleep(std::time::Duration::from_secs(lifetime));
+        tokio::pin!(expired);
+        loop {
+            let balance = tokio::select! {
+                balance = balances.message() => balance,
+                () = &mut expired => return,
+                // The client went away.
+                () = sender.closed() => return,
+            };
+            let Ok(Some(balance)) = balance else {
+                // payments-grpc stopped or failed: the client reconnects.
+                return;
+            };
+            let body = crate::routes::BalanceBody {
+                balance_cents: balance.balance_cents,
+                currency: balance.currency,
+                updated_at: rfc3339(balance.updated_at.map(|t| (t.seconds, t.nanos))),
+            };
+            let event = Event::default().event("balance").json_data(&body);
+            let Ok(event) = event else { return };
+            if sender.send(Ok(event)).await.is_err() {
+                return;
+            }
+        }
+    });
+    Ok(
+        Sse::new(tonic::codegen::tokio_stream::wrappers::ReceiverStream::new(
+            events,
+        ))
+        .keep_alive(KeepAlive::new().interval(HEARTBEAT).text("heartbeat")),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -75,6 +75,7 @@ pub fn router(state: Arc<AppState>, request_timeout: Duration) -> Router {
             post(create_payment_intent),
         )
         .route("/balance", get(balance))
+        .route("/balance/stream", get(crate::history::balance_stream))
         .route("/ledger", get(crate::history::ledger))
         .route("/payments", get(crate::history::payments));
     let api = match cors {

@@ -991,3 +991,85 @@ async fn bad_history_queries_are_400_and_no_token_is_401() {
         assert_eq!(empty["next_cursor"], Value::Null, "{empty}");
     }
 }
+
+/// The text of an open event stream, read until `wanted` appears in it or
+/// `within` passes; `None` when the stream ends first.
+async fn read_until(
+    response: &mut reqwest::Response,
+    seen: &mut String,
+    wanted: &str,
+    within: std::time::Duration,
+) -> Option<()> {
+    let deadline = tokio::time::Instant::now() + within;
+    while !seen.contains(wanted) {
+        let chunk = tokio::time::timeout_at(deadline, response.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("{wanted:?} did not come in time; got {seen:?}"))
+            .unwrap()?;
+        seen.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    Some(())
+}
+
+#[tokio::test]
+async fn the_balance_stream_sends_the_balance_then_each_change() {
+    let stack = Stack::start().await;
+    let token = stack.token("kira");
+    let mut response = stack.get(&token, "/balance/stream").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+
+    let mut seen = String::new();
+    let second = std::time::Duration::from_secs(5);
+    read_until(&mut response, &mut seen, "\n\n", second)
+        .await
+        .unwrap();
+    assert!(
+        seen.starts_with("event: balance\ndata: {\"balance_cents\":0,"),
+        "{seen:?}"
+    );
+
+    stack.paid_top_up(&token, 10, "evt_stream_1").await;
+    read_until(&mut response, &mut seen, "\"balance_cents\":1000", second)
+        .await
+        .unwrap();
+    // Another user's top-up is not in kira's stream.
+    stack
+        .paid_top_up(&stack.token("liam"), 5, "evt_stream_2")
+        .await;
+    stack.paid_top_up(&token, 5, "evt_stream_3").await;
+    read_until(&mut response, &mut seen, "\"balance_cents\":1500", second)
+        .await
+        .unwrap();
+    assert!(!seen.contains("\"balance_cents\":500,"), "{seen:?}");
+
+    let unauthenticated = stack
+        .http
+        .get(format!("{}/balance/stream", stack.edge))
+        .send()
+        .await
+        .unwrap();
+    problem(unauthenticated, StatusCode::UNAUTHORIZED).await;
+}
+
+#[tokio::test]
+async fn the_balance_stream_sends_heartbeats_and_ends_when_the_token_expires() {
+    let stack = Stack::start().await;
+    let mut claims = edge_gateway::testing::claims(PROJECT, "mia", now());
+    claims["exp"] = (now() + 18).into();
+    let token = sign(&claims, KID, edge_gateway::testing::PRIVATE_KEY_PEM);
+    let mut response = stack.get(&token, "/balance/stream").await;
+    assert_eq!(response.status(), StatusCode::OK);
+
+    let mut seen = String::new();
+    let wait = std::time::Duration::from_secs(17);
+    read_until(&mut response, &mut seen, "event: balance", wait)
+        .await
+        .unwrap();
+    read_until(&mut response, &mut seen, ": heartbeat\n", wait)
+        .await
+        .unwrap();
+    // Ended at the token's expiry: the client reconnects with a fresh token.
+    let ended = read_until(&mut response, &mut seen, "never sent", wait).await;
+    assert_eq!(ended, None, "{seen:?}");
+}
