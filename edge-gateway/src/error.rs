@@ -193,10 +193,15 @@ impl ApiError {
     /// The one place gRPC statuses become HTTP answers.
     pub fn from_grpc(status: &tonic::Status) -> Self {
         let message = status.message().to_owned();
-        if let Some((reason, metadata)) = error_reason::of(status)
-            && reason == error_reason::NOT_A_TIER
-        {
-            return Self::not_a_tier("amount_usd is not a top-up tier", &metadata);
+        match error_reason::of(status) {
+            Some((reason, metadata)) if reason == error_reason::NOT_A_TIER => {
+                return Self::not_a_tier("amount_usd is not a top-up tier", &metadata);
+            }
+            // payments-grpc holds as many balance watches as it may.
+            Some((reason, _)) if reason == error_reason::TOO_MANY_OPEN_STREAMS => {
+                return Self::overloaded();
+            }
+            _ => {}
         }
         match status.code() {
             Code::InvalidArgument => Self::invalid_request(message),
@@ -288,6 +293,20 @@ mod tests {
             err.detail,
             "amount_usd is not a top-up tier; allowed tiers (USD): 5, 10"
         );
+    }
+
+    #[test]
+    fn too_many_watches_is_503_overloaded_not_too_many_intents() {
+        let status = error_reason::status(
+            Code::ResourceExhausted,
+            "this server holds 10000 balance watches",
+            error_reason::TOO_MANY_OPEN_STREAMS,
+            HashMap::new(),
+        );
+        let err = ApiError::from_grpc(&status);
+        assert_eq!(err.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(err.kind, "overloaded");
+        assert!(err.retry_after_secs.is_some());
     }
 
     #[test]

@@ -26,6 +26,9 @@ pub enum Error {
         balance_cents: i64,
         asked_cents: i64,
     },
+    /// The process holds as many balance watches as it may.
+    #[error("{0}")]
+    TooManyWatchers(String),
     /// What the request names does not exist for this user.
     #[error("{0}")]
     NotFound(String),

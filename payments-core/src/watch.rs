@@ -31,6 +31,9 @@ const RECONNECT_AFTER: Duration = Duration::from_secs(1);
 /// Announcements waiting to be sent at most; past it one is dropped (its
 /// watchers then learn of the change with the user's next one).
 const MAX_WAITING_ANNOUNCEMENTS: usize = 10_000;
+/// Watchers one process holds at most (each a task and a few hundred bytes);
+/// past it a new watch is refused until one ends.
+pub const MAX_WATCHERS: usize = 10_000;
 /// Users named by one NOTIFY statement at most.
 const MAX_ANNOUNCED_AT_ONCE: usize = 1_000;
 
@@ -84,6 +87,10 @@ async fn announce(pool: DbPool, mut users: mpsc::Receiver<String>) {
 #[derive(Debug)]
 pub struct BalanceHub {
     users: Mutex<HashMap<String, watch::Sender<u64>>>,
+    /// Subscriptions alive.
+    watchers: std::sync::atomic::AtomicUsize,
+    /// At most this many.
+    max_watchers: usize,
     /// True once the process stops: every watch ends.
     closed: watch::Sender<bool>,
 }
@@ -100,6 +107,9 @@ pub struct Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
+        self.hub
+            .watchers
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         let mut users = self.hub.users.lock().unwrap_or_else(|p| p.into_inner());
         // This receiver is still counted while it is being dropped.
         if users
@@ -113,26 +123,45 @@ impl Drop for Subscription {
 
 impl Default for BalanceHub {
     fn default() -> Self {
-        Self {
-            users: Mutex::default(),
-            closed: watch::Sender::new(false),
-        }
+        Self::with_max_watchers(MAX_WATCHERS)
     }
 }
 
 impl BalanceHub {
-    pub fn subscribe(self: &Arc<Self>, user_id: &str) -> Subscription {
+    pub fn with_max_watchers(max_watchers: usize) -> Self {
+        Self {
+            users: Mutex::default(),
+            watchers: std::sync::atomic::AtomicUsize::new(0),
+            max_watchers,
+            closed: watch::Sender::new(false),
+        }
+    }
+
+    /// A new watcher of `user_id`; `None` when the process holds as many
+    /// as it may.
+    pub fn subscribe(self: &Arc<Self>, user_id: &str) -> Option<Subscription> {
+        let taken = self
+            .watchers
+            .fetch_update(
+                std::sync::atomic::Ordering::Relaxed,
+                std::sync::atomic::Ordering::Relaxed,
+                |n| (n < self.max_watchers).then_some(n + 1),
+            )
+            .is_ok();
+        if !taken {
+            return None;
+        }
         let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
         let changes = users
             .entry(user_id.to_owned())
             .or_insert_with(|| watch::Sender::new(0))
             .subscribe();
-        Subscription {
+        Some(Subscription {
             hub: self.clone(),
             user_id: user_id.to_owned(),
             changes,
             closed: self.closed.subscribe(),
-        }
+        })
     }
 
     /// The user's balance changed: wake their watchers.
@@ -235,10 +264,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_change_wakes_only_that_users_watchers_and_the_last_drop_forgets_the_user() {
-        let hub = Arc::new(BalanceHub::default());
-        let mut ann = hub.subscribe("ann");
-        let ann_too = hub.subscribe("ann");
-        let bob = hub.subscribe("bob");
+        let hub = Arc::new(BalanceHub::with_max_watchers(3));
+        let mut ann = hub.subscribe("ann").unwrap();
+        let ann_too = hub.subscribe("ann").unwrap();
+        let bob = hub.subscribe("bob").unwrap();
+        assert!(hub.subscribe("cid").is_none(), "past the most watchers");
         assert_eq!(hub.watched_users(), 2);
 
         hub.changed("ann");
@@ -250,6 +280,7 @@ mod tests {
 
         drop(ann_too);
         assert_eq!(hub.watched_users(), 2, "ann still has a watcher");
+        assert!(hub.subscribe("cid").is_some(), "a place freed");
         drop(ann);
         drop(bob);
         assert_eq!(hub.watched_users(), 0);

@@ -141,6 +141,11 @@ pub fn to_status(err: Error) -> Status {
             )]),
         ),
         Error::NotFound(message) => plain(Code::NotFound, message, error_reason::NOT_FOUND),
+        Error::TooManyWatchers(message) => plain(
+            Code::ResourceExhausted,
+            message,
+            error_reason::TOO_MANY_OPEN_STREAMS,
+        ),
         Error::TooManyOpenIntents(message) => plain(
             Code::ResourceExhausted,
             message,

@@ -23,8 +23,14 @@ impl<G: PaymentGateway> PaymentsService<G> {
     /// so no change between the two is missed.
     pub fn watch_balance(&self, user_id: &str) -> Result<BalanceWatch, Error> {
         let user = UserId::parse(user_id)?;
+        let subscription = self.balances.subscribe(user.as_str()).ok_or_else(|| {
+            Error::TooManyWatchers(format!(
+                "this server holds {} balance watches, its most; retry shortly",
+                crate::watch::MAX_WATCHERS
+            ))
+        })?;
         Ok(BalanceWatch {
-            subscription: self.balances.subscribe(user.as_str()),
+            subscription,
             user_id: user.as_str().to_owned(),
             last: None,
         })
