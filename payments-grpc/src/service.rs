@@ -155,8 +155,10 @@ impl<G: PaymentGateway> PaymentsServiceRpc for GrpcPaymentsService<G> {
                     () = sender.closed() => return,
                 };
                 let Some(next) = next else { return };
+                // An error ends the stream: the caller watches again.
+                let failed = next.is_err();
                 let message = next.map(convert::balance).map_err(to_status);
-                if sender.send(message).await.is_err() {
+                if sender.send(message).await.is_err() || failed {
                     return;
                 }
             }
