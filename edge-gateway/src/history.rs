@@ -260,11 +260,7 @@ pub async fn balance_stream(
                 // payments-grpc stopped or failed: the client reconnects.
                 return;
             };
-            let body = crate::routes::BalanceBody {
-                balance_cents: balance.balance_cents,
-                currency: balance.currency,
-                updated_at: rfc3339(balance.updated_at.map(|t| (t.seconds, t.nanos))),
-            };
+            let body = crate::routes::BalanceBody::from(balance);
             let event = Event::default().event("balance").json_data(&body);
             let Ok(event) = event else { return };
             if sender.send(Ok(event)).await.is_err() {

@@ -225,6 +225,17 @@ pub struct BalanceBody {
     pub updated_at: Option<String>,
 }
 
+impl From<payments_proto::GetBalanceResponse> for BalanceBody {
+    /// As `GET /balance` and every event of `GET /balance/stream` answer it.
+    fn from(balance: payments_proto::GetBalanceResponse) -> Self {
+        Self {
+            balance_cents: balance.balance_cents,
+            currency: balance.currency,
+            updated_at: crate::history::rfc3339(balance.updated_at.map(|t| (t.seconds, t.nanos))),
+        }
+    }
+}
+
 async fn balance(
     State(state): State<Arc<AppState>>,
     user: AuthenticatedUser,
@@ -239,12 +250,7 @@ async fn balance(
         .await
         .map_err(|status| ApiError::from_grpc(&status))?
         .into_inner();
-    let updated_at = crate::history::rfc3339(balance.updated_at.map(|t| (t.seconds, t.nanos)));
-    Ok(Json(BalanceBody {
-        balance_cents: balance.balance_cents,
-        currency: balance.currency,
-        updated_at,
-    }))
+    Ok(Json(BalanceBody::from(balance)))
 }
 
 async fn stripe_webhook(
