@@ -272,6 +272,14 @@ async fn spends_reversals_and_adjustments_are_whole_by_constraint() {
             "ledger_entries_idempotency_key_check",
         ),
         (
+            "('u1', -100, 0, 'usd', 'spend', 'clé', NULL, NULL, NULL)",
+            "ledger_entries_idempotency_key_check",
+        ),
+        (
+            "('u1', -100, 0, 'usd', 'spend', '', NULL, NULL, NULL)",
+            "ledger_entries_idempotency_key_check",
+        ),
+        (
             "('u1', 100, 0, 'usd', 'spend_reversal', NULL, NULL, NULL, NULL)",
             "ledger_spend_reversal_names_its_spend",
         ),
@@ -299,6 +307,20 @@ async fn spends_reversals_and_adjustments_are_whole_by_constraint() {
     ] {
         refused(conn, &format!("{entry} VALUES {values}"), constraint).await;
     }
+    // 255 characters is the longest key; one more is refused.
+    let key = "k".repeat(255);
+    exec(
+        conn,
+        &format!("{entry} VALUES ('u1', -1, -101, 'usd', 'spend', '{key}', NULL, NULL, NULL)"),
+    )
+    .await
+    .unwrap();
+    refused(
+        conn,
+        &format!("{entry} VALUES ('u1', -1, -102, 'usd', 'spend', '{key}k', NULL, NULL, NULL)"),
+        "ledger_entries_idempotency_key_check",
+    )
+    .await;
     let long_reason = "r".repeat(201);
     refused(
         conn,
@@ -318,7 +340,8 @@ async fn spends_reversals_and_adjustments_are_whole_by_constraint() {
         "ledger_one_reversal_per_entry",
     )
     .await;
-    assert_eq!(count_rows(conn, "ledger_entries").await, 2);
+    // The spend, the spend with the longest key, the reversal.
+    assert_eq!(count_rows(conn, "ledger_entries").await, 3);
 }
 
 #[tokio::test]
