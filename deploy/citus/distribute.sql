@@ -2,7 +2,9 @@
 -- after `payments-grpc migrate` has created the tables and before traffic:
 --   psql "$DATABASE_URL" -v ON_ERROR_STOP=1 -f deploy/citus/distribute.sql
 -- Checked by hand on Citus 13.2 (a coordinator and two workers, PostgreSQL
--- 15); README, "Running on Citus".
+-- 15); README, "Running on Citus". Run payments-grpc on Citus with
+-- PAYMENTS_COALESCE_SPENDS=false: `spend_credits_batch` spans users, so it
+-- is neither distributed here nor to be called there.
 BEGIN;
 -- Foreign keys to a reference table need every step over one connection per node.
 SET LOCAL citus.multi_shard_modify_mode TO 'sequential';

@@ -91,6 +91,9 @@ pub struct Config {
     /// Unpaid intents a user may hold (created within 24 h); 0 = no limit.
     #[arg(long, env = "MAX_OPEN_INTENTS_PER_USER", default_value_t = 20)]
     pub max_open_intents_per_user: u32,
+    /// Whether spends that arrive together share one transaction (true or false); false on Citus, where such a batch would span shards.
+    #[arg(long, env = "PAYMENTS_COALESCE_SPENDS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub payments_coalesce_spends: bool,
     /// Days a received Stripe event's payload is kept (the event id is kept for good); 0 = forever.
     #[arg(
         long,
@@ -370,6 +373,7 @@ mod tests {
             "PAYMENTS_FIRST_BYTE_TIMEOUT_MS",
             "PAYMENTS_IDLE_TIMEOUT_SECS",
             "MAX_OPEN_INTENTS_PER_USER",
+            "PAYMENTS_COALESCE_SPENDS",
             "STRIPE_EVENT_PAYLOAD_RETENTION_DAYS",
             "PAYMENTS_TLS_CERT_FILE",
             "PAYMENTS_TLS_KEY_FILE",

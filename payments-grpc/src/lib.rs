@@ -82,7 +82,8 @@ impl Application {
             StripeGateway::new(&settings.stripe).context("configuring the Stripe client")?;
         let core = Arc::new(
             PaymentsService::new(pool, gateway, config.topup_tiers_usd.clone())
-                .with_open_intent_limit(config.open_intent_limit()),
+                .with_open_intent_limit(config.open_intent_limit())
+                .with_spend_coalescing(config.payments_coalesce_spends),
         );
         Ok(Self {
             listener,

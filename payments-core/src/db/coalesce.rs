@@ -26,6 +26,12 @@ pub trait Batch: Send + Sync + 'static {
         pool: &DbPool,
         calls: &[Self::Call],
     ) -> impl Future<Output = Vec<Result<Self::Answer, DbError>>> + Send;
+
+    /// For a [`Coalescer::keyed`]: calls with the same key always go to the
+    /// same lane.
+    fn lane_key(_call: &Self::Call) -> &str {
+        ""
+    }
 }
 
 struct Waiting<B: Batch> {
@@ -39,41 +45,73 @@ pub struct Coalescer<B: Batch> {
     lanes: usize,
     /// The most calls one statement answers.
     max_batch: usize,
+    /// One queue per lane ([`Coalescer::keyed`]), or one that every lane takes from.
+    keyed: bool,
     /// Started on the first call, so a service can be built outside a runtime.
-    queue: OnceLock<mpsc::UnboundedSender<Waiting<B>>>,
+    queues: OnceLock<Vec<mpsc::UnboundedSender<Waiting<B>>>>,
 }
 
 impl<B: Batch> Coalescer<B> {
+    /// Each batch is taken by whichever lane is free.
     pub fn new(pool: DbPool, lanes: usize, max_batch: usize) -> Self {
         Self {
             pool,
             lanes: lanes.max(1),
             max_batch: max_batch.max(1),
-            queue: OnceLock::new(),
+            keyed: false,
+            queues: OnceLock::new(),
+        }
+    }
+
+    /// Each lane has its own queue, and a call goes to the lane of its
+    /// [`Batch::lane_key`]: calls on the same rows (one user's spends) share
+    /// batches instead of waiting on each other's row locks from lanes in
+    /// flight side by side.
+    pub fn keyed(pool: DbPool, lanes: usize, max_batch: usize) -> Self {
+        Self {
+            keyed: true,
+            ..Self::new(pool, lanes, max_batch)
         }
     }
 
     /// Answers `call` in the next batch.
     pub async fn call(&self, call: B::Call) -> Result<B::Answer, DbError> {
-        let queue = self.queue.get_or_init(|| self.start_lanes());
+        let queues = self.queues.get_or_init(|| self.start_lanes());
+        let queue = match queues.len() {
+            1 => &queues[0],
+            lanes => {
+                let mut hasher = std::hash::DefaultHasher::new();
+                std::hash::Hash::hash(B::lane_key(&call), &mut hasher);
+                &queues[(std::hash::Hasher::finish(&hasher) % lanes as u64) as usize]
+            }
+        };
         let (reply, answer) = oneshot::channel();
         let stopped = || DbError::Unavailable("the database lanes stopped".into());
         queue.send(Waiting { call, reply }).map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
 
-    /// The lanes stop when the coalescer (the queue's only sender) is dropped.
-    fn start_lanes(&self) -> mpsc::UnboundedSender<Waiting<B>> {
-        let (queue, waiting) = mpsc::unbounded_channel();
-        let waiting = Arc::new(Mutex::new(waiting));
-        for _ in 0..self.lanes {
-            tokio::spawn(lane::<B>(
-                self.pool.clone(),
-                waiting.clone(),
-                self.max_batch,
-            ));
-        }
-        queue
+    /// The lanes stop when the coalescer (their queues' only sender) is dropped.
+    fn start_lanes(&self) -> Vec<mpsc::UnboundedSender<Waiting<B>>> {
+        let (queues, lanes_per_queue) = if self.keyed {
+            (self.lanes, 1)
+        } else {
+            (1, self.lanes)
+        };
+        (0..queues)
+            .map(|_| {
+                let (queue, waiting) = mpsc::unbounded_channel();
+                let waiting = Arc::new(Mutex::new(waiting));
+                for _ in 0..lanes_per_queue {
+                    tokio::spawn(lane::<B>(
+                        self.pool.clone(),
+                        waiting.clone(),
+                        self.max_batch,
+                    ));
+                }
+                queue
+            })
+            .collect()
     }
 }
 

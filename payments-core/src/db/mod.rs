@@ -13,6 +13,7 @@ pub mod ledger;
 pub mod payment_inserts;
 pub mod payments;
 pub mod schema;
+pub mod spend_batches;
 pub mod spends;
 pub mod stripe_events;
 

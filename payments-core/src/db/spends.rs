@@ -43,7 +43,7 @@ pub enum ReversalOutcome {
 
 /// The row `spend_credits` answers.
 #[derive(Debug, Queryable)]
-struct SpendRow {
+pub(super) struct SpendRow {
     outcome: String,
     entry_id: Option<i64>,
     spent_cents: Option<i64>,
@@ -77,22 +77,29 @@ pub async fn spend(
     }
     .get_result(conn)
     .await?;
-    let missing = |column: &str| DbError::Unexpected(format!("spend_credits answered no {column}"));
-    let balance_cents = row.balance_cents.ok_or_else(|| missing("balance"))?;
-    match row.outcome.as_str() {
-        "spent" => Ok(SpendOutcome::Spent {
-            entry_id: row.entry_id.ok_or_else(|| missing("entry"))?,
-            balance_cents,
-        }),
-        "replayed" => Ok(SpendOutcome::Replayed {
-            entry_id: row.entry_id.ok_or_else(|| missing("entry"))?,
-            amount_cents: row.spent_cents.ok_or_else(|| missing("amount"))?,
-            balance_cents,
-        }),
-        "insufficient" => Ok(SpendOutcome::Insufficient { balance_cents }),
-        other => Err(DbError::Unexpected(format!(
-            "spend_credits answered the outcome {other:?}"
-        ))),
+    row.outcome()
+}
+
+impl SpendRow {
+    pub(super) fn outcome(self) -> Result<SpendOutcome, DbError> {
+        let missing =
+            |column: &str| DbError::Unexpected(format!("spend_credits answered no {column}"));
+        let balance_cents = self.balance_cents.ok_or_else(|| missing("balance"))?;
+        match self.outcome.as_str() {
+            "spent" => Ok(SpendOutcome::Spent {
+                entry_id: self.entry_id.ok_or_else(|| missing("entry"))?,
+                balance_cents,
+            }),
+            "replayed" => Ok(SpendOutcome::Replayed {
+                entry_id: self.entry_id.ok_or_else(|| missing("entry"))?,
+                amount_cents: self.spent_cents.ok_or_else(|| missing("amount"))?,
+                balance_cents,
+            }),
+            "insufficient" => Ok(SpendOutcome::Insufficient { balance_cents }),
+            other => Err(DbError::Unexpected(format!(
+                "spend_credits answered the outcome {other:?}"
+            ))),
+        }
     }
 }
 

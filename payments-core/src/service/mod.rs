@@ -15,6 +15,7 @@ use diesel_async::RunQueryDsl;
 use crate::Error;
 use crate::db::balance_reads::BalanceReads;
 use crate::db::payment_inserts::PaymentInserts;
+use crate::db::spend_batches::SpendBatches;
 use crate::db::{CancelOnDrop, DbPool, stripe_events};
 use crate::domain::{Cents, Currency, Tiers};
 use crate::stripe::PaymentGateway;
@@ -48,6 +49,9 @@ pub struct PaymentsService<G> {
     pool: DbPool,
     balance_reads: BalanceReads,
     payment_inserts: PaymentInserts,
+    /// `None`: each spend is its own transaction (on Citus, where a batch of
+    /// several users' spends would span shards).
+    spend_batches: Option<SpendBatches>,
     gateway: G,
     tiers: Tiers,
     open_intents: OpenIntentLimit,
@@ -82,6 +86,7 @@ impl<G: PaymentGateway> PaymentsService<G> {
         Self {
             balance_reads: BalanceReads::new(pool.clone()),
             payment_inserts: PaymentInserts::new(pool.clone()),
+            spend_batches: Some(SpendBatches::new(pool.clone())),
             announcer: crate::watch::Announcer::start(pool.clone()),
             pool,
             gateway,
@@ -94,6 +99,13 @@ impl<G: PaymentGateway> PaymentsService<G> {
 
     pub fn with_open_intent_limit(mut self, limit: OpenIntentLimit) -> Self {
         self.open_intents = limit;
+        self
+    }
+
+    /// Whether concurrent spends share a transaction (the default); off,
+    /// each spend commits alone.
+    pub fn with_spend_coalescing(mut self, on: bool) -> Self {
+        self.spend_batches = on.then(|| SpendBatches::new(self.pool.clone()));
         self
     }
 

@@ -1,11 +1,13 @@
 //! Spending credits, and giving a spend back: what backend services do with
-//! a balance. Each is one call of a SQL function (`db::spends`), one
-//! transaction on one user's rows.
+//! a balance. Each is one call of a SQL function (`db::spends`) on one
+//! user's rows; spends that arrive together share one transaction
+//! (`db::spend_batches`), each still whole.
 
 use chrono::Utc;
 
 use super::PaymentsService;
 use crate::Error;
+use crate::db::spend_batches::SpendToMake;
 use crate::db::spends::{self, ReversalOutcome, SpendOutcome};
 use crate::domain::{Cents, ClientIdempotencyKey, Reason, UserId};
 use crate::stripe::PaymentGateway;
@@ -36,15 +38,27 @@ impl<G: PaymentGateway> PaymentsService<G> {
         let amount = Cents::to_move(amount_cents)?;
         let key = ClientIdempotencyKey::parse_required(idempotency_key)?;
         let reason = Reason::parse_optional(reason)?;
-        let mut conn = self.connection().await?;
-        // It may wait on the balance's row lock: cancelled with its caller.
-        let outcome = conn
-            .cancelling(async |conn| {
-                let now = Utc::now();
-                let (user, key) = (user.as_str(), key.as_str());
-                spends::spend(conn, user, amount.get(), key, reason.as_deref(), now).await
-            })
-            .await?;
+        let outcome = match &self.spend_batches {
+            Some(batches) => {
+                let spend = SpendToMake {
+                    user_id: user.as_str().to_owned(),
+                    amount_cents: amount.get(),
+                    key: key.as_str().to_owned(),
+                    reason: reason.as_deref().map(str::to_owned),
+                };
+                batches.spend(spend).await?
+            }
+            None => {
+                let mut conn = self.connection().await?;
+                // It may wait on the balance's row lock: cancelled with its caller.
+                conn.cancelling(async |conn| {
+                    let now = Utc::now();
+                    let (user, key) = (user.as_str(), key.as_str());
+                    spends::spend(conn, user, amount.get(), key, reason.as_deref(), now).await
+                })
+                .await?
+            }
+        };
         match outcome {
             SpendOutcome::Spent {
                 entry_id,

@@ -14,6 +14,7 @@ mod load;
 mod pgbench;
 mod report;
 mod scenarios;
+mod spends;
 mod wire;
 mod world;
 
@@ -33,6 +34,7 @@ use crate::load::Figures;
 use crate::pgbench::{pgbench, pgbench_insert, pgbench_reference};
 use crate::report::{print_comparison, print_table};
 use crate::scenarios::{balance_over_grpc, balance_over_rest, create_intents, webhooks};
+use crate::spends::{pgbench_spend, spends};
 use crate::world::{Setting, World, drop_database, start_world, with_rss};
 
 pub(crate) const GRPC_CONNECTIONS: usize = 4;
@@ -75,7 +77,7 @@ pub(crate) struct Args {
     /// per server only adds cross-thread wake-ups (see README, Performance).
     #[arg(long, default_value_t = 1)]
     pub(crate) server_threads: usize,
-    /// Run only these scenarios (comma-separated: rest, grpc, webhook, create, pgbench).
+    /// Run only these scenarios (comma-separated: rest, grpc, webhook, create, spend, pgbench).
     #[arg(long, value_delimiter = ',')]
     pub(crate) only: Vec<String>,
     /// Where to write the figures.
@@ -163,16 +165,18 @@ enum Scenario {
     Grpc,
     Webhook,
     Create,
+    Spend,
     PgbenchInsert,
     Pgbench,
 }
 
 impl Scenario {
-    const ALL: [Scenario; 6] = [
+    const ALL: [Scenario; 7] = [
         Scenario::Rest,
         Scenario::Grpc,
         Scenario::Webhook,
         Scenario::Create,
+        Scenario::Spend,
         Scenario::PgbenchInsert,
         Scenario::Pgbench,
     ];
@@ -184,6 +188,7 @@ impl Scenario {
             Scenario::Grpc => "grpc",
             Scenario::Webhook => "webhook",
             Scenario::Create => "create",
+            Scenario::Spend => "spend",
             Scenario::PgbenchInsert | Scenario::Pgbench => "pgbench",
         }
     }
@@ -195,6 +200,9 @@ struct Round {
     scenarios: Vec<Figures>,
     webhook_rate: f64,
     insert_ceiling: Option<Figures>,
+    /// One spend per transaction, for the coalesced spends' ratio.
+    spend_ceiling: Option<Figures>,
+    spend_rate: f64,
     ceiling: Option<Figures>,
     /// The least an exactly-once credit writes, for scale (`pgbench_reference`).
     reference: Option<Figures>,
@@ -274,6 +282,14 @@ async fn run_scenario(world: &World, scenario: Scenario, round: &mut Round) -> a
         Scenario::Create => round
             .scenarios
             .push(with_rss(world, create_intents(world).await)),
+        Scenario::Spend => {
+            let spread = spends(world, false).await?;
+            round.spend_rate = spread.requests_per_sec;
+            round.scenarios.push(with_rss(world, spread));
+            let hot = spends(world, true).await?;
+            round.scenarios.push(with_rss(world, hot));
+            round.spend_ceiling = Some(pgbench_spend(world).await?);
+        }
         Scenario::PgbenchInsert => {
             round.insert_ceiling = Some(pgbench_insert(world, world.label).await?);
         }
@@ -293,6 +309,7 @@ async fn report_round(world: &World, round: Round) -> anyhow::Result<Value> {
         .iter()
         .chain(&round.reference)
         .chain(&round.insert_ceiling)
+        .chain(&round.spend_ceiling)
         .collect();
     print_table(&round.scenarios, &ceilings);
     let ratio = match &round.ceiling {
@@ -315,12 +332,24 @@ async fn report_round(world: &World, round: Round) -> anyhow::Result<Value> {
             ours.requests_per_sec / reference.requests_per_sec * 100.0
         );
     }
+    let spend_ratio = match &round.spend_ceiling {
+        Some(alone) if alone.requests_per_sec > 0.0 => round.spend_rate / alone.requests_per_sec,
+        _ => 0.0,
+    };
+    if spend_ratio > 0.0 {
+        println!(
+            "SpendCredits (coalesced) / pgbench one spend per transaction = {:.0} %",
+            spend_ratio * 100.0
+        );
+    }
     check_ledger(&world.database_url).await?;
     Ok(json!({
         "scenarios": round.scenarios,
         "pgbench": round.ceiling,
         "pgbench_reference": round.reference,
         "pgbench_insert": round.insert_ceiling,
+        "pgbench_spend": round.spend_ceiling,
+        "spend_to_one_per_transaction_ratio": spend_ratio,
         "webhook_to_ceiling_ratio": ratio,
     }))
 }

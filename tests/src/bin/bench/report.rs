@@ -48,6 +48,7 @@ pub(crate) fn print_comparison(empty: &Value, preloaded: &Value) {
             &round["pgbench"],
             &round["pgbench_reference"],
             &round["pgbench_insert"],
+            &round["pgbench_spend"],
         ];
         scenarios
             .chain(ceilings.into_iter().filter(|c| c.is_object()))

@@ -16,14 +16,13 @@ use payments_proto::payments_service_client::PaymentsServiceClient;
 use payments_tests::stack::{INTERNAL_TOKEN, WEBHOOK_SECRET, now_unix};
 use serde_json::json;
 use stripe_sandbox::stripe_event;
-use tonic::transport::Channel;
 
-use crate::GRPC_CONNECTIONS;
 use crate::data::{balances, check_ledger};
 use crate::fast_stripe::{amount_of, paid_intent_id, user_of};
 use crate::load;
 use crate::load::Figures;
 use crate::pgbench::seed_payments;
+use crate::spends::grpc_channels;
 use crate::wire;
 use crate::world::{World, durations};
 
@@ -88,16 +87,7 @@ pub(crate) async fn balance_over_rest(world: &World) -> Figures {
 /// Scenario 2: gRPC `GetBalance` directly.
 pub(crate) async fn balance_over_grpc(world: &World) -> anyhow::Result<Figures> {
     let (warmup, duration) = durations(world);
-    // Several HTTP/2 connections, as a backend service's client pool (and the
-    // edge) would hold: one connection is one task on each side.
-    let mut channels = Vec::new();
-    for _ in 0..GRPC_CONNECTIONS {
-        channels.push(
-            Channel::from_shared(world.grpc_url.clone())?
-                .connect()
-                .await?,
-        );
-    }
+    let channels = grpc_channels(world).await?;
     let users = world.args.users;
     let authorization: tonic::metadata::MetadataValue<_> =
         format!("Bearer {INTERNAL_TOKEN}").parse()?;

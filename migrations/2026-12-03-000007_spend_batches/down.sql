@@ -1,0 +1,1 @@
+DROP FUNCTION spend_credits_batch(text[], bigint[], text[], text[], timestamptz);
