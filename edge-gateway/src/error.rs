@@ -181,6 +181,20 @@ impl ApiError {
         )
     }
 
+    /// What the request names does not exist for this user.
+    pub fn no_such(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not-found", "Not found", detail)
+    }
+
+    pub fn insufficient_credits(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "insufficient-credits",
+            "The balance is below the amount",
+            detail,
+        )
+    }
+
     pub fn internal() -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -190,28 +204,50 @@ impl ApiError {
         )
     }
 
-    /// The one place gRPC statuses become HTTP answers.
+    /// The one place gRPC statuses become HTTP answers: by the ErrorInfo
+    /// reason every status of payments-grpc carries, one row per reason;
+    /// by the code only for a status made by the transport (a deadline, a
+    /// connection refused), which carries none.
     pub fn from_grpc(status: &tonic::Status) -> Self {
         let message = status.message().to_owned();
-        match error_reason::of(status) {
-            Some((reason, metadata)) if reason == error_reason::NOT_A_TIER => {
-                return Self::not_a_tier("amount_usd is not a top-up tier", &metadata);
+        let Some((reason, metadata)) = error_reason::of(status) else {
+            return Self::from_grpc_code(status);
+        };
+        match reason.as_str() {
+            error_reason::INVALID_ARGUMENT => Self::invalid_request(message),
+            error_reason::NOT_A_TIER => {
+                Self::not_a_tier("amount_usd is not a top-up tier", &metadata)
             }
+            error_reason::IDEMPOTENCY_KEY_REUSED => Self::conflict(message),
+            error_reason::INSUFFICIENT_CREDITS => Self::insufficient_credits(message),
+            error_reason::NOT_FOUND => Self::no_such(message),
+            error_reason::TOO_MANY_OPEN_INTENTS => Self::too_many_open_intents(message),
             // payments-grpc holds as many balance watches as it may.
-            Some((reason, _)) if reason == error_reason::TOO_MANY_OPEN_STREAMS => {
-                return Self::overloaded();
+            error_reason::TOO_MANY_OPEN_STREAMS => Self::overloaded(),
+            error_reason::DATABASE_UNAVAILABLE
+            | error_reason::STRIPE_UNAVAILABLE
+            | error_reason::UNAVAILABLE => {
+                tracing::warn!(%reason, %message, "payments-grpc unavailable");
+                Self::unavailable("try again shortly")
             }
-            _ => {}
-        }
-        match status.code() {
-            Code::InvalidArgument => Self::invalid_request(message),
-            Code::Unauthenticated => {
-                // The edge's own token was refused: a deployment error, not the caller's.
+            // The edge's own token was refused: a deployment error, not the caller's.
+            error_reason::UNAUTHENTICATED => {
                 tracing::error!("payments-grpc refused the internal token");
                 Self::internal()
             }
-            Code::AlreadyExists | Code::FailedPrecondition => Self::conflict(message),
-            Code::ResourceExhausted => Self::too_many_open_intents(message),
+            // ADMIN_DISABLED (the edge never calls AdminService), INTERNAL,
+            // and any reason newer than this edge.
+            _ => {
+                tracing::error!(%reason, %message, "payments-grpc failed");
+                Self::internal()
+            }
+        }
+    }
+
+    /// A status without a reason: made by tonic or the transport.
+    fn from_grpc_code(status: &tonic::Status) -> Self {
+        let message = status.message();
+        match status.code() {
             Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => {
                 tracing::warn!(grpc_code = ?status.code(), %message, "payments-grpc unavailable");
                 Self::unavailable("try again shortly")
@@ -256,16 +292,15 @@ impl IntoResponse for ApiError {
 mod tests {
     use super::*;
 
+    /// Statuses made by tonic or the transport carry no reason.
     #[test]
-    fn grpc_codes_map_to_http_statuses() {
+    fn statuses_without_a_reason_map_by_code() {
         let cases = [
-            (Code::InvalidArgument, StatusCode::UNPROCESSABLE_ENTITY),
-            (Code::Unauthenticated, StatusCode::INTERNAL_SERVER_ERROR),
-            (Code::AlreadyExists, StatusCode::CONFLICT),
-            (Code::FailedPrecondition, StatusCode::CONFLICT),
-            (Code::ResourceExhausted, StatusCode::TOO_MANY_REQUESTS),
             (Code::Unavailable, StatusCode::SERVICE_UNAVAILABLE),
             (Code::DeadlineExceeded, StatusCode::SERVICE_UNAVAILABLE),
+            (Code::Cancelled, StatusCode::SERVICE_UNAVAILABLE),
+            (Code::InvalidArgument, StatusCode::INTERNAL_SERVER_ERROR),
+            (Code::Unimplemented, StatusCode::INTERNAL_SERVER_ERROR),
             (Code::Internal, StatusCode::INTERNAL_SERVER_ERROR),
             (Code::Unknown, StatusCode::INTERNAL_SERVER_ERROR),
         ];
@@ -275,6 +310,43 @@ mod tests {
                 http,
                 "{code:?}"
             );
+        }
+    }
+
+    /// Every reason payments-grpc sends, and its answer: the code it comes
+    /// with does not matter, the reason does.
+    #[test]
+    fn every_reason_has_its_problem() {
+        let cases = [
+            (error_reason::INVALID_ARGUMENT, 422, "invalid-request"),
+            (error_reason::NOT_A_TIER, 422, "invalid-amount"),
+            (error_reason::IDEMPOTENCY_KEY_REUSED, 409, "idempotency-conflict"),
+            (error_reason::INSUFFICIENT_CREDITS, 409, "insufficient-credits"),
+            (error_reason::NOT_FOUND, 404, "not-found"),
+            (error_reason::TOO_MANY_OPEN_INTENTS, 429, "too-many-open-intents"),
+            (error_reason::TOO_MANY_OPEN_STREAMS, 503, "overloaded"),
+            (error_reason::DATABASE_UNAVAILABLE, 503, "unavailable"),
+            (error_reason::STRIPE_UNAVAILABLE, 503, "unavailable"),
+            (error_reason::UNAVAILABLE, 503, "unavailable"),
+            (error_reason::UNAUTHENTICATED, 500, "internal"),
+            (error_reason::ADMIN_DISABLED, 500, "internal"),
+            (error_reason::INTERNAL, 500, "internal"),
+            ("A_REASON_FROM_A_NEWER_SERVER", 500, "internal"),
+        ];
+        assert_eq!(
+            cases.len() - 1,
+            error_reason::ALL.len(),
+            "a reason is missing from this test"
+        );
+        for reason in error_reason::ALL {
+            assert!(cases.iter().any(|(r, _, _)| *r == reason), "{reason}");
+        }
+        for (reason, http, kind) in cases {
+            for code in [Code::FailedPrecondition, Code::Unknown] {
+                let status = error_reason::status(code, "m", reason, HashMap::new());
+                let error = ApiError::from_grpc(&status);
+                assert_eq!((error.status.as_u16(), error.kind), (http, kind), "{reason}");
+            }
         }
     }
 

@@ -39,6 +39,23 @@ pub const UNAUTHENTICATED: &str = "UNAUTHENTICATED";
 /// A bug or a broken invariant; details are in payments-grpc's log.
 pub const INTERNAL: &str = "INTERNAL";
 
+/// Every reason above, for tests that must cover each.
+pub const ALL: [&str; 13] = [
+    INVALID_ARGUMENT,
+    NOT_A_TIER,
+    IDEMPOTENCY_KEY_REUSED,
+    INSUFFICIENT_CREDITS,
+    NOT_FOUND,
+    TOO_MANY_OPEN_INTENTS,
+    TOO_MANY_OPEN_STREAMS,
+    DATABASE_UNAVAILABLE,
+    STRIPE_UNAVAILABLE,
+    UNAVAILABLE,
+    ADMIN_DISABLED,
+    UNAUTHENTICATED,
+    INTERNAL,
+];
+
 /// `INSUFFICIENT_CREDITS` metadata: the balance, in cents.
 pub const BALANCE_CENTS: &str = "balance_cents";
 
