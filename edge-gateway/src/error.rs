@@ -226,7 +226,8 @@ impl ApiError {
             error_reason::TOO_MANY_OPEN_STREAMS => Self::overloaded(),
             error_reason::DATABASE_UNAVAILABLE
             | error_reason::STRIPE_UNAVAILABLE
-            | error_reason::UNAVAILABLE => {
+            | error_reason::UNAVAILABLE
+            | error_reason::DEADLINE_EXCEEDED => {
                 tracing::warn!(%reason, %message, "payments-grpc unavailable");
                 Self::unavailable("try again shortly")
             }
@@ -235,8 +236,10 @@ impl ApiError {
                 tracing::error!("payments-grpc refused the internal token");
                 Self::internal()
             }
-            // ADMIN_DISABLED (the edge never calls AdminService), INTERNAL,
-            // and any reason newer than this edge.
+            // ADMIN_DISABLED (the edge never calls AdminService), what tonic
+            // refuses of the edge's own calls (UNIMPLEMENTED,
+            // MESSAGE_TOO_LARGE, MALFORMED_MESSAGE: a mismatch of versions
+            // or a bug), INTERNAL, and any reason newer than this edge.
             _ => {
                 tracing::error!(%reason, %message, "payments-grpc failed");
                 Self::internal()
@@ -320,10 +323,22 @@ mod tests {
         let cases = [
             (error_reason::INVALID_ARGUMENT, 422, "invalid-request"),
             (error_reason::NOT_A_TIER, 422, "invalid-amount"),
-            (error_reason::IDEMPOTENCY_KEY_REUSED, 409, "idempotency-conflict"),
-            (error_reason::INSUFFICIENT_CREDITS, 409, "insufficient-credits"),
+            (
+                error_reason::IDEMPOTENCY_KEY_REUSED,
+                409,
+                "idempotency-conflict",
+            ),
+            (
+                error_reason::INSUFFICIENT_CREDITS,
+                409,
+                "insufficient-credits",
+            ),
             (error_reason::NOT_FOUND, 404, "not-found"),
-            (error_reason::TOO_MANY_OPEN_INTENTS, 429, "too-many-open-intents"),
+            (
+                error_reason::TOO_MANY_OPEN_INTENTS,
+                429,
+                "too-many-open-intents",
+            ),
             (error_reason::TOO_MANY_OPEN_STREAMS, 503, "overloaded"),
             (error_reason::DATABASE_UNAVAILABLE, 503, "unavailable"),
             (error_reason::STRIPE_UNAVAILABLE, 503, "unavailable"),
@@ -331,6 +346,10 @@ mod tests {
             (error_reason::UNAUTHENTICATED, 500, "internal"),
             (error_reason::ADMIN_DISABLED, 500, "internal"),
             (error_reason::INTERNAL, 500, "internal"),
+            (error_reason::DEADLINE_EXCEEDED, 503, "unavailable"),
+            (error_reason::UNIMPLEMENTED, 500, "internal"),
+            (error_reason::MESSAGE_TOO_LARGE, 500, "internal"),
+            (error_reason::MALFORMED_MESSAGE, 500, "internal"),
             ("A_REASON_FROM_A_NEWER_SERVER", 500, "internal"),
         ];
         assert_eq!(
@@ -345,7 +364,11 @@ mod tests {
             for code in [Code::FailedPrecondition, Code::Unknown] {
                 let status = error_reason::status(code, "m", reason, HashMap::new());
                 let error = ApiError::from_grpc(&status);
-                assert_eq!((error.status.as_u16(), error.kind), (http, kind), "{reason}");
+                assert_eq!(
+                    (error.status.as_u16(), error.kind),
+                    (http, kind),
+                    "{reason}"
+                );
             }
         }
     }

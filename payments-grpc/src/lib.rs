@@ -5,6 +5,7 @@ pub mod auth;
 pub mod config;
 pub mod convert;
 pub mod limits;
+pub mod reasons;
 mod service;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -218,7 +219,10 @@ pub async fn serve_with_limits<G: PaymentGateway>(
     let result = server
         .max_concurrent_streams(limits.max_streams_per_connection)
         .concurrency_limit_per_connection(limits.max_calls_per_connection)
-        .timeout(limits.call_timeout)
+        // The call time limit, and a reason for every status tonic makes.
+        .layer(reasons::GiveReasonsLayer {
+            call_timeout: limits.call_timeout,
+        })
         .http2_max_header_list_size(16 * 1024)
         .http2_max_pending_accept_reset_streams(Some(32))
         .http2_max_local_error_reset_streams(Some(64))

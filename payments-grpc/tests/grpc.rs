@@ -726,3 +726,87 @@ async fn the_application_refuses_a_bad_setting_before_it_binds_or_migrates() {
     };
     assert!(err.contains("creating the database"), "{err}");
 }
+
+/// Statuses tonic makes itself carry a reason too: an unknown method, a
+/// request over the size limit, a body that is not the method's message.
+#[tokio::test]
+async fn statuses_made_by_tonic_carry_a_reason_too() {
+    let server = TestServer::start().await;
+
+    let mut raw = tonic::client::Grpc::new(server.channel.clone());
+    raw.ready().await.unwrap();
+    let unknown = raw
+        .unary::<(), (), _>(
+            authed(()),
+            "/payments.v1.PaymentsService/NoSuchMethod".parse().unwrap(),
+            tonic_prost::ProstCodec::default(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), Code::Unimplemented);
+    assert_eq!(reason(&unknown), error_reason::UNIMPLEMENTED);
+
+    // Past the 516 KiB limit of one call's message.
+    let huge = server
+        .client()
+        .get_balance(authed(GetBalanceRequest {
+            user_id: "u".repeat(600 * 1024),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(huge.code(), Code::OutOfRange, "{huge:?}");
+    assert_eq!(reason(&huge), error_reason::MESSAGE_TOO_LARGE);
+
+    // Field 1 declared a string of 100 bytes, then the body ends.
+    raw.ready().await.unwrap();
+    let malformed = raw
+        .unary::<_, GetBalanceRequest, _>(
+            authed(RawBytes(vec![0x0a, 100, b'x'])),
+            "/payments.v1.PaymentsService/GetBalance".parse().unwrap(),
+            RawCodec,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(malformed.code(), Code::Internal, "{malformed:?}");
+    assert_eq!(reason(&malformed), error_reason::MALFORMED_MESSAGE);
+}
+
+/// A request body sent as given, to reach the server's decoder.
+struct RawBytes(Vec<u8>);
+
+#[derive(Default)]
+struct RawCodec;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = RawBytes;
+    type Decode = GetBalanceRequest;
+    type Encoder = RawEncoder;
+    type Decoder = <tonic_prost::ProstCodec<GetBalanceRequest, GetBalanceRequest> as tonic::codec::Codec>::Decoder;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        RawEncoder
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        tonic::codec::Codec::decoder(&mut tonic_prost::ProstCodec::<
+            GetBalanceRequest,
+            GetBalanceRequest,
+        >::default())
+    }
+}
+
+struct RawEncoder;
+
+impl tonic::codec::Encoder for RawEncoder {
+    type Item = RawBytes;
+    type Error = Status;
+
+    fn encode(
+        &mut self,
+        item: RawBytes,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), Status> {
+        bytes::BufMut::put_slice(dst, &item.0);
+        Ok(())
+    }
+}

@@ -38,9 +38,17 @@ pub const ADMIN_DISABLED: &str = "ADMIN_DISABLED";
 pub const UNAUTHENTICATED: &str = "UNAUTHENTICATED";
 /// A bug or a broken invariant; details are in payments-grpc's log.
 pub const INTERNAL: &str = "INTERNAL";
+/// No such method (made by tonic).
+pub const UNIMPLEMENTED: &str = "UNIMPLEMENTED";
+/// The call had no answer within the server's time limit.
+pub const DEADLINE_EXCEEDED: &str = "DEADLINE_EXCEEDED";
+/// The request message is over the size limit (made by tonic).
+pub const MESSAGE_TOO_LARGE: &str = "MESSAGE_TOO_LARGE";
+/// The request body is not the method's protobuf message (made by tonic).
+pub const MALFORMED_MESSAGE: &str = "MALFORMED_MESSAGE";
 
 /// Every reason above, for tests that must cover each.
-pub const ALL: [&str; 13] = [
+pub const ALL: [&str; 17] = [
     INVALID_ARGUMENT,
     NOT_A_TIER,
     IDEMPOTENCY_KEY_REUSED,
@@ -54,6 +62,10 @@ pub const ALL: [&str; 13] = [
     ADMIN_DISABLED,
     UNAUTHENTICATED,
     INTERNAL,
+    UNIMPLEMENTED,
+    DEADLINE_EXCEEDED,
+    MESSAGE_TOO_LARGE,
+    MALFORMED_MESSAGE,
 ];
 
 /// `INSUFFICIENT_CREDITS` metadata: the balance, in cents.
