@@ -202,12 +202,12 @@ async fn spends_in_one_batch_each_stand_alone_in_arrival_order() {
         .await
         .unwrap();
 
-    let SpendOutcome::Spent { entry_id: a1, .. } = answers[0] else {
+    let SpendOutcome::Made { entry_id: a1, .. } = answers[0] else {
         panic!("{answers:?}");
     };
     assert!(matches!(
         answers[0],
-        SpendOutcome::Spent {
+        SpendOutcome::Made {
             balance_cents: 400,
             ..
         }
@@ -226,7 +226,7 @@ async fn spends_in_one_batch_each_stand_alone_in_arrival_order() {
     );
     assert!(matches!(
         answers[3],
-        SpendOutcome::Spent {
+        SpendOutcome::Made {
             balance_cents: 0,
             ..
         }
@@ -234,7 +234,7 @@ async fn spends_in_one_batch_each_stand_alone_in_arrival_order() {
     assert_eq!(answers[4], SpendOutcome::Insufficient { balance_cents: 0 });
     assert!(matches!(
         answers[5],
-        SpendOutcome::Spent {
+        SpendOutcome::Made {
             balance_cents: 0,
             ..
         }
@@ -259,7 +259,7 @@ async fn spends_in_one_batch_each_stand_alone_in_arrival_order() {
     assert_eq!(again[1], SpendOutcome::Insufficient { balance_cents: 0 });
     assert_eq!(again[2], answers[2]);
     for n in [3, 5] {
-        let SpendOutcome::Spent {
+        let SpendOutcome::Made {
             entry_id,
             balance_cents,
         } = answers[n]
@@ -304,7 +304,7 @@ async fn coalesced_spends_of_many_users_each_get_their_own_answer() {
             .skip(user)
             .step_by(10)
             .map(|answer| match answer.clone().unwrap() {
-                SpendOutcome::Spent { balance_cents, .. } => SpendOutcome::Spent {
+                SpendOutcome::Made { balance_cents, .. } => SpendOutcome::Made {
                     entry_id: 0,
                     balance_cents,
                 },
@@ -313,11 +313,11 @@ async fn coalesced_spends_of_many_users_each_get_their_own_answer() {
             .collect();
         mine.sort_by_key(|outcome| format!("{outcome:?}"));
         let mut expected = vec![SpendOutcome::Insufficient { balance_cents: 20 }; 28];
-        expected.push(SpendOutcome::Spent {
+        expected.push(SpendOutcome::Made {
             entry_id: 0,
             balance_cents: 20,
         });
-        expected.push(SpendOutcome::Spent {
+        expected.push(SpendOutcome::Made {
             entry_id: 0,
             balance_cents: 60,
         });
@@ -350,7 +350,7 @@ async fn a_spend_postgres_refuses_fails_only_its_own_call() {
     assert!(
         matches!(
             answers[0],
-            Ok(SpendOutcome::Spent {
+            Ok(SpendOutcome::Made {
                 balance_cents: 900,
                 ..
             })
@@ -366,7 +366,7 @@ async fn a_spend_postgres_refuses_fails_only_its_own_call() {
     assert!(
         matches!(
             answers[2],
-            Ok(SpendOutcome::Spent {
+            Ok(SpendOutcome::Made {
                 balance_cents: 800,
                 ..
             })

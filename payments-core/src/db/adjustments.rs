@@ -3,28 +3,14 @@
 //! user's rows, the balance row locked first as for a spend.
 
 use chrono::{DateTime, Utc};
-use diesel::Queryable;
 use diesel::sql_types::{BigInt, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use super::DbError;
 use crate::domain::Currency;
 
-/// What `adjust_balance` did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AdjustmentOutcome {
-    /// A new adjustment: its entry and the balance right after it.
-    Adjusted { entry_id: i64, balance_cents: i64 },
-    /// The key was used before: that adjustment's entry, signed amount and
-    /// balance after.
-    Replayed {
-        entry_id: i64,
-        amount_cents: i64,
-        balance_cents: i64,
-    },
-    /// A debit the balance does not cover; nothing was written.
-    Insufficient { balance_cents: i64 },
-}
+/// What `adjust_balance` did (a replay answers the signed amount).
+pub type AdjustmentOutcome = super::keyed_moves::KeyedOutcome;
 
 /// One adjustment's arguments.
 #[derive(Debug, Clone, Copy)]
@@ -38,14 +24,6 @@ pub struct Adjustment<'a> {
     /// The balance's currency if this makes the user's first balance row.
     pub currency: Currency,
     pub now: DateTime<Utc>,
-}
-
-#[derive(Debug, Queryable)]
-struct AdjustmentRow {
-    outcome: String,
-    entry_id: Option<i64>,
-    adjusted_cents: Option<i64>,
-    balance_cents: Option<i64>,
 }
 
 super::function_call!(AdjustCall =
@@ -66,7 +44,7 @@ pub async fn adjust(
     adjustment: &Adjustment<'_>,
 ) -> Result<AdjustmentOutcome, DbError> {
     let a = adjustment;
-    let row: AdjustmentRow = AdjustCall {
+    let row: super::keyed_moves::KeyedRow = AdjustCall {
         user_id: a.user_id,
         amount_cents: a.amount_cents,
         key: a.key,
@@ -77,22 +55,5 @@ pub async fn adjust(
     }
     .get_result(conn)
     .await?;
-    let missing =
-        |column: &str| DbError::Unexpected(format!("adjust_balance answered no {column}"));
-    let balance_cents = row.balance_cents.ok_or_else(|| missing("balance"))?;
-    match row.outcome.as_str() {
-        "adjusted" => Ok(AdjustmentOutcome::Adjusted {
-            entry_id: row.entry_id.ok_or_else(|| missing("entry"))?,
-            balance_cents,
-        }),
-        "replayed" => Ok(AdjustmentOutcome::Replayed {
-            entry_id: row.entry_id.ok_or_else(|| missing("entry"))?,
-            amount_cents: row.adjusted_cents.ok_or_else(|| missing("amount"))?,
-            balance_cents,
-        }),
-        "insufficient" => Ok(AdjustmentOutcome::Insufficient { balance_cents }),
-        other => Err(DbError::Unexpected(format!(
-            "adjust_balance answered the outcome {other:?}"
-        ))),
-    }
+    row.outcome("adjust_balance", "adjusted")
 }

@@ -9,6 +9,7 @@ pub mod coalesce;
 pub mod deployment;
 pub mod history;
 pub mod intent_owners;
+pub mod keyed_moves;
 pub mod ledger;
 pub mod payment_inserts;
 pub mod payments;

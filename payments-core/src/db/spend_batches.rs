@@ -104,7 +104,9 @@ pub async fn spend_all(
             calls.len()
         )));
     }
-    rows.into_iter().map(|(_, row)| row.outcome()).collect()
+    rows.into_iter()
+        .map(|(_, row)| spends::outcome(row))
+        .collect()
 }
 
 super::function_call!(BatchCall =

@@ -12,19 +12,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use super::DbError;
 
 /// What `spend_credits` did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SpendOutcome {
-    /// A new spend: its entry and the balance right after it.
-    Spent { entry_id: i64, balance_cents: i64 },
-    /// The key was spent before: that spend's entry, amount and balance after.
-    Replayed {
-        entry_id: i64,
-        amount_cents: i64,
-        balance_cents: i64,
-    },
-    /// The balance is below the amount; nothing was written.
-    Insufficient { balance_cents: i64 },
-}
+pub type SpendOutcome = super::keyed_moves::KeyedOutcome;
 
 /// What `reverse_spend` did; `balance_cents` is the balance after the call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,13 +30,7 @@ pub enum ReversalOutcome {
 }
 
 /// The row `spend_credits` answers.
-#[derive(Debug, Queryable)]
-pub(super) struct SpendRow {
-    outcome: String,
-    entry_id: Option<i64>,
-    spent_cents: Option<i64>,
-    balance_cents: Option<i64>,
-}
+pub(super) type SpendRow = super::keyed_moves::KeyedRow;
 
 /// The row `reverse_spend` answers.
 #[derive(Debug, Queryable)]
@@ -77,30 +59,12 @@ pub async fn spend(
     }
     .get_result(conn)
     .await?;
-    row.outcome()
+    outcome(row)
 }
 
-impl SpendRow {
-    pub(super) fn outcome(self) -> Result<SpendOutcome, DbError> {
-        let missing =
-            |column: &str| DbError::Unexpected(format!("spend_credits answered no {column}"));
-        let balance_cents = self.balance_cents.ok_or_else(|| missing("balance"))?;
-        match self.outcome.as_str() {
-            "spent" => Ok(SpendOutcome::Spent {
-                entry_id: self.entry_id.ok_or_else(|| missing("entry"))?,
-                balance_cents,
-            }),
-            "replayed" => Ok(SpendOutcome::Replayed {
-                entry_id: self.entry_id.ok_or_else(|| missing("entry"))?,
-                amount_cents: self.spent_cents.ok_or_else(|| missing("amount"))?,
-                balance_cents,
-            }),
-            "insufficient" => Ok(SpendOutcome::Insufficient { balance_cents }),
-            other => Err(DbError::Unexpected(format!(
-                "spend_credits answered the outcome {other:?}"
-            ))),
-        }
-    }
+/// A spend's row read as its outcome.
+pub(super) fn outcome(row: SpendRow) -> Result<SpendOutcome, DbError> {
+    row.outcome("spend_credits", "spent")
 }
 
 /// Gives the user's spend of `key` back, once.

@@ -58,7 +58,7 @@ impl<G: PaymentGateway> PaymentsService<G> {
             .cancelling(async |conn| adjustments::adjust(conn, &adjustment).await)
             .await?;
         match outcome {
-            AdjustmentOutcome::Adjusted {
+            AdjustmentOutcome::Made {
                 entry_id,
                 balance_cents,
             } => {

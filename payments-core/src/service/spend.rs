@@ -60,7 +60,7 @@ impl<G: PaymentGateway> PaymentsService<G> {
             }
         };
         match outcome {
-            SpendOutcome::Spent {
+            SpendOutcome::Made {
                 entry_id,
                 balance_cents,
             } => {
