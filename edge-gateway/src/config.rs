@@ -65,6 +65,12 @@ pub struct Config {
     /// Open client connections at most; keep it below the process's file descriptor limit.
     #[arg(long, env = "EDGE_MAX_CONNECTIONS", default_value_t = 1024)]
     pub edge_max_connections: usize,
+    /// `GET /balance/stream` streams open at once on this edge; past it 503 `overloaded`.
+    #[arg(long, env = "EDGE_MAX_BALANCE_STREAMS", default_value_t = 10_000)]
+    pub edge_max_balance_streams: usize,
+    /// `GET /balance/stream` streams one user may hold open at once (tabs, devices); past it 429 `too-many-streams`.
+    #[arg(long, env = "EDGE_MAX_BALANCE_STREAMS_PER_USER", default_value_t = 5)]
+    pub edge_max_balance_streams_per_user: usize,
     /// Time a client has to send a request's headers (and a new connection its first byte), in milliseconds.
     #[arg(long, env = "EDGE_HEADER_READ_TIMEOUT_MS", default_value_t = 10_000)]
     pub edge_header_read_timeout_ms: u64,
@@ -169,6 +175,18 @@ impl Settings {
             config.edge_max_connections as u64,
             1,
             1_000_000,
+        )?;
+        check_range(
+            "EDGE_MAX_BALANCE_STREAMS",
+            config.edge_max_balance_streams as u64,
+            1,
+            1_000_000,
+        )?;
+        check_range(
+            "EDGE_MAX_BALANCE_STREAMS_PER_USER",
+            config.edge_max_balance_streams_per_user as u64,
+            1,
+            1_000,
         )?;
         check_range(
             "EDGE_HEADER_READ_TIMEOUT_MS",
@@ -317,6 +335,8 @@ mod tests {
             "CORS_ALLOWED_ORIGINS",
             "WEBHOOK_MAX_CONCURRENT_BODIES",
             "EDGE_MAX_CONNECTIONS",
+            "EDGE_MAX_BALANCE_STREAMS",
+            "EDGE_MAX_BALANCE_STREAMS_PER_USER",
             "EDGE_HEADER_READ_TIMEOUT_MS",
             "EDGE_IDLE_TIMEOUT_SECS",
             "RATE_LIMIT_CREATES_PER_MINUTE",
@@ -360,7 +380,7 @@ mod tests {
     #[test]
     fn bad_values_stop_the_start_with_one_line_naming_the_variable() {
         type Change = fn(&mut Config);
-        let cases: [(&str, Change); 12] = [
+        let cases: [(&str, Change); 14] = [
             ("STRIPE_WEBHOOK_SECRET holds no secret", |c| {
                 c.stripe_webhook_secret = Some(" , ".into())
             }),
@@ -392,6 +412,12 @@ mod tests {
             }),
             ("EDGE_MAX_CONNECTIONS must be between", |c| {
                 c.edge_max_connections = 0
+            }),
+            ("EDGE_MAX_BALANCE_STREAMS must be between", |c| {
+                c.edge_max_balance_streams = 0
+            }),
+            ("EDGE_MAX_BALANCE_STREAMS_PER_USER must be between", |c| {
+                c.edge_max_balance_streams_per_user = 0
             }),
             ("EDGE_IDLE_TIMEOUT_SECS (10) must be longer", |c| {
                 c.edge_idle_timeout_secs = 10

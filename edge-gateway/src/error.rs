@@ -161,6 +161,16 @@ impl ApiError {
         )
     }
 
+    /// The user holds as many balance streams open as one user may.
+    pub fn too_many_streams(max: usize) -> Self {
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too-many-streams",
+            "Too many balance streams open",
+            format!("one user may hold {max} open; close one first"),
+        )
+    }
+
     /// Load shed: too much of one kind of work in flight right now.
     pub fn overloaded() -> Self {
         Self::new(

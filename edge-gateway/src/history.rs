@@ -234,12 +234,13 @@ pub async fn balance_stream(
 > {
     use axum::response::sse::{Event, KeepAlive, Sse};
 
+    // Held until the stream ends, in the task below.
+    let place = state.balance_streams.take(&user.user_id)?;
+    let (mut client, connection_place) = state.upstream.watch_client();
     let request = payments_proto::WatchBalanceRequest {
         user_id: user.user_id,
     };
-    let mut balances = state
-        .upstream
-        .client()
+    let mut balances = client
         .watch_balance(state.upstream.request(request, user.request_id.as_deref()))
         .await
         .map_err(|status| ApiError::from_grpc(&status))?
@@ -247,6 +248,7 @@ pub async fn balance_stream(
     let lifetime = u64::try_from(user.expires_at - service_runtime::now_unix()).unwrap_or(0);
     let (sender, events) = tokio::sync::mpsc::channel(4);
     tokio::spawn(async move {
+        let _held_until_the_stream_ends = (place, connection_place);
         let expired = tokio::time::sleep(std::time::Duration::from_secs(lifetime));
         tokio::pin!(expired);
         loop {
@@ -276,6 +278,78 @@ pub async fn balance_stream(
     )
 }
 
+/// Places for balance streams: at most `max` open on this edge (503
+/// `overloaded` past it) and `per_user` for one user (429
+/// `too-many-streams`), so that open streams bound the edge's memory and
+/// one user's tabs cannot take everyone's places.
+pub struct StreamPlaces {
+    all: Arc<tokio::sync::Semaphore>,
+    per_user: usize,
+    by_user: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+}
+
+/// A stream's places, given back when it is dropped.
+pub struct StreamPlace {
+    _all: tokio::sync::OwnedSemaphorePermit,
+    user: String,
+    by_user: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+}
+
+impl StreamPlaces {
+    pub fn new(max: usize, per_user: usize) -> Self {
+        Self {
+            all: Arc::new(tokio::sync::Semaphore::new(max)),
+            per_user,
+            by_user: Arc::default(),
+        }
+    }
+
+    pub fn take(&self, user: &str) -> Result<StreamPlace, ApiError> {
+        let mut by_user = self
+            .by_user
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let held = by_user.get(user).copied().unwrap_or(0);
+        if held >= self.per_user {
+            return Err(ApiError::too_many_streams(self.per_user));
+        }
+        let Ok(all) = self.all.clone().try_acquire_owned() else {
+            tracing::warn!("balance stream refused: every place on this edge is taken");
+            return Err(ApiError::overloaded());
+        };
+        by_user.insert(user.to_owned(), held + 1);
+        Ok(StreamPlace {
+            _all: all,
+            user: user.to_owned(),
+            by_user: self.by_user.clone(),
+        })
+    }
+
+    /// Streams open now (for tests).
+    pub fn open(&self) -> usize {
+        self.by_user
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .sum()
+    }
+}
+
+impl Drop for StreamPlace {
+    fn drop(&mut self) {
+        let mut by_user = self
+            .by_user
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(held) = by_user.get_mut(&self.user) {
+            *held -= 1;
+            if *held == 0 {
+                by_user.remove(&self.user);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,6 +357,25 @@ mod tests {
     fn parse(query: &str) -> Result<PageQuery, u16> {
         let uri: Uri = format!("/ledger{query}").parse().unwrap();
         PageQuery::parse(&uri).map_err(|err| err.status.as_u16())
+    }
+
+    #[test]
+    fn stream_places_are_bounded_per_user_and_in_all_and_given_back() {
+        let places = StreamPlaces::new(3, 2);
+        let a1 = places.take("a").unwrap();
+        let _a2 = places.take("a").unwrap();
+        assert_eq!(
+            places.take("a").err().map(|e| e.kind),
+            Some("too-many-streams")
+        );
+        let _b1 = places.take("b").unwrap();
+        assert_eq!(places.take("c").err().map(|e| e.kind), Some("overloaded"));
+        assert_eq!(places.open(), 3);
+        // A stream that ends gives both its places back.
+        drop(a1);
+        let _c1 = places.take("c").unwrap();
+        assert_eq!(places.take("a").err().map(|e| e.kind), Some("overloaded"));
+        assert_eq!(places.open(), 3);
     }
 
     #[test]

@@ -72,6 +72,10 @@ impl Application {
                 config.rate_limit_creates_per_minute_per_ip,
             ),
             client_ip_header: settings.client_ip_header.clone(),
+            balance_streams: history::StreamPlaces::new(
+                config.edge_max_balance_streams,
+                config.edge_max_balance_streams_per_user,
+            ),
         });
         Ok(Self {
             listener: LimitedListener::new(listener, settings.connections),

@@ -54,6 +54,8 @@ pub struct AppState {
     pub create_limit: RateLimit,
     /// Where the client's IP is read when a proxy stands in front.
     pub client_ip_header: Option<HeaderName>,
+    /// `GET /balance/stream` places, over all users and per user.
+    pub balance_streams: crate::history::StreamPlaces,
 }
 
 pub fn router(state: Arc<AppState>, request_timeout: Duration) -> Router {

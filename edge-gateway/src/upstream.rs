@@ -14,6 +14,10 @@ use tonic_health::pb::health_client::HealthClient;
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Balance watches one connection to payments-grpc carries, below the
+/// streams per connection payments-grpc allows (256 by default).
+const WATCHES_PER_CONNECTION: usize = 200;
+
 /// `Debug` shows no token: the authorization value is marked sensitive.
 #[derive(Debug, Clone)]
 pub struct Upstream {
@@ -21,8 +25,22 @@ pub struct Upstream {
     /// one task on each side and becomes the bottleneck under load.
     channels: std::sync::Arc<[Channel]>,
     next: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// Long-lived balance watches have connections of their own, opened as
+    /// they are needed: open streams never take the places of calls.
+    watches: std::sync::Arc<WatchConnections>,
     authorization: MetadataValue<Ascii>,
 }
+
+/// The connections carrying balance watches, each with its places.
+#[derive(Debug)]
+struct WatchConnections {
+    endpoint: Endpoint,
+    open: std::sync::Mutex<Vec<(Channel, std::sync::Arc<tokio::sync::Semaphore>)>>,
+}
+
+/// A watch's place on its connection, held until the watch ends.
+#[derive(Debug)]
+pub struct WatchPlace(#[allow(dead_code)] tokio::sync::OwnedSemaphorePermit);
 
 impl Upstream {
     /// Connects lazily: the edge starts, and answers 503, while payments-grpc is down.
@@ -48,11 +66,16 @@ impl Upstream {
             .map_or(2, |n| n.get())
             .clamp(2, 8);
         let channels = (0..connections).map(|_| endpoint.connect_lazy()).collect();
+        let watches = std::sync::Arc::new(WatchConnections {
+            endpoint: endpoint.clone(),
+            open: Default::default(),
+        });
         let mut authorization: MetadataValue<Ascii> = format!("Bearer {internal_token}").parse()?;
         authorization.set_sensitive(true);
         Ok(Self {
             channels,
             next: Default::default(),
+            watches,
             authorization,
         })
     }
@@ -64,6 +87,33 @@ impl Upstream {
 
     pub fn client(&self) -> PaymentsServiceClient<Channel> {
         PaymentsServiceClient::new(self.channel())
+    }
+
+    /// A client for one balance watch, on a watch connection with a free
+    /// place (a new connection when none has one), and that place. The
+    /// number of watches is bounded by the caller (`EDGE_MAX_BALANCE_STREAMS`).
+    pub fn watch_client(&self) -> (PaymentsServiceClient<Channel>, WatchPlace) {
+        let mut open = self
+            .watches
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (channel, places) in open.iter() {
+            if let Ok(place) = places.clone().try_acquire_owned() {
+                return (
+                    PaymentsServiceClient::new(channel.clone()),
+                    WatchPlace(place),
+                );
+            }
+        }
+        let channel = self.watches.endpoint.connect_lazy();
+        let places = std::sync::Arc::new(tokio::sync::Semaphore::new(WATCHES_PER_CONNECTION));
+        let place = places
+            .clone()
+            .try_acquire_owned()
+            .expect("a new connection has free places");
+        open.push((channel.clone(), places));
+        (PaymentsServiceClient::new(channel), WatchPlace(place))
     }
 
     /// A request carrying the internal token and the edge's request id.

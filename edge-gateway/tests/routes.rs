@@ -1052,6 +1052,35 @@ async fn the_balance_stream_sends_the_balance_then_each_change() {
     problem(unauthenticated, StatusCode::UNAUTHORIZED).await;
 }
 
+/// Open streams are bounded per user (429) and per edge (503), and each
+/// holds a place on a watch connection of its own, not on the calls'.
+#[tokio::test]
+async fn balance_streams_are_bounded_per_user_and_per_edge() {
+    let stack = Stack::start_configured(JWKS_JSON, 0, |config| {
+        config.edge_max_balance_streams = 3;
+        config.edge_max_balance_streams_per_user = 2;
+    })
+    .await;
+    let nora = stack.token("nora");
+    let first = stack.get(&nora, "/balance/stream").await;
+    let second = stack.get(&nora, "/balance/stream").await;
+    assert_eq!(
+        (first.status(), second.status()),
+        (StatusCode::OK, StatusCode::OK)
+    );
+    let third = stack.get(&nora, "/balance/stream").await;
+    let body = problem(third, StatusCode::TOO_MANY_REQUESTS).await;
+    assert_eq!(body["type"], "urn:credits-topup:problem:too-many-streams");
+
+    let otto = stack.get(&stack.token("otto"), "/balance/stream").await;
+    assert_eq!(otto.status(), StatusCode::OK);
+    let full = stack.get(&stack.token("pia"), "/balance/stream").await;
+    let body = problem(full, StatusCode::SERVICE_UNAVAILABLE).await;
+    assert_eq!(body["type"], "urn:credits-topup:problem:overloaded");
+    // Calls still go through while every stream place is taken.
+    assert_eq!(stack.balance(&nora).await.status(), StatusCode::OK);
+}
+
 #[tokio::test]
 async fn the_balance_stream_sends_heartbeats_and_ends_when_the_token_expires() {
     let stack = Stack::start().await;
