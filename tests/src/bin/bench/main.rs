@@ -15,6 +15,7 @@ mod pgbench;
 mod report;
 mod scenarios;
 mod spends;
+mod watch;
 mod wire;
 mod world;
 
@@ -77,7 +78,7 @@ pub(crate) struct Args {
     /// per server only adds cross-thread wake-ups (see README, Performance).
     #[arg(long, default_value_t = 1)]
     pub(crate) server_threads: usize,
-    /// Run only these scenarios (comma-separated: rest, grpc, webhook, create, spend, pgbench).
+    /// Run only these scenarios (comma-separated: rest, grpc, webhook, create, spend, watch, pgbench).
     #[arg(long, value_delimiter = ',')]
     pub(crate) only: Vec<String>,
     /// Where to write the figures.
@@ -166,17 +167,19 @@ enum Scenario {
     Webhook,
     Create,
     Spend,
+    Watch,
     PgbenchInsert,
     Pgbench,
 }
 
 impl Scenario {
-    const ALL: [Scenario; 7] = [
+    const ALL: [Scenario; 8] = [
         Scenario::Rest,
         Scenario::Grpc,
         Scenario::Webhook,
         Scenario::Create,
         Scenario::Spend,
+        Scenario::Watch,
         Scenario::PgbenchInsert,
         Scenario::Pgbench,
     ];
@@ -189,6 +192,7 @@ impl Scenario {
             Scenario::Webhook => "webhook",
             Scenario::Create => "create",
             Scenario::Spend => "spend",
+            Scenario::Watch => "watch",
             Scenario::PgbenchInsert | Scenario::Pgbench => "pgbench",
         }
     }
@@ -290,6 +294,18 @@ async fn run_scenario(world: &World, scenario: Scenario, round: &mut Round) -> a
             round.scenarios.push(with_rss(world, hot));
             round.spend_ceiling = Some(pgbench_spend(world).await?);
         }
+        // Once, on the first stack: it measures the edge, not the data.
+        Scenario::Watch if world.label == "empty" => {
+            let (streams, samples) = if world.args.smoke {
+                (300, 50)
+            } else {
+                (10_000, 500)
+            };
+            round
+                .scenarios
+                .push(watch::watchers(world, streams, samples).await?);
+        }
+        Scenario::Watch => {}
         Scenario::PgbenchInsert => {
             round.insert_ceiling = Some(pgbench_insert(world, world.label).await?);
         }

@@ -55,7 +55,12 @@ pub(crate) fn print_comparison(empty: &Value, preloaded: &Value) {
             .cloned()
             .collect()
     };
-    for (e, p) in rows(empty).iter().zip(&rows(preloaded)) {
+    // Matched by name: a scenario may run on one stack only (watch).
+    let preloaded = rows(preloaded);
+    for e in rows(empty) {
+        let Some(p) = preloaded.iter().find(|p| p["scenario"] == e["scenario"]) else {
+            continue;
+        };
         let (e_rate, p_rate) = (
             e["requests_per_sec"].as_f64().unwrap_or(0.0),
             p["requests_per_sec"].as_f64().unwrap_or(0.0),

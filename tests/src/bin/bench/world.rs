@@ -101,6 +101,8 @@ pub(crate) async fn start_world(
             // Throughput, not abuse: the per-user and per-IP limits are off.
             ("RATE_LIMIT_CREATES_PER_MINUTE", "0"),
             ("RATE_LIMIT_CREATES_PER_MINUTE_PER_IP", "0"),
+            // The watch scenario holds 10,000 streams open, each a connection.
+            ("EDGE_MAX_CONNECTIONS", "12000"),
             ("TOKIO_WORKER_THREADS", &threads),
             ("RUST_LOG", "warn"),
         ],
