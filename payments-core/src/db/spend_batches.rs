@@ -55,12 +55,13 @@ impl Batch for SpendBatch {
         let now = Utc::now();
         match spend_all(&mut conn, calls, now).await {
             Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
-            Err(DbError::Unavailable(reason)) => {
-                vec![Err(DbError::Unavailable(reason)); calls.len()]
-            }
-            // A spend Postgres refuses must not fail the others: one by one.
+            // A spend Postgres refuses (a constraint) must not fail the
+            // others: one by one. Anything else (the database gone, a lock
+            // or statement timeout) would fail each of them again, one
+            // timeout after another: the whole batch gets it at once.
+            Err(err) if !is_a_rows_refusal(&err) => vec![Err(err); calls.len()],
             Err(err) => {
-                tracing::warn!(error = %err, spends = calls.len(), "a batch of spends failed; spending one by one");
+                tracing::warn!(error = %err, spends = calls.len(), "a batch of spends was refused; spending one by one");
                 let mut answers = Vec::with_capacity(calls.len());
                 for call in calls {
                     let reason = call.reason.as_deref();
@@ -74,6 +75,25 @@ impl Batch for SpendBatch {
 
     fn lane_key(spend: &SpendToMake) -> &str {
         &spend.user_id
+    }
+}
+
+/// Whether Postgres refused one row's values (a constraint), which the
+/// other spends of the batch do not share.
+fn is_a_rows_refusal(err: &DbError) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error};
+    match err {
+        DbError::Conflict(_) => true,
+        DbError::Query(err) => matches!(
+            **err,
+            Error::DatabaseError(
+                DatabaseErrorKind::CheckViolation
+                    | DatabaseErrorKind::NotNullViolation
+                    | DatabaseErrorKind::ForeignKeyViolation,
+                _
+            )
+        ),
+        _ => false,
     }
 }
 
@@ -119,3 +139,43 @@ super::function_call!(BatchCall =
         now: DateTime<Utc> => Timestamptz,
     }
 );
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use diesel::result::{DatabaseErrorKind, Error};
+
+    use super::*;
+
+    fn database_error(kind: DatabaseErrorKind, message: &str) -> DbError {
+        DbError::Query(Arc::new(Error::DatabaseError(
+            kind,
+            Box::new(message.to_owned()),
+        )))
+    }
+
+    /// Only a refusal of one row's values sends a batch's spends one by one:
+    /// a timeout or the database gone would only repeat for each of them.
+    #[test]
+    fn only_a_rows_refusal_is_retried_spend_by_spend() {
+        for refusal in [
+            database_error(DatabaseErrorKind::CheckViolation, "check constraint"),
+            database_error(DatabaseErrorKind::NotNullViolation, "null value"),
+            database_error(DatabaseErrorKind::ForeignKeyViolation, "foreign key"),
+            DbError::Conflict("duplicate key".into()),
+        ] {
+            assert!(is_a_rows_refusal(&refusal), "{refusal:?}");
+        }
+        for shared in [
+            database_error(
+                DatabaseErrorKind::Unknown,
+                "canceling statement due to lock timeout",
+            ),
+            DbError::Unavailable("gone".into()),
+            DbError::Unexpected("odd".into()),
+        ] {
+            assert!(!is_a_rows_refusal(&shared), "{shared:?}");
+        }
+    }
+}
