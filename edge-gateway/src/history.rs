@@ -76,8 +76,13 @@ impl PageQuery {
 
 /// A refused cursor (INVALID_ARGUMENT from payments-grpc) is the query's fault.
 fn list_error(status: &tonic::Status) -> ApiError {
-    match status.code() {
-        tonic::Code::InvalidArgument => ApiError::invalid_query(status.message()),
+    use payments_proto::error_reason;
+    // On these routes the query is all the caller gives: an invalid
+    // argument is its `limit` or `cursor`. Every other reason as everywhere.
+    match error_reason::of(status) {
+        Some((reason, _)) if reason == error_reason::INVALID_ARGUMENT => {
+            ApiError::invalid_query(status.message())
+        }
         _ => ApiError::from_grpc(status),
     }
 }
@@ -104,6 +109,21 @@ pub struct LedgerEntryBody {
     pub reference: String,
     pub reason: Option<String>,
     pub created_at: Option<String>,
+}
+
+impl From<payments_proto::LedgerEntry> for LedgerEntryBody {
+    fn from(entry: payments_proto::LedgerEntry) -> Self {
+        Self {
+            entry_id: entry.entry_id,
+            kind: entry.kind,
+            amount_cents: entry.amount_cents,
+            balance_after_cents: entry.balance_after_cents,
+            currency: entry.currency,
+            reference: entry.reference,
+            reason: non_empty(entry.reason),
+            created_at: rfc3339(entry.created_at.map(|t| (t.seconds, t.nanos))),
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize, Debug, PartialEq, Eq)]
@@ -135,16 +155,7 @@ pub async fn ledger(
         entries: answer
             .entries
             .into_iter()
-            .map(|entry| LedgerEntryBody {
-                entry_id: entry.entry_id,
-                kind: entry.kind,
-                amount_cents: entry.amount_cents,
-                balance_after_cents: entry.balance_after_cents,
-                currency: entry.currency,
-                reference: entry.reference,
-                reason: non_empty(entry.reason),
-                created_at: rfc3339(entry.created_at.map(|t| (t.seconds, t.nanos))),
-            })
+            .map(LedgerEntryBody::from)
             .collect(),
         next_cursor: non_empty(answer.next_page_token),
     }))
@@ -163,6 +174,24 @@ pub struct PaymentBody {
     pub failure_message: Option<String>,
     pub created_at: Option<String>,
     pub updated_at: Option<String>,
+}
+
+impl From<payments_proto::Payment> for PaymentBody {
+    fn from(payment: payments_proto::Payment) -> Self {
+        Self {
+            intent_id: payment.intent_id,
+            amount_cents: payment.amount_cents,
+            amount_received_cents: payment.amount_received_cents,
+            amount_refunded_cents: payment.amount_refunded_cents,
+            amount_disputed_cents: payment.amount_disputed_cents,
+            currency: payment.currency,
+            status: payment.status,
+            failure_code: non_empty(payment.failure_code),
+            failure_message: non_empty(payment.failure_message),
+            created_at: rfc3339(payment.created_at.map(|t| (t.seconds, t.nanos))),
+            updated_at: rfc3339(payment.updated_at.map(|t| (t.seconds, t.nanos))),
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize, Debug, PartialEq, Eq)]
@@ -191,23 +220,7 @@ pub async fn payments(
         .map_err(|status| list_error(&status))?
         .into_inner();
     Ok(Json(PaymentsPage {
-        payments: answer
-            .payments
-            .into_iter()
-            .map(|payment| PaymentBody {
-                intent_id: payment.intent_id,
-                amount_cents: payment.amount_cents,
-                amount_received_cents: payment.amount_received_cents,
-                amount_refunded_cents: payment.amount_refunded_cents,
-                amount_disputed_cents: payment.amount_disputed_cents,
-                currency: payment.currency,
-                status: payment.status,
-                failure_code: non_empty(payment.failure_code),
-                failure_message: non_empty(payment.failure_message),
-                created_at: rfc3339(payment.created_at.map(|t| (t.seconds, t.nanos))),
-                updated_at: rfc3339(payment.updated_at.map(|t| (t.seconds, t.nanos))),
-            })
-            .collect(),
+        payments: answer.payments.into_iter().map(PaymentBody::from).collect(),
         next_cursor: non_empty(answer.next_page_token),
     }))
 }
