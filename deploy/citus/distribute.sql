@@ -48,6 +48,10 @@ SELECT create_distributed_function(
 SELECT create_distributed_function(
     'adjust_balance(text, bigint, text, text, text, text, timestamptz)',
     'p_user_id', colocate_with => 'payments');
+-- A refund's or dispute's clawback (db/clawbacks.rs), the same way.
+SELECT create_distributed_function(
+    'apply_clawback(text, text, text, text, bigint, text, timestamptz)',
+    'p_user_id', colocate_with => 'payments');
 
 ALTER TABLE payments ADD CONSTRAINT payments_intent_owner_fkey
     FOREIGN KEY (stripe_intent_id, user_id) REFERENCES intent_owners (stripe_intent_id, user_id);

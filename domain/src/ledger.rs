@@ -12,6 +12,15 @@ use std::fmt;
 pub enum LedgerKind {
     /// A paid PaymentIntent's `amount_received`, credited once per intent.
     TopUp,
+    /// A Stripe refund of a top-up, clawed back once per refund id (may
+    /// take the balance below zero).
+    Refund,
+    /// A clawed-back refund that failed or was canceled, given back once.
+    RefundReversal,
+    /// A dispute (chargeback) of a top-up, clawed back once per dispute id.
+    Dispute,
+    /// A dispute's clawback given back once: funds reinstated, dispute won.
+    DisputeReversal,
     /// Credits taken by a backend service; once per (user, idempotency key).
     Spend,
     /// A whole spend given back, once per spend.
@@ -21,8 +30,12 @@ pub enum LedgerKind {
 }
 
 impl LedgerKind {
-    pub const ALL: [LedgerKind; 4] = [
+    pub const ALL: [LedgerKind; 8] = [
         LedgerKind::TopUp,
+        LedgerKind::Refund,
+        LedgerKind::RefundReversal,
+        LedgerKind::Dispute,
+        LedgerKind::DisputeReversal,
         LedgerKind::Spend,
         LedgerKind::SpendReversal,
         LedgerKind::Adjustment,
@@ -31,6 +44,10 @@ impl LedgerKind {
     pub const fn as_str(self) -> &'static str {
         match self {
             LedgerKind::TopUp => "top_up",
+            LedgerKind::Refund => "refund",
+            LedgerKind::RefundReversal => "refund_reversal",
+            LedgerKind::Dispute => "dispute",
+            LedgerKind::DisputeReversal => "dispute_reversal",
             LedgerKind::Spend => "spend",
             LedgerKind::SpendReversal => "spend_reversal",
             LedgerKind::Adjustment => "adjustment",

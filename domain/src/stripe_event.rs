@@ -31,6 +31,10 @@ pub struct EventObject {
     /// Any JSON: a malformed metadata never makes an event unreadable.
     #[serde(default)]
     pub metadata: Option<serde_json::Value>,
+    /// Refunds, charges and disputes name their PaymentIntent: an id, or
+    /// the intent itself when expanded.
+    #[serde(default)]
+    pub payment_intent: Option<serde_json::Value>,
 }
 
 /// What this service does with an event type.
@@ -40,6 +44,12 @@ pub enum EventKind {
     PaymentFailed,
     /// `canceled`, `processing`, `requires_action`: the status is recorded.
     PaymentStatusChanged,
+    /// A refund of a charge was made or changed (`charge.refunded`,
+    /// `charge.refund.updated`, `refund.*`).
+    Refund,
+    /// A dispute was opened, changed, closed, or moved funds
+    /// (`charge.dispute.*`).
+    Dispute,
     /// Recorded and answered IGNORED.
     Other,
 }
@@ -117,6 +127,16 @@ impl StripeEvent {
             "payment_intent.canceled"
             | "payment_intent.processing"
             | "payment_intent.requires_action" => EventKind::PaymentStatusChanged,
+            "charge.refunded"
+            | "charge.refund.updated"
+            | "refund.created"
+            | "refund.updated"
+            | "refund.failed" => EventKind::Refund,
+            "charge.dispute.created"
+            | "charge.dispute.updated"
+            | "charge.dispute.closed"
+            | "charge.dispute.funds_withdrawn"
+            | "charge.dispute.funds_reinstated" => EventKind::Dispute,
             _ => EventKind::Other,
         }
     }
@@ -127,6 +147,18 @@ impl StripeEvent {
 
     /// The user the object's metadata names: a hint of where our payment
     /// row is, never proof of whose it is (metadata can be edited at Stripe).
+    /// The PaymentIntent the event's object names (a charge, refund or
+    /// dispute), if it names one with the shape of an id. Only a pointer:
+    /// what it says is re-fetched from Stripe.
+    pub fn named_intent_id(&self) -> Option<&str> {
+        let named = match self.data.object.payment_intent.as_ref()? {
+            serde_json::Value::String(id) => id.as_str(),
+            serde_json::Value::Object(intent) => intent.get("id")?.as_str()?,
+            _ => return None,
+        };
+        (named.len() <= 255 && named.bytes().all(|b| b.is_ascii_graphic())).then_some(named)
+    }
+
     pub fn named_user_id(&self) -> Option<&str> {
         self.data.object.metadata.as_ref()?.get("user_id")?.as_str()
     }
@@ -146,6 +178,52 @@ fn plain(field: &str, value: &str) -> Result<(), InvalidInput> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refund_and_dispute_events_name_their_intent_as_an_id_or_an_expanded_object() {
+        let event = |event_type: &str, object: &str| {
+            StripeEvent::parse(&format!(
+                r#"{{"id": "evt_1", "object": "event", "type": "{event_type}", "data": {{"object": {object}}}}}"#
+            ))
+            .unwrap()
+        };
+        let refund = event(
+            "charge.refunded",
+            r#"{"id": "ch_1", "object": "charge", "payment_intent": "pi_1"}"#,
+        );
+        assert_eq!(refund.kind(), EventKind::Refund);
+        assert_eq!(refund.named_intent_id(), Some("pi_1"));
+        let dispute = event(
+            "charge.dispute.closed",
+            r#"{"id": "du_1", "object": "dispute", "payment_intent": {"id": "pi_2"}}"#,
+        );
+        assert_eq!(dispute.kind(), EventKind::Dispute);
+        assert_eq!(dispute.named_intent_id(), Some("pi_2"));
+        for kind in [
+            "refund.created",
+            "refund.updated",
+            "refund.failed",
+            "charge.refund.updated",
+        ] {
+            assert_eq!(event(kind, r#"{"id": "re_1"}"#).kind(), EventKind::Refund);
+        }
+        for kind in [
+            "charge.dispute.created",
+            "charge.dispute.updated",
+            "charge.dispute.funds_withdrawn",
+            "charge.dispute.funds_reinstated",
+        ] {
+            assert_eq!(event(kind, r#"{"id": "du_1"}"#).kind(), EventKind::Dispute);
+        }
+        // No intent, a number, or an id with spaces: none named.
+        for object in [
+            r#"{"id": "re_1"}"#,
+            r#"{"id": "re_1", "payment_intent": 7}"#,
+            r#"{"id": "re_1", "payment_intent": "pi 1"}"#,
+        ] {
+            assert_eq!(event("refund.created", object).named_intent_id(), None);
+        }
+    }
 
     #[test]
     fn parses_a_real_event_and_ignores_unknown_fields() {

@@ -181,7 +181,7 @@ async fn the_ledger_holds_at_most_one_top_up_per_intent_whoever_asks() {
     refused(
         conn,
         &format!("{entry} VALUES ('u1', 500, 'usd', 'top_up', 'pi_1', 'evt_1', 500)"),
-        "ledger_one_entry_per_intent_and_kind",
+        "ledger_one_top_up_per_intent",
     )
     .await;
     // The same intent credited to another user: that user holds no payment
@@ -196,7 +196,7 @@ async fn the_ledger_holds_at_most_one_top_up_per_intent_whoever_asks() {
     refused(
         conn,
         &format!("{entry} VALUES ('u1', 500, 'usd', 'top_up', 'pi_1', 'evt_2', 500)"),
-        "ledger_one_entry_per_intent_and_kind",
+        "ledger_one_top_up_per_intent",
     )
     .await;
     refused(
@@ -236,6 +236,58 @@ async fn the_ledger_holds_at_most_one_top_up_per_intent_whoever_asks() {
     )
     .await;
     assert_eq!(count_rows(conn, "ledger_entries").await, 1);
+
+    // Clawbacks: several refunds of one intent, each once per refund id,
+    // each taking credits and naming its payment and refund; a reversal
+    // gives credits back.
+    let clawback = "INSERT INTO ledger_entries (user_id, amount_cents, currency, kind, stripe_intent_id, stripe_object_id, balance_after_cents)";
+    for values in [
+        "('u1', -100, 'usd', 'refund', 'pi_1', 're_1', 400)",
+        "('u1', -100, 'usd', 'refund', 'pi_1', 're_2', 300)",
+        "('u1', 100, 'usd', 'refund_reversal', 'pi_1', 're_2', 400)",
+        "('u1', -400, 'usd', 'dispute', 'pi_1', 'du_1', 0)",
+    ] {
+        exec(conn, &format!("{clawback} VALUES {values}"))
+            .await
+            .unwrap();
+    }
+    for (values, constraint) in [
+        (
+            "('u1', -100, 'usd', 'refund', 'pi_1', 're_1', 0)",
+            "ledger_one_entry_per_stripe_object",
+        ),
+        (
+            "('u1', 100, 'usd', 'refund_reversal', 'pi_1', 're_2', 0)",
+            "ledger_one_entry_per_stripe_object",
+        ),
+        (
+            "('u1', 100, 'usd', 'refund', 'pi_1', 're_3', 0)",
+            "ledger_clawback_names_its_cause",
+        ),
+        (
+            "('u1', -100, 'usd', 'dispute_reversal', 'pi_1', 'du_1', 0)",
+            "ledger_clawback_names_its_cause",
+        ),
+        (
+            "('u1', -100, 'usd', 'refund', 'pi_1', NULL, 0)",
+            "ledger_clawback_names_its_cause",
+        ),
+        (
+            "('u1', -100, 'usd', 'dispute', NULL, 'du_2', 0)",
+            "ledger_clawback_names_its_cause",
+        ),
+        (
+            "('u1', -100, 'usd', 'refund', 'pi_1', 're 4', 0)",
+            "ledger_entries_stripe_object_id_check",
+        ),
+        (
+            "('u2', -100, 'usd', 'refund', 'pi_1', 're_5', 0)",
+            "ledger_entries_payment_fkey",
+        ),
+    ] {
+        refused(conn, &format!("{clawback} VALUES {values}"), constraint).await;
+    }
+    assert_eq!(count_rows(conn, "ledger_entries").await, 5);
 }
 
 /// A spend has its key and takes credits; a reversal names its spend and is
@@ -360,12 +412,14 @@ async fn balances_and_events_constraints() {
         "balances_pkey",
     )
     .await;
-    refused(
-        conn,
-        "UPDATE balances SET balance_cents = -1",
-        "balances_balance_cents_check",
-    )
-    .await;
+    // Debt is possible (a clawback is booked in full): the balance itself
+    // may go below zero; spends refuse a short balance in their functions.
+    exec(conn, "UPDATE balances SET balance_cents = -1")
+        .await
+        .unwrap();
+    exec(conn, "UPDATE balances SET balance_cents = 0")
+        .await
+        .unwrap();
 
     exec(conn, &format!("{OWNER} VALUES ('pi_1', 'u1')"))
         .await
@@ -618,6 +672,9 @@ async fn every_statement_of_a_money_function_is_keyed_by_its_user() {
         // The balance made for a credit, locked, the key's adjustment, the
         // balance, the entry.
         ("adjust_balance", 5),
+        // The balance locked, the object's entry, the payment's top-up, the
+        // clawback a reversal gives back, the balance, the entry, the payment.
+        ("apply_clawback", 7),
     ] {
         let body = names(
             conn,

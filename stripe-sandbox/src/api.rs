@@ -14,8 +14,9 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 use service_runtime::now_unix;
 
+use crate::after_payment;
 use crate::state::{IntentState, Ledger, NewIntent, Replay, Shared, emit, new_intent};
-use crate::{PM_CARD_3DS, PM_CARD_DECLINED, PM_CARD_VISA};
+use crate::{PM_CARD_3DS, PM_CARD_DECLINED, PM_CARD_DISPUTED, PM_CARD_VISA};
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     let api = Router::new()
@@ -26,6 +27,11 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         )
         .route("/v1/payment_intents/{id}/confirm", post(confirm_intent))
         .route("/v1/payment_intents/{id}/cancel", post(cancel_intent))
+        .route(
+            "/v1/refunds",
+            post(after_payment::create_refund).get(after_payment::list_refunds),
+        )
+        .route("/v1/disputes/{id}", get(after_payment::retrieve_dispute))
         .layer(middleware::from_fn(require_secret_key))
         .layer(middleware::from_fn_with_state(
             shared.clone(),
@@ -39,16 +45,24 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             post(authenticate),
         )
         .route("/sandbox/events", get(list_events))
+        .route(
+            "/sandbox/refunds/{id}/fail",
+            post(after_payment::fail_refund),
+        )
+        .route(
+            "/sandbox/disputes/{id}/close",
+            post(after_payment::close_dispute),
+        )
         .route("/sandbox/health", get(|| async { "ok" }))
         .with_state(shared)
 }
 
 /// Stripe's error object.
-fn stripe_error(status: StatusCode, error: Value) -> Response {
+pub(crate) fn stripe_error(status: StatusCode, error: Value) -> Response {
     (status, Json(json!({ "error": error }))).into_response()
 }
 
-fn invalid_request(message: &str, param: Option<&str>) -> (StatusCode, Value) {
+pub(crate) fn invalid_request(message: &str, param: Option<&str>) -> (StatusCode, Value) {
     let mut error = json!({"type": "invalid_request_error", "message": message});
     if let Some(param) = param {
         error["param"] = json!(param);
@@ -94,13 +108,13 @@ fn secret_key(authorization: &str) -> Option<String> {
     Some(user_and_password.split(':').next()?.to_owned())
 }
 
-fn form(body: &[u8]) -> Vec<(String, String)> {
+pub(crate) fn form(body: &[u8]) -> Vec<(String, String)> {
     let mut params: Vec<(String, String)> = form_urlencoded::parse(body).into_owned().collect();
     params.sort();
     params
 }
 
-fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+pub(crate) fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
     params
         .iter()
         .find(|(k, _)| k == name)
@@ -120,7 +134,7 @@ fn metadata(params: &[(String, String)]) -> BTreeMap<String, String> {
 }
 
 /// Runs a POST once per Idempotency-Key, replaying its answer like Stripe.
-fn idempotent(
+pub(crate) fn idempotent(
     shared: &Shared,
     headers: &HeaderMap,
     route: &str,
@@ -302,7 +316,7 @@ async fn confirm_intent(
             json["last_payment_error"] = Value::Null;
             json["next_action"] = Value::Null;
             let answer = match payment_method.as_str() {
-                PM_CARD_VISA => {
+                PM_CARD_VISA | PM_CARD_DISPUTED => {
                     let charge = ledger.next_id("ch");
                     succeed(&mut json, charge);
                     Outcome::Event("payment_intent.succeeded")
@@ -338,6 +352,9 @@ async fn confirm_intent(
             match answer {
                 Outcome::Event(event_type) => {
                     emit(&shared_ref, ledger, event_type, &json);
+                    if payment_method == PM_CARD_DISPUTED {
+                        after_payment::open_dispute(&shared_ref, ledger, &json);
+                    }
                     (StatusCode::OK, json)
                 }
                 Outcome::Declined(mut error) => {

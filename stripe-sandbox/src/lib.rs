@@ -9,6 +9,7 @@
 //! - `delivery`: webhooks, signed by its own `signer` (never by the code
 //!   under test), retried, optionally duplicated and shuffled.
 
+mod after_payment;
 mod api;
 mod controls;
 mod delivery;
@@ -31,6 +32,9 @@ pub use state::stripe_event;
 pub const PM_CARD_VISA: &str = "pm_card_visa";
 /// Declined: 402 `card_error`, `payment_intent.payment_failed`.
 pub const PM_CARD_DECLINED: &str = "pm_card_chargeDeclined";
+/// Succeeds, then its charge is disputed at once (`charge.dispute.created`,
+/// `charge.dispute.funds_withdrawn`), as Stripe's test card.
+pub const PM_CARD_DISPUTED: &str = "pm_card_createDispute";
 /// Needs 3-D Secure: `requires_action` until the challenge is completed.
 pub const PM_CARD_3DS: &str = "pm_card_authenticationRequired";
 
@@ -161,9 +165,72 @@ impl Sandbox {
             .map(|i| i.json.clone())
     }
 
+    /// `POST /v1/refunds` of the intent (all that is left when `amount` is
+    /// `None`), answered as the route answers: the refund, or Stripe's error.
+    pub async fn refund(&self, intent_id: &str, amount: Option<i64>) -> Value {
+        let mut form = format!("payment_intent={intent_id}");
+        if let Some(amount) = amount {
+            form.push_str(&format!("&amount={amount}"));
+        }
+        let answer = after_payment::create_refund(
+            axum::extract::State(self.shared.clone()),
+            axum::http::HeaderMap::new(),
+            form.into(),
+        )
+        .await;
+        json_of(answer).await
+    }
+
+    /// The sandbox control `POST /sandbox/refunds/{id}/fail`.
+    pub async fn fail_refund(&self, refund_id: &str) -> Value {
+        let answer = after_payment::fail_refund(
+            axum::extract::State(self.shared.clone()),
+            axum::extract::Path(refund_id.to_owned()),
+        )
+        .await;
+        json_of(answer).await
+    }
+
+    /// Disputes the succeeded intent's charge, as the dispute test card does.
+    pub fn dispute(&self, intent_id: &str) -> String {
+        let mut ledger = self.shared.ledger.lock().unwrap();
+        let intent = ledger.intents[intent_id].json.clone();
+        after_payment::open_dispute(&self.shared, &mut ledger, &intent);
+        let mut ids: Vec<&String> = ledger.disputes.keys().collect();
+        ids.sort();
+        ids.last().map(|id| (*id).clone()).expect("a dispute")
+    }
+
+    /// The sandbox control `POST /sandbox/disputes/{id}/close`.
+    pub async fn close_dispute(&self, dispute_id: &str, won: bool) -> Value {
+        let outcome = if won { "outcome=won" } else { "outcome=lost" };
+        let answer = after_payment::close_dispute(
+            axum::extract::State(self.shared.clone()),
+            axum::extract::Path(dispute_id.to_owned()),
+            outcome.into(),
+        )
+        .await;
+        json_of(answer).await
+    }
+
+    /// The ids of the disputes opened so far, oldest first.
+    pub fn dispute_ids(&self) -> Vec<String> {
+        let ledger = self.shared.ledger.lock().unwrap();
+        let mut ids: Vec<String> = ledger.disputes.keys().cloned().collect();
+        ids.sort();
+        ids
+    }
+
     /// Resolves once every event is delivered (or given up).
     pub async fn settled(&self) {
         let mut pending = self.shared.pending.subscribe();
         let _ = pending.wait_for(|n| *n == 0).await;
     }
+}
+
+async fn json_of(answer: axum::response::Response) -> Value {
+    let body = axum::body::to_bytes(answer.into_body(), usize::MAX)
+        .await
+        .expect("an in-memory body");
+    serde_json::from_slice(&body).expect("a JSON answer")
 }

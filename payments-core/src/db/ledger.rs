@@ -28,6 +28,8 @@ pub struct LedgerEntryRow {
     pub actor: Option<String>,
     /// Spend reversals: the spend given back.
     pub reverses_entry_id: Option<i64>,
+    /// Refunds, disputes and their reversals: the Stripe refund or dispute.
+    pub stripe_object_id: Option<String>,
 }
 
 pub async fn for_user(

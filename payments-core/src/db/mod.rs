@@ -5,6 +5,7 @@ pub mod adjustments;
 pub mod apply;
 pub mod balance_reads;
 pub mod balances;
+pub mod clawbacks;
 pub mod coalesce;
 pub mod deployment;
 pub mod history;

@@ -25,6 +25,10 @@ pub struct PaymentRow {
     pub idempotency_key: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Clawed back so far by refunds, net of refunds that failed.
+    pub amount_refunded_cents: i64,
+    /// Clawed back so far by disputes, net of disputes won.
+    pub amount_disputed_cents: i64,
 }
 
 /// `None` is inserted as NULL: one statement shape, prepared once per connection.

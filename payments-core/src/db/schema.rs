@@ -51,6 +51,7 @@ diesel::table! {
         reason -> Nullable<Text>,
         actor -> Nullable<Text>,
         reverses_entry_id -> Nullable<Int8>,
+        stripe_object_id -> Nullable<Text>,
     }
 }
 
@@ -67,6 +68,8 @@ diesel::table! {
         idempotency_key -> Nullable<Text>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        amount_refunded_cents -> Int8,
+        amount_disputed_cents -> Int8,
     }
 }
 

@@ -102,6 +102,48 @@ pub async fn record_ignored(
     Ok(inserted == 1)
 }
 
+/// An event applied to a user's payment by more than one statement (a
+/// refund's or dispute's clawbacks, each its own transaction): recorded
+/// after its effects, which are each once per Stripe object whatever
+/// happens in between.
+#[derive(Debug, Insertable)]
+#[diesel(table_name = stripe_events)]
+pub struct AppliedEvent<'a> {
+    pub user_id: &'a str,
+    pub event_id: &'a str,
+    pub event_type: &'a str,
+    pub stripe_intent_id: &'a str,
+    pub payload: &'a str,
+    pub received_at: DateTime<Utc>,
+    pub processed_at: DateTime<Utc>,
+}
+
+/// Records an applied event; false when it was recorded before.
+pub async fn record_applied(
+    conn: &mut AsyncPgConnection,
+    event: &AppliedEvent<'_>,
+) -> Result<bool, DbError> {
+    let inserted = diesel::insert_into(stripe_events::table)
+        .values(event)
+        .on_conflict_do_nothing()
+        .execute(conn)
+        .await?;
+    Ok(inserted == 1)
+}
+
+/// Whether the event was applied to the user's payments.
+pub async fn is_applied(
+    conn: &mut AsyncPgConnection,
+    user_id: &str,
+    event_id: &str,
+) -> Result<bool, DbError> {
+    Ok(diesel::select(diesel::dsl::exists(
+        stripe_events::table.find((user_id, event_id)),
+    ))
+    .get_result(conn)
+    .await?)
+}
+
 /// Empties the stored payloads of events received before `cutoff`, at most
 /// `batch` per table; answers how many. The rows stay: they are the registry
 /// that keeps each event applied once.

@@ -37,6 +37,11 @@ impl<G: PaymentGateway> PaymentsService<G> {
                 processed_at: Utc::now(),
             }
         };
+        if matches!(event.kind(), EventKind::Refund | EventKind::Dispute) {
+            return self
+                .apply_clawback_event(&event, &payload, received_at, &ignored)
+                .await;
+        }
         let intent_id = match (event.kind(), event.object_id()) {
             (EventKind::Other, _) => {
                 return self
@@ -215,7 +220,10 @@ impl<G: PaymentGateway> PaymentsService<G> {
         Ok(())
     }
 
-    async fn record_ignored(&self, event: &IgnoredEvent<'_>) -> Result<EventOutcome, Error> {
+    pub(super) async fn record_ignored(
+        &self,
+        event: &IgnoredEvent<'_>,
+    ) -> Result<EventOutcome, Error> {
         let mut conn = self.connection().await?;
         Ok(if stripe_events::record_ignored(&mut conn, event).await? {
             EventOutcome::Ignored

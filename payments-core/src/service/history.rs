@@ -34,7 +34,8 @@ pub struct LedgerEntry {
     pub amount_cents: i64,
     pub balance_after_cents: i64,
     pub currency: Currency,
-    /// What caused it: the PaymentIntent id of a top-up, the key of a spend
+    /// What caused it: the PaymentIntent id of a top-up, the Stripe refund
+    /// or dispute id of a clawback or its reversal, the key of a spend
     /// or an adjustment, the key of the spend a reversal gives back.
     pub reference: String,
     pub reason: Option<String>,
@@ -74,7 +75,8 @@ impl<G: PaymentGateway> PaymentsService<G> {
             .into_iter()
             .map(|row| {
                 let reference = row
-                    .stripe_intent_id
+                    .stripe_object_id
+                    .or(row.stripe_intent_id)
                     .or(row.idempotency_key)
                     .or_else(|| {
                         let spend = row.reverses_entry_id?;

@@ -4,6 +4,7 @@
 mod adjust;
 mod apply_event;
 mod balance;
+mod clawbacks;
 mod create_intent;
 mod history;
 mod spend;

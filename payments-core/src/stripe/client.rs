@@ -3,15 +3,17 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use stripe::{IdempotencyKey, RequestStrategy, StripeError, StripeRequest};
+use stripe_core::dispute::RetrieveDispute;
 use stripe_core::payment_intent::{
     CreatePaymentIntent, CreatePaymentIntentAutomaticPaymentMethods, RetrievePaymentIntent,
 };
-use stripe_shared::{ApiErrorsType, PaymentIntent};
+use stripe_core::refund::ListRefund;
+use stripe_shared::{ApiErrorsType, Dispute, PaymentIntent, Refund};
 
 use super::http::PooledStripeClient;
 use super::{
-    CREATED_BY_MARKER, GatewayError, NewIntent, PaymentError, PaymentGateway, StripeIntent,
-    is_intent_id,
+    CREATED_BY_MARKER, GatewayError, NewIntent, PaymentError, PaymentGateway, StripeDispute,
+    StripeIntent, StripeRefund, is_intent_id, is_object_id,
 };
 
 /// How to reach Stripe.
@@ -66,9 +68,10 @@ impl StripeGateway {
         &self,
         request: &R,
         idempotency_key: Option<&IdempotencyKey>,
-    ) -> Result<PaymentIntent, GatewayError>
+    ) -> Result<R::Output, GatewayError>
     where
-        R: StripeRequest<Output = PaymentIntent>,
+        R: StripeRequest,
+        R::Output: miniserde::Deserialize,
     {
         let strategy = match idempotency_key {
             Some(key) => RequestStrategy::Idempotent(key.clone()),
@@ -87,7 +90,7 @@ impl StripeGateway {
                 Err(_) => Err(Failure::Transient("the call's deadline passed".into())),
             };
             match result {
-                Ok(intent) => return Ok(intent),
+                Ok(answer) => return Ok(answer),
                 Err(Failure::Transient(reason))
                     if attempt < self.max_attempts
                         && tokio::time::Instant::now() + backoff < deadline =>
@@ -197,5 +200,73 @@ impl PaymentGateway for StripeGateway {
         }
         let request = RetrievePaymentIntent::new(intent_id);
         to_stripe_intent(self.send_with_retries(&request, None).await?)
+    }
+
+    #[tracing::instrument(skip_all, fields(intent_id = %intent_id))]
+    async fn list_refunds(&self, intent_id: &str) -> Result<Vec<StripeRefund>, GatewayError> {
+        if !is_intent_id(intent_id) {
+            return Err(GatewayError::NotFound);
+        }
+        let mut refunds = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let mut request = ListRefund::new().payment_intent(intent_id).limit(100);
+            if let Some(after) = after.take() {
+                request = request.starting_after(after);
+            }
+            let page = self.send_with_retries(&request, None).await?;
+            for refund in &page.data {
+                refunds.push(to_stripe_refund(refund));
+            }
+            match page.data.last() {
+                Some(last) if page.has_more && refunds.len() < MAX_REFUNDS_PER_INTENT => {
+                    after = Some(last.id.as_str().to_owned());
+                }
+                _ => return Ok(refunds),
+            }
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(dispute_id = %dispute_id))]
+    async fn retrieve_dispute(&self, dispute_id: &str) -> Result<StripeDispute, GatewayError> {
+        if !is_object_id(dispute_id) {
+            return Err(GatewayError::NotFound);
+        }
+        let request = RetrieveDispute::new(dispute_id);
+        let dispute = self.send_with_retries(&request, None).await?;
+        Ok(to_stripe_dispute(&dispute))
+    }
+}
+
+/// Refunds of one intent read at most (Stripe pages them 100 at a time); a
+/// card payment has a handful at most.
+const MAX_REFUNDS_PER_INTENT: usize = 1_000;
+
+fn expandable_id<T: stripe_types::Object>(
+    field: Option<&stripe_types::Expandable<T>>,
+) -> Option<String>
+where
+    T::Id: AsRef<str>,
+{
+    field.map(|field| field.id().as_ref().to_owned())
+}
+
+fn to_stripe_refund(refund: &Refund) -> StripeRefund {
+    StripeRefund {
+        id: refund.id.as_str().to_owned(),
+        amount: refund.amount,
+        currency: refund.currency.to_string(),
+        status: refund.status.clone().unwrap_or_default(),
+        intent_id: expandable_id(refund.payment_intent.as_ref()),
+    }
+}
+
+fn to_stripe_dispute(dispute: &Dispute) -> StripeDispute {
+    StripeDispute {
+        id: dispute.id.as_str().to_owned(),
+        amount: dispute.amount,
+        currency: dispute.currency.to_string(),
+        status: dispute.status.as_str().to_owned(),
+        intent_id: expandable_id(dispute.payment_intent.as_ref()),
     }
 }

@@ -57,6 +57,58 @@ pub struct PaymentError {
     pub message: Option<String>,
 }
 
+/// The fields of a Stripe Refund this service uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StripeRefund {
+    pub id: String,
+    pub amount: i64,
+    pub currency: String,
+    /// `pending`, `requires_action`, `succeeded`, `failed` or `canceled`.
+    pub status: String,
+    pub intent_id: Option<String>,
+}
+
+impl StripeRefund {
+    /// Whether the money is leaving or has left: `succeeded`, and also
+    /// `pending` (DESIGN.md leaves the choice; a pending card refund nearly
+    /// always succeeds, and clawing back early means the credits cannot be
+    /// spent on the way out). A refund that then fails is given back.
+    pub fn takes_credits(&self) -> bool {
+        matches!(self.status.as_str(), "succeeded" | "pending")
+    }
+
+    /// Whether it will never move money: a clawback made for it is given back.
+    pub fn gives_credits_back(&self) -> bool {
+        matches!(self.status.as_str(), "failed" | "canceled")
+    }
+}
+
+/// The fields of a Stripe Dispute this service uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StripeDispute {
+    pub id: String,
+    pub amount: i64,
+    pub currency: String,
+    /// Stripe's dispute status (`needs_response`, `under_review`, `won`,
+    /// `lost`, the `warning_*` of an inquiry, `prevented`).
+    pub status: String,
+    pub intent_id: Option<String>,
+}
+
+impl StripeDispute {
+    /// Whether the disputed funds were taken from the account: a chargeback
+    /// (any status but an inquiry's `warning_*` or `prevented`, which move
+    /// no money).
+    pub fn takes_credits(&self) -> bool {
+        !self.status.starts_with("warning_") && self.status != "prevented"
+    }
+
+    /// Whether the funds came back: the dispute was won.
+    pub fn gives_credits_back(&self) -> bool {
+        self.status == "won"
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
     /// Network failure, timeout, 429 or 5xx after every retry.
@@ -84,6 +136,18 @@ pub trait PaymentGateway: Send + Sync + 'static {
         &self,
         intent_id: &str,
     ) -> impl Future<Output = Result<StripeIntent, GatewayError>> + Send;
+
+    /// Every refund of the intent (`GET /v1/refunds?payment_intent=`).
+    fn list_refunds(
+        &self,
+        intent_id: &str,
+    ) -> impl Future<Output = Result<Vec<StripeRefund>, GatewayError>> + Send;
+
+    /// `GET /v1/disputes/{id}`.
+    fn retrieve_dispute(
+        &self,
+        dispute_id: &str,
+    ) -> impl Future<Output = Result<StripeDispute, GatewayError>> + Send;
 }
 
 /// Whether `id` has the shape of a PaymentIntent id (`pi_…`), so that it can
@@ -92,6 +156,18 @@ pub fn is_intent_id(id: &str) -> bool {
     id.len() <= 255
         && id.strip_prefix("pi_").is_some_and(|rest| {
             !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        })
+}
+
+/// Whether `id` has the shape of a Stripe object id (`du_…`, `re_…`), so
+/// that it can go into a URL path without escaping.
+pub fn is_object_id(id: &str) -> bool {
+    id.len() <= 255
+        && id.split_once('_').is_some_and(|(prefix, rest)| {
+            !prefix.is_empty()
+                && prefix.bytes().all(|b| b.is_ascii_lowercase())
+                && !rest.is_empty()
+                && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
         })
 }
 
@@ -107,6 +183,17 @@ mod tests {
         assert!(!is_intent_id("pi_123/cancel"));
         assert!(!is_intent_id("pi_123?expand=x"));
         assert!(!is_intent_id(&format!("pi_{}", "a".repeat(300))));
+    }
+
+    #[test]
+    fn object_ids_are_prefixed_and_url_safe() {
+        assert!(is_object_id("du_1MtJUT2eZvKYlo2CNaw2HvEv"));
+        assert!(is_object_id("re_3MtwBwLkdIwHu7ix0hCZtxk0"));
+        assert!(!is_object_id("du_"));
+        assert!(!is_object_id("_abc"));
+        assert!(!is_object_id("du_1/close"));
+        assert!(!is_object_id("DU_1"));
+        assert!(!is_object_id(&format!("du_{}", "a".repeat(300))));
     }
 
     #[test]

@@ -1,0 +1,280 @@
+//! Refunds and disputes, as Stripe's API shows them (`/v1/refunds`,
+//! `/v1/disputes/{id}`), their events (`refund.*`, `charge.refunded`,
+//! `charge.refund.updated`, `charge.dispute.*`), the dispute test card, and
+//! the sandbox controls that fail a refund and win or lose a dispute.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use service_runtime::now_unix;
+
+use crate::api::{form, idempotent, invalid_request, param, stripe_error};
+use crate::state::{Ledger, Shared, emit};
+
+/// The charge behind a succeeded intent, as `charge.*` events carry it.
+fn charge(intent: &Value, amount_refunded: i64) -> Value {
+    json!({
+        "id": intent["latest_charge"],
+        "object": "charge",
+        "amount": intent["amount_received"],
+        "amount_captured": intent["amount_received"],
+        "amount_refunded": amount_refunded,
+        "captured": true,
+        "created": intent["created"],
+        "currency": intent["currency"],
+        "disputed": false,
+        "livemode": false,
+        "metadata": {},
+        "paid": true,
+        "payment_intent": intent["id"],
+        "payment_method": intent["payment_method"],
+        "refunded": amount_refunded == intent["amount_received"].as_i64().unwrap_or(0),
+        "status": "succeeded",
+    })
+}
+
+fn refunded_so_far(ledger: &Ledger, intent_id: &str) -> i64 {
+    ledger
+        .refunds
+        .values()
+        .filter(|r| {
+            r["payment_intent"] == intent_id && r["status"] != "failed" && r["status"] != "canceled"
+        })
+        .filter_map(|r| r["amount"].as_i64())
+        .sum()
+}
+
+/// `POST /v1/refunds`: `payment_intent` (required), `amount` (default: what
+/// is left to refund), `reason`. Card refunds succeed at once, as in test mode.
+pub(crate) async fn create_refund(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let shared_ref = shared.clone();
+    idempotent(
+        &shared,
+        &headers,
+        "create refund",
+        form(&body),
+        move |ledger, params| {
+            let Some(intent_id) = param(params, "payment_intent") else {
+                return invalid_request("Must provide either `payment_intent` or `charge`.", None);
+            };
+            let Some(intent) = ledger.intents.get(intent_id).map(|i| i.json.clone()) else {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    json!({"error": {"type": "invalid_request_error", "code": "resource_missing", "param": "payment_intent",
+                              "message": format!("No such payment_intent: '{intent_id}'")}}),
+                );
+            };
+            if intent["status"] != "succeeded" {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    json!({"error": {"type": "invalid_request_error", "code": "charge_not_refundable",
+                              "message": format!("This PaymentIntent ({intent_id}) does not have a successful charge to refund.")}}),
+                );
+            }
+            let received = intent["amount_received"].as_i64().unwrap_or(0);
+            let left = received - refunded_so_far(ledger, intent_id);
+            let amount = match param(params, "amount").map(str::parse::<i64>) {
+                None => left,
+                Some(Ok(amount)) if amount > 0 => amount,
+                Some(_) => return invalid_request("Invalid positive integer", Some("amount")),
+            };
+            if amount > left || left == 0 {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    json!({"error": {"type": "invalid_request_error", "code": "amount_too_large", "param": "amount",
+                              "message": format!("Refund amount (${}.{:02}) is greater than unrefunded amount on charge (${}.{:02})", amount / 100, amount % 100, left / 100, left % 100)}}),
+                );
+            }
+            let id = ledger.next_id("re");
+            let refund = json!({
+                "id": id,
+                "object": "refund",
+                "amount": amount,
+                "balance_transaction": ledger.next_id("txn"),
+                "charge": intent["latest_charge"],
+                "created": now_unix(),
+                "currency": intent["currency"],
+                "destination_details": {"card": {"reference_status": "pending", "reference_type": "acquirer_reference_number", "type": "refund"}, "type": "card"},
+                "metadata": {},
+                "payment_intent": intent_id,
+                "reason": param(params, "reason"),
+                "receipt_number": null,
+                "source_transfer_reversal": null,
+                "status": "succeeded",
+                "transfer_reversal": null,
+            });
+            ledger.refunds.insert(id, refund.clone());
+            let refunded = refunded_so_far(ledger, intent_id);
+            emit(&shared_ref, ledger, "refund.created", &refund);
+            emit(
+                &shared_ref,
+                ledger,
+                "charge.refunded",
+                &charge(&intent, refunded),
+            );
+            (StatusCode::OK, refund)
+        },
+    )
+}
+
+/// `GET /v1/refunds?payment_intent=&limit=&starting_after=`: newest first,
+/// as Stripe lists them.
+pub(crate) async fn list_refunds(State(shared): State<Arc<Shared>>, uri: Uri) -> Response {
+    let query = form(uri.query().unwrap_or_default().as_bytes());
+    let payment_intent = param(&query, "payment_intent");
+    let starting_after = param(&query, "starting_after");
+    let limit = match param(&query, "limit").map(str::parse::<usize>) {
+        None => 10,
+        Some(Ok(limit)) => limit,
+        Some(Err(_)) => 0,
+    };
+    if !(1..=100).contains(&limit) {
+        return stripe_error(
+            StatusCode::BAD_REQUEST,
+            json!({"type": "invalid_request_error", "param": "limit",
+                   "message": "This value must be greater than or equal to 1 and less than or equal to 100."}),
+        );
+    }
+    let ledger = shared.ledger.lock().unwrap();
+    let mut refunds: Vec<&Value> = ledger
+        .refunds
+        .iter()
+        .rev()
+        .filter(|(_, r)| payment_intent.is_none_or(|pi| r["payment_intent"] == pi))
+        .skip_while(|(id, _)| starting_after.is_some_and(|after| id.as_str() >= after))
+        .map(|(_, r)| r)
+        .take(limit + 1)
+        .collect();
+    let has_more = refunds.len() > limit;
+    refunds.truncate(limit);
+    Json(json!({"object": "list", "data": refunds, "has_more": has_more, "url": "/v1/refunds"}))
+        .into_response()
+}
+
+fn no_such(kind: &str, id: &str) -> Response {
+    stripe_error(
+        StatusCode::NOT_FOUND,
+        json!({"type": "invalid_request_error", "code": "resource_missing", "param": "id",
+               "message": format!("No such {kind}: '{id}'")}),
+    )
+}
+
+/// `GET /v1/disputes/{id}`.
+pub(crate) async fn retrieve_dispute(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+) -> Response {
+    match shared.ledger.lock().unwrap().disputes.get(&id) {
+        Some(dispute) => Json(dispute.clone()).into_response(),
+        None => no_such("dispute", &id),
+    }
+}
+
+/// The dispute test card's charge is disputed as soon as it succeeds:
+/// `charge.dispute.created`, then `charge.dispute.funds_withdrawn`.
+pub(crate) fn open_dispute(shared: &Shared, ledger: &mut Ledger, intent: &Value) {
+    let id = ledger.next_id("du");
+    let dispute = json!({
+        "id": id,
+        "object": "dispute",
+        "amount": intent["amount_received"],
+        "balance_transactions": [],
+        "charge": intent["latest_charge"],
+        "created": now_unix(),
+        "currency": intent["currency"],
+        "enhanced_eligibility_types": [],
+        "evidence": {"enhanced_evidence": {}},
+        "evidence_details": {"due_by": now_unix() + 7 * 86_400, "enhanced_eligibility": {}, "has_evidence": false, "past_due": false, "submission_count": 0},
+        "is_charge_refundable": false,
+        "livemode": false,
+        "metadata": {},
+        "network_reason_code": "10.4",
+        "payment_intent": intent["id"],
+        "payment_method_details": {"card": {"brand": "visa", "case_type": "chargeback", "network": "visa", "network_reason_code": "10.4"}, "type": "card"},
+        "reason": "fraudulent",
+        "status": "needs_response",
+    });
+    ledger.disputes.insert(id, dispute.clone());
+    emit(shared, ledger, "charge.dispute.created", &dispute);
+    emit(shared, ledger, "charge.dispute.funds_withdrawn", &dispute);
+}
+
+/// Sandbox control `POST /sandbox/disputes/{id}/close` with `outcome=won`
+/// or `lost`: `charge.dispute.closed` (and `charge.dispute.funds_reinstated`
+/// when won).
+pub(crate) async fn close_dispute(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let params = form(&body);
+    let status = match param(&params, "outcome") {
+        Some(outcome @ ("won" | "lost")) => outcome.to_owned(),
+        _ => return invalid_request("outcome must be won or lost", Some("outcome")).into_stripe(),
+    };
+    let mut ledger = shared.ledger.lock().unwrap();
+    let Some(dispute) = ledger.disputes.get_mut(&id) else {
+        return no_such("dispute", &id);
+    };
+    if dispute["status"] == "won" || dispute["status"] == "lost" {
+        return invalid_request("This dispute is already closed.", None).into_stripe();
+    }
+    dispute["status"] = json!(status);
+    let dispute = dispute.clone();
+    emit(&shared, &mut ledger, "charge.dispute.closed", &dispute);
+    if status == "won" {
+        emit(
+            &shared,
+            &mut ledger,
+            "charge.dispute.funds_reinstated",
+            &dispute,
+        );
+    }
+    Json(dispute).into_response()
+}
+
+/// Sandbox control `POST /sandbox/refunds/{id}/fail`: the refund fails
+/// (`refund.failed`, `refund.updated`, `charge.refund.updated`), as a refund
+/// to an expired card does some days later.
+pub(crate) async fn fail_refund(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+) -> Response {
+    let mut ledger = shared.ledger.lock().unwrap();
+    let Some(refund) = ledger.refunds.get_mut(&id) else {
+        return no_such("refund", &id);
+    };
+    if refund["status"] == "failed" || refund["status"] == "canceled" {
+        return invalid_request("This refund has already failed.", None).into_stripe();
+    }
+    refund["status"] = json!("failed");
+    refund["failure_reason"] = json!("expired_or_canceled_card");
+    let refund = refund.clone();
+    let failure = ledger.next_id("txn");
+    if let Some(stored) = ledger.refunds.get_mut(&id) {
+        stored["failure_balance_transaction"] = json!(failure);
+    }
+    emit(&shared, &mut ledger, "refund.failed", &refund);
+    emit(&shared, &mut ledger, "refund.updated", &refund);
+    emit(&shared, &mut ledger, "charge.refund.updated", &refund);
+    Json(refund).into_response()
+}
+
+trait IntoStripe {
+    fn into_stripe(self) -> Response;
+}
+
+impl IntoStripe for (StatusCode, Value) {
+    fn into_stripe(self) -> Response {
+        (self.0, Json(self.1)).into_response()
+    }
+}
