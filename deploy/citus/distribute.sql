@@ -20,6 +20,7 @@ ALTER TABLE payments DROP CONSTRAINT payments_intent_owner_fkey;
 -- across shards.
 SELECT create_reference_table('intent_owners');
 SELECT create_reference_table('deployment');
+SELECT create_reference_table('reconciliation_cursor');
 
 -- Everything a user owns, colocated: one user's rows on one worker, so a
 -- money transaction (every statement filters by user_id) runs there with a

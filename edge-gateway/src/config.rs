@@ -87,6 +87,16 @@ pub struct Config {
         default_value_t = 120
     )]
     pub rate_limit_creates_per_minute_per_ip: u32,
+    /// `POST /payments/{id}/sync` calls one user may make per minute; 0 = no limit.
+    #[arg(long, env = "RATE_LIMIT_SYNCS_PER_MINUTE", default_value_t = 30)]
+    pub rate_limit_syncs_per_minute: u32,
+    /// `POST /payments/{id}/sync` calls one client IP (IPv6: one /64) may make per minute; 0 = no limit.
+    #[arg(
+        long,
+        env = "RATE_LIMIT_SYNCS_PER_MINUTE_PER_IP",
+        default_value_t = 360
+    )]
+    pub rate_limit_syncs_per_minute_per_ip: u32,
     /// Header carrying the client's IP, set by the proxy in front (its last
     /// entry is used, e.g. x-forwarded-for); unset = the peer address.
     #[arg(long, env = "EDGE_CLIENT_IP_HEADER")]
@@ -341,6 +351,8 @@ mod tests {
             "EDGE_IDLE_TIMEOUT_SECS",
             "RATE_LIMIT_CREATES_PER_MINUTE",
             "RATE_LIMIT_CREATES_PER_MINUTE_PER_IP",
+            "RATE_LIMIT_SYNCS_PER_MINUTE",
+            "RATE_LIMIT_SYNCS_PER_MINUTE_PER_IP",
             "EDGE_CLIENT_IP_HEADER",
             "PAYMENTS_GRPC_CA_FILE",
             "PAYMENTS_GRPC_CLIENT_CERT_FILE",

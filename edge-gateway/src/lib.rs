@@ -71,6 +71,10 @@ impl Application {
                 config.rate_limit_creates_per_minute,
                 config.rate_limit_creates_per_minute_per_ip,
             ),
+            sync_limit: rate_limit::RateLimit::new(
+                config.rate_limit_syncs_per_minute,
+                config.rate_limit_syncs_per_minute_per_ip,
+            ),
             client_ip_header: settings.client_ip_header.clone(),
             balance_streams: history::StreamPlaces::new(
                 config.edge_max_balance_streams,
@@ -109,6 +113,7 @@ impl Application {
             loop {
                 every_minute.tick().await;
                 limits.create_limit.forget_idle();
+                limits.sync_limit.forget_idle();
             }
         });
         let router = router(self.state, self.settings.request_timeout);

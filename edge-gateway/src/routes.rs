@@ -52,6 +52,8 @@ pub struct AppState {
     pub cors_allowed_origins: Vec<HeaderValue>,
     /// Intent creates per user and per client IP.
     pub create_limit: RateLimit,
+    /// Syncs, each a few Stripe calls: limited as creates are.
+    pub sync_limit: RateLimit,
     /// Where the client's IP is read when a proxy stands in front.
     pub client_ip_header: Option<HeaderName>,
     /// `GET /balance/stream` places, over all users and per user.
@@ -76,6 +78,7 @@ pub fn router(state: Arc<AppState>, request_timeout: Duration) -> Router {
             "/payments/create-payment-intent",
             post(create_payment_intent),
         )
+        .route("/payments/{intent_id}/sync", post(sync_payment))
         .route("/balance", get(balance))
         .route("/balance/stream", get(crate::history::balance_stream))
         .route("/ledger", get(crate::history::ledger))
@@ -216,6 +219,51 @@ async fn create_payment_intent(
         amount: intent.amount,
         currency: intent.currency,
         status: intent.status,
+    }))
+}
+
+/// What `POST /payments/{intent_id}/sync` answers.
+#[derive(Serialize, Deserialize, Debug, PartialEq, Eq)]
+pub struct SyncedBody {
+    pub intent_id: String,
+    pub status: String,
+    pub amount_cents: i64,
+    pub amount_received_cents: i64,
+    pub amount_refunded_cents: i64,
+    /// The user's balance right after the sync.
+    pub balance_cents: i64,
+}
+
+/// `POST /payments/{intent_id}/sync`: the SPA calls it right after
+/// `stripe.confirmPayment`; payments-grpc re-fetches the intent from Stripe
+/// and applies it (the credit lands now, the webhook later finds nothing to
+/// do). 404 for an intent that is not this user's.
+async fn sync_payment(
+    State(state): State<Arc<AppState>>,
+    user: AuthenticatedUser,
+    ClientIp(client_ip): ClientIp,
+    axum::extract::Path(intent_id): axum::extract::Path<String>,
+) -> Result<Json<SyncedBody>, ApiError> {
+    state.sync_limit.check(&user.user_id, client_ip)?;
+    let request = payments_proto::SyncPaymentIntentRequest {
+        user_id: user.user_id,
+        intent_id,
+    };
+    let synced = state
+        .upstream
+        .client()
+        .sync_payment_intent(state.upstream.request(request, user.request_id.as_deref()))
+        .await
+        .map_err(|status| ApiError::from_grpc(&status))?
+        .into_inner();
+    let payment = synced.payment.unwrap_or_default();
+    Ok(Json(SyncedBody {
+        intent_id: payment.intent_id,
+        status: payment.status,
+        amount_cents: payment.amount_cents,
+        amount_received_cents: payment.amount_received_cents,
+        amount_refunded_cents: payment.amount_refunded_cents,
+        balance_cents: synced.balance_cents,
     }))
 }
 

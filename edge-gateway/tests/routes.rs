@@ -1102,3 +1102,90 @@ async fn the_balance_stream_sends_heartbeats_and_ends_when_the_token_expires() {
     let ended = read_until(&mut response, &mut seen, "never sent", wait).await;
     assert_eq!(ended, None, "{seen:?}");
 }
+
+impl Stack {
+    /// `POST /payments/{intent_id}/sync` with the caller's ID token.
+    async fn sync(&self, token: &str, intent_id: &str) -> reqwest::Response {
+        self.http
+            .post(format!("{}/payments/{intent_id}/sync", self.edge))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+#[tokio::test]
+async fn a_sync_credits_before_the_webhook_and_is_404_for_another_users_intent() {
+    let stack = Stack::start().await;
+    let token = stack.token("sam");
+    let intent: Value = stack
+        .create(&token, r#"{"amount_usd": 10}"#)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let intent_id = intent["intent_id"].as_str().unwrap().to_owned();
+    stack.stripe.succeed(&intent_id);
+
+    let response = stack.sync(&token, &intent_id).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let synced: Value = response.json().await.unwrap();
+    assert_eq!(
+        synced,
+        serde_json::json!({
+            "intent_id": intent_id, "status": "succeeded", "amount_cents": 1000,
+            "amount_received_cents": 1000, "amount_refunded_cents": 0, "balance_cents": 1000
+        })
+    );
+    let balance: Value = stack.balance(&token).await.json().await.unwrap();
+    assert_eq!(balance["balance_cents"], 1000);
+
+    // Another user's intent, an unknown one and a malformed id: 404, nothing written.
+    let other = stack.token("eve");
+    for (token, id) in [
+        (&other, intent_id.as_str()),
+        (&token, "pi_unknown"),
+        (&token, "x%20y"),
+    ] {
+        let body = problem(stack.sync(token, id).await, StatusCode::NOT_FOUND).await;
+        assert_eq!(body["type"], "urn:credits-topup:problem:not-found", "{id}");
+    }
+    let body = problem(
+        stack.sync("not-a-token", &intent_id).await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    assert_eq!(body["status"], 401);
+    assert_eq!(stack.rows("ledger_entries").await, 1);
+}
+
+#[tokio::test]
+async fn syncs_past_the_per_user_limit_are_429_before_stripe() {
+    let stack = Stack::start_configured(JWKS_JSON, 0, |config| {
+        config.rate_limit_syncs_per_minute = 2;
+    })
+    .await;
+    let token = stack.token("syncer");
+    for _ in 0..2 {
+        let response = stack.sync(&token, "pi_unknown").await;
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    }
+    let fetched = stack
+        .stripe
+        .requests_to("GET", "/v1/payment_intents")
+        .await
+        .len();
+    let response = stack.sync(&token, "pi_unknown").await;
+    assert!(response.headers().contains_key("retry-after"));
+    let body = problem(response, StatusCode::TOO_MANY_REQUESTS).await;
+    assert_eq!(body["type"], "urn:credits-topup:problem:rate-limited");
+    assert_eq!(
+        stack
+            .stripe
+            .requests_to("GET", "/v1/payment_intents")
+            .await
+            .len(),
+        fetched
+    );
+}

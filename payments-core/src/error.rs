@@ -133,9 +133,9 @@ impl From<GatewayError> for Error {
         match err {
             GatewayError::Unavailable(_) => Error::Unavailable(Cause::from_error(err)),
             GatewayError::IdempotencyConflict(_) => Error::IdempotencyConflict(err.to_string()),
-            GatewayError::NotFound | GatewayError::Rejected(_) => {
-                Error::Internal(Cause::from_error(err))
-            }
+            GatewayError::NotFound
+            | GatewayError::Rejected(_)
+            | GatewayError::UnexpectedState(_) => Error::Internal(Cause::from_error(err)),
         }
     }
 }

@@ -12,6 +12,7 @@ pub use payments_domain as domain;
 
 pub use error::Error;
 pub use service::{
-    Adjusted, Balance, BalanceWatch, CreatedIntent, DEFAULT_PAGE_SIZE, EventOutcome, LedgerEntry,
-    MAX_PAGE_SIZE, OpenIntentLimit, Page, PaymentsService, Spent,
+    ACTED_ON_EVENT_TYPES, Adjusted, Balance, BalanceWatch, CreatedIntent, DEFAULT_PAGE_SIZE,
+    EventOutcome, LedgerEntry, MAX_PAGE_SIZE, OpenIntentLimit, Page, PaymentsService,
+    ReconcileSettings, Reconciled, Spent, Synced,
 };

@@ -205,10 +205,18 @@ async fn the_ledger_holds_at_most_one_top_up_per_intent_whoever_asks() {
         "ledger_top_up_is_a_paid_credit",
     )
     .await;
-    refused(
+    // A credit made by a sync or a reconciliation pass names no event; it
+    // is still the intent's one top-up.
+    exec(
         conn,
         &format!("{entry} VALUES ('u2', 500, 'usd', 'top_up', 'pi_2', NULL, 500)"),
-        "ledger_top_up_is_a_paid_credit",
+    )
+    .await
+    .unwrap();
+    refused(
+        conn,
+        &format!("{entry} VALUES ('u2', 500, 'usd', 'top_up', 'pi_2', 'evt_2', 1000)"),
+        "ledger_one_top_up_per_intent",
     )
     .await;
     refused(
@@ -235,7 +243,7 @@ async fn the_ledger_holds_at_most_one_top_up_per_intent_whoever_asks() {
         "ledger_entries_payment_fkey",
     )
     .await;
-    assert_eq!(count_rows(conn, "ledger_entries").await, 1);
+    assert_eq!(count_rows(conn, "ledger_entries").await, 2);
 
     // Clawbacks: several refunds of one intent, each once per refund id,
     // each taking credits and naming its payment and refund; a reversal
@@ -287,7 +295,7 @@ async fn the_ledger_holds_at_most_one_top_up_per_intent_whoever_asks() {
     ] {
         refused(conn, &format!("{clawback} VALUES {values}"), constraint).await;
     }
-    assert_eq!(count_rows(conn, "ledger_entries").await, 5);
+    assert_eq!(count_rows(conn, "ledger_entries").await, 6);
 }
 
 /// A spend has its key and takes credits; a reversal names its spend and is
@@ -520,10 +528,12 @@ async fn every_money_column_is_bigint_with_a_currency_beside_it() {
 
 /// Tables that belong to no user: diesel's own; `deployment`, the service's
 /// identity (one row); `intent_owners`, an intent's one owner, looked up by
-/// intent id; `ignored_stripe_events`, events that concern no user. On Citus
+/// intent id; `ignored_stripe_events`, events that concern no user;
+/// `reconciliation_cursor`, where the read of Stripe's events stands. On Citus
 /// they are reference tables or distributed by their own key (deploy/citus).
 const GLOBAL_TABLES: &str =
-    "'__diesel_schema_migrations', 'deployment', 'intent_owners', 'ignored_stripe_events'";
+    "'__diesel_schema_migrations', 'deployment', 'intent_owners', 'ignored_stripe_events',
+     'reconciliation_cursor'";
 
 #[tokio::test]
 async fn every_foreign_key_is_indexed_and_every_table_carries_user_id() {

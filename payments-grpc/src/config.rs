@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use payments_core::OpenIntentLimit;
 use payments_core::db::{PoolConfig, SessionLimits};
 use payments_core::domain::Tiers;
 use payments_core::stripe::StripeConfig;
+use payments_core::{OpenIntentLimit, ReconcileSettings};
 use service_runtime::connections::ConnectionLimits;
 use service_runtime::logging::LogFormat;
 use service_runtime::{check_range, required};
@@ -94,6 +94,15 @@ pub struct Config {
     /// Whether spends that arrive together share one transaction (true or false); false on Citus, where such a batch would span shards.
     #[arg(long, env = "PAYMENTS_COALESCE_SPENDS", default_value_t = true, action = clap::ArgAction::Set)]
     pub payments_coalesce_spends: bool,
+    /// Seconds between reconciliation passes (one replica at a time); 0 = off.
+    #[arg(long, env = "RECONCILE_INTERVAL_SECS", default_value_t = 60)]
+    pub reconcile_interval_secs: u64,
+    /// Seconds an unfinished payment goes without an update before reconciliation re-fetches it from Stripe.
+    #[arg(long, env = "RECONCILE_AFTER_SECS", default_value_t = 300)]
+    pub reconcile_after_secs: u64,
+    /// Seconds after its creation an intent still waiting for the customer is cancelled at Stripe as abandoned.
+    #[arg(long, env = "STALE_INTENT_AFTER_SECS", default_value_t = 86_400)]
+    pub stale_intent_after_secs: u64,
     /// Days a received Stripe event's payload is kept (the event id is kept for good); 0 = forever.
     #[arg(
         long,
@@ -208,6 +217,26 @@ impl Config {
             ),
         }
         check_range(
+            "RECONCILE_INTERVAL_SECS",
+            self.reconcile_interval_secs,
+            0,
+            86_400,
+        )?;
+        check_range(
+            "RECONCILE_AFTER_SECS",
+            self.reconcile_after_secs,
+            1,
+            30 * 86_400,
+        )?;
+        // Not before the customer had a fair chance to pay; not after
+        // Stripe stops keeping the intent's events (30 days).
+        check_range(
+            "STALE_INTENT_AFTER_SECS",
+            self.stale_intent_after_secs,
+            3_600,
+            30 * 86_400,
+        )?;
+        check_range(
             "DATABASE_POOL_SIZE",
             self.database_pool_size.into(),
             1,
@@ -313,6 +342,19 @@ impl Config {
         }
     }
 
+    pub fn reconcile_settings(&self) -> ReconcileSettings {
+        ReconcileSettings {
+            after: Duration::from_secs(self.reconcile_after_secs),
+            stale_after: Duration::from_secs(self.stale_intent_after_secs),
+        }
+    }
+
+    /// How often a pass runs; `None`: never in the background.
+    pub fn reconcile_interval(&self) -> Option<Duration> {
+        (self.reconcile_interval_secs > 0)
+            .then(|| Duration::from_secs(self.reconcile_interval_secs))
+    }
+
     pub fn open_intent_limit(&self) -> OpenIntentLimit {
         OpenIntentLimit {
             max: self.max_open_intents_per_user.into(),
@@ -374,6 +416,9 @@ mod tests {
             "PAYMENTS_IDLE_TIMEOUT_SECS",
             "MAX_OPEN_INTENTS_PER_USER",
             "PAYMENTS_COALESCE_SPENDS",
+            "RECONCILE_INTERVAL_SECS",
+            "RECONCILE_AFTER_SECS",
+            "STALE_INTENT_AFTER_SECS",
             "STRIPE_EVENT_PAYLOAD_RETENTION_DAYS",
             "PAYMENTS_TLS_CERT_FILE",
             "PAYMENTS_TLS_KEY_FILE",
@@ -397,7 +442,13 @@ mod tests {
     #[test]
     fn bad_values_stop_the_start_with_one_line_naming_the_variable() {
         type Change = fn(&mut Config);
-        let cases: [(&str, Change); 9] = [
+        let cases: [(&str, Change); 11] = [
+            ("STALE_INTENT_AFTER_SECS must be between 3600", |c| {
+                c.stale_intent_after_secs = 60
+            }),
+            ("RECONCILE_AFTER_SECS must be between 1", |c| {
+                c.reconcile_after_secs = 0
+            }),
             ("DATABASE_POOL_SIZE must be between 1", |c| {
                 c.database_pool_size = 0
             }),

@@ -52,23 +52,7 @@ pub fn ledger_page(page: Page<LedgerEntry>) -> proto::ListLedgerEntriesResponse 
 
 pub fn payments_page(page: Page<PaymentRow>) -> proto::ListPaymentsResponse {
     proto::ListPaymentsResponse {
-        payments: page
-            .items
-            .into_iter()
-            .map(|payment| proto::Payment {
-                intent_id: payment.stripe_intent_id,
-                amount_cents: payment.amount_cents,
-                amount_received_cents: payment.amount_received_cents,
-                amount_refunded_cents: payment.amount_refunded_cents,
-                amount_disputed_cents: payment.amount_disputed_cents,
-                currency: payment.currency.code().to_owned(),
-                status: payment.status.as_str().to_owned(),
-                failure_code: payment.failure_code.unwrap_or_default(),
-                failure_message: payment.failure_message.unwrap_or_default(),
-                created_at: Some(timestamp(payment.created_at)),
-                updated_at: Some(timestamp(payment.updated_at)),
-            })
-            .collect(),
+        payments: page.items.into_iter().map(payment).collect(),
         next_page_token: page.next_cursor.unwrap_or_default(),
     }
 }
@@ -170,6 +154,38 @@ pub fn to_status(err: Error) -> Status {
                 error_reason::INTERNAL,
             )
         }
+    }
+}
+
+pub fn payment(payment: PaymentRow) -> proto::Payment {
+    proto::Payment {
+        intent_id: payment.stripe_intent_id,
+        amount_cents: payment.amount_cents,
+        amount_received_cents: payment.amount_received_cents,
+        amount_refunded_cents: payment.amount_refunded_cents,
+        amount_disputed_cents: payment.amount_disputed_cents,
+        currency: payment.currency.code().to_owned(),
+        status: payment.status.as_str().to_owned(),
+        failure_code: payment.failure_code.unwrap_or_default(),
+        failure_message: payment.failure_message.unwrap_or_default(),
+        created_at: Some(timestamp(payment.created_at)),
+        updated_at: Some(timestamp(payment.updated_at)),
+    }
+}
+
+pub fn synced(synced: payments_core::Synced) -> proto::SyncPaymentIntentResponse {
+    proto::SyncPaymentIntentResponse {
+        balance_cents: synced.balance.balance_cents.get(),
+        payment: Some(payment(synced.payment)),
+    }
+}
+
+pub fn reconciled(done: payments_core::Reconciled) -> proto::RunReconciliationResponse {
+    proto::RunReconciliationResponse {
+        intents_checked: done.intents_checked,
+        credited: done.credited,
+        canceled: done.canceled,
+        events_backfilled: done.events_backfilled,
     }
 }
 

@@ -49,6 +49,8 @@ pub struct Application {
     payload_retention: Option<chrono::Duration>,
     /// Where the balance listener connects.
     database_url: String,
+    /// `None`: no background reconciliation (`RECONCILE_INTERVAL_SECS=0`).
+    reconcile_interval: Option<std::time::Duration>,
 }
 
 impl Application {
@@ -84,7 +86,8 @@ impl Application {
         let core = Arc::new(
             PaymentsService::new(pool, gateway, config.topup_tiers_usd.clone())
                 .with_open_intent_limit(config.open_intent_limit())
-                .with_spend_coalescing(config.payments_coalesce_spends),
+                .with_spend_coalescing(config.payments_coalesce_spends)
+                .with_reconciliation(config.reconcile_settings()),
         );
         Ok(Self {
             listener,
@@ -96,6 +99,7 @@ impl Application {
             limits: config.limits(),
             tls: settings.tls,
             database_url: config.database_url.clone(),
+            reconcile_interval: config.reconcile_interval(),
             payload_retention: (config.stripe_event_payload_retention_days > 0)
                 .then(|| chrono::Duration::days(config.stripe_event_payload_retention_days.into())),
         })
@@ -121,6 +125,10 @@ impl Application {
         let listener = self
             .core
             .listen_for_balance_changes(self.database_url.clone());
+        let reconciliation = self.reconcile_interval.map(|interval| {
+            self.core
+                .spawn_reconciliation(self.database_url.clone(), interval)
+        });
         let served = serve_with_limits(
             self.core,
             self.tokens,
@@ -132,6 +140,9 @@ impl Application {
         .await
         .context("serving gRPC");
         listener.abort();
+        if let Some(reconciliation) = reconciliation {
+            reconciliation.abort();
+        }
         served
     }
 }

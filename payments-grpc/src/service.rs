@@ -127,6 +127,19 @@ impl<G: PaymentGateway> PaymentsServiceRpc for GrpcPaymentsService<G> {
         Ok(Response::new(convert::payments_page(page)))
     }
 
+    async fn sync_payment_intent(
+        &self,
+        request: Request<proto::SyncPaymentIntentRequest>,
+    ) -> Result<Response<proto::SyncPaymentIntentResponse>, Status> {
+        let request = request.into_inner();
+        let synced = self
+            .core
+            .sync_payment_intent(&request.user_id, &request.intent_id)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(convert::synced(synced)))
+    }
+
     type WatchBalanceStream = std::pin::Pin<
         Box<
             dyn tonic::codegen::tokio_stream::Stream<
@@ -202,5 +215,13 @@ impl<G: PaymentGateway> AdminServiceRpc for GrpcAdminService<G> {
             entry_id: adjusted.entry_id.to_string(),
             balance_cents: adjusted.balance_cents.get(),
         }))
+    }
+
+    async fn run_reconciliation(
+        &self,
+        _request: Request<proto::RunReconciliationRequest>,
+    ) -> Result<Response<proto::RunReconciliationResponse>, Status> {
+        let done = self.core.run_reconciliation().await.map_err(to_status)?;
+        Ok(Response::new(convert::reconciled(done)))
     }
 }

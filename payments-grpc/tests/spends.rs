@@ -11,7 +11,8 @@ use payments_grpc::proto::payments_service_client::PaymentsServiceClient;
 use payments_grpc::proto::{
     AdjustBalanceRequest, AdjustBalanceResponse, ApplyStripeEventRequest,
     CreatePaymentIntentRequest, GetBalanceRequest, ListLedgerEntriesRequest, ListPaymentsRequest,
-    ReverseSpendRequest, SpendCreditsRequest, SpendCreditsResponse,
+    ReverseSpendRequest, RunReconciliationRequest, SpendCreditsRequest, SpendCreditsResponse,
+    SyncPaymentIntentRequest,
 };
 use payments_grpc::testing::RunningGrpc;
 use payments_test_support::{TestDatabase, assert_balances_match_ledger, count_rows, event_json};
@@ -464,4 +465,96 @@ async fn the_history_lists_entries_and_payments_newest_first_over_grpc() {
         .await
         .unwrap_err();
     assert_eq!(too_big.code(), Code::InvalidArgument);
+}
+
+/// A created, unpaid intent of `user` for `cents`.
+async fn create_intent(replicas: &Replicas, user: &str, cents: i64) -> String {
+    replicas
+        .client(0)
+        .create_payment_intent(authed(CreatePaymentIntentRequest {
+            user_id: user.into(),
+            amount_cents: cents,
+            idempotency_key: String::new(),
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .intent_id
+}
+
+#[tokio::test]
+async fn sync_payment_intent_credits_at_once_and_is_not_found_for_another_user() {
+    let replicas = Replicas::start(1).await;
+    let intent = create_intent(&replicas, "gus", 1000).await;
+    replicas.stripe.succeed(&intent);
+    let sync = |user: &str| {
+        let mut client = replicas.client(0);
+        let request = authed(SyncPaymentIntentRequest {
+            user_id: user.into(),
+            intent_id: intent.clone(),
+        });
+        async move { client.sync_payment_intent(request).await }
+    };
+    let synced = sync("gus").await.unwrap().into_inner();
+    assert_eq!(synced.balance_cents, 1000);
+    let payment = synced.payment.unwrap();
+    assert_eq!(
+        (
+            payment.intent_id.as_str(),
+            payment.status.as_str(),
+            payment.amount_received_cents
+        ),
+        (intent.as_str(), "succeeded", 1000)
+    );
+    let refused = sync("hal").await.unwrap_err();
+    assert_eq!(
+        code_and_reason(&refused),
+        (Code::NotFound, error_reason::NOT_FOUND.into())
+    );
+    assert_eq!(replicas.balance("hal").await, 0);
+    assert_eq!(replicas.entries().await, 1);
+}
+
+#[tokio::test]
+async fn run_reconciliation_needs_the_admin_token_and_credits_a_lost_webhook() {
+    let replicas = Replicas::start_with(2, |config| {
+        config.payments_admin_token = Some(ADMIN_TOKEN.into());
+        config.reconcile_after_secs = 1;
+    })
+    .await;
+    let intent = create_intent(&replicas, "ivy", 2000).await;
+    replicas.stripe.succeed(&intent);
+    let run = |authorization: &str| {
+        let mut request = Request::new(RunReconciliationRequest {});
+        request
+            .metadata_mut()
+            .insert("authorization", authorization.parse().unwrap());
+        let mut admin = replicas.clients[0].1.clone();
+        async move { admin.run_reconciliation(request).await }
+    };
+    let refused = run(&format!("Bearer {TOKEN}")).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    assert_eq!(replicas.balance("ivy").await, 0);
+
+    // Not re-fetched before RECONCILE_AFTER_SECS; once it has passed, the
+    // payment whose webhook never came is credited.
+    let early = run(&format!("Bearer {ADMIN_TOKEN}"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((early.intents_checked, early.credited), (0, 0), "{early:?}");
+    let mut conn = replicas.db.connection().await;
+    diesel_async::RunQueryDsl::execute(
+        diesel::sql_query("UPDATE payments SET updated_at = now() - interval '1 minute'"),
+        &mut conn,
+    )
+    .await
+    .unwrap();
+    let done = run(&format!("Bearer {ADMIN_TOKEN}"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((done.intents_checked, done.credited), (1, 1), "{done:?}");
+    assert_eq!(replicas.balance("ivy").await, 2000);
+    assert_balances_match_ledger(&mut conn).await;
 }

@@ -130,34 +130,148 @@ pub(crate) async fn create_refund(
 /// as Stripe lists them.
 pub(crate) async fn list_refunds(State(shared): State<Arc<Shared>>, uri: Uri) -> Response {
     let query = form(uri.query().unwrap_or_default().as_bytes());
-    let payment_intent = param(&query, "payment_intent");
-    let starting_after = param(&query, "starting_after");
-    let limit = match param(&query, "limit").map(str::parse::<usize>) {
-        None => 10,
-        Some(Ok(limit)) => limit,
-        Some(Err(_)) => 0,
+    let limit = match list_limit(&query) {
+        Ok(limit) => limit,
+        Err(refused) => return refused.into_stripe(),
     };
-    if !(1..=100).contains(&limit) {
-        return stripe_error(
-            StatusCode::BAD_REQUEST,
-            json!({"type": "invalid_request_error", "param": "limit",
-                   "message": "This value must be greater than or equal to 1 and less than or equal to 100."}),
-        );
-    }
+    let payment_intent = param(&query, "payment_intent");
     let ledger = shared.ledger.lock().unwrap();
-    let mut refunds: Vec<&Value> = ledger
+    let refunds = ledger
         .refunds
         .iter()
         .rev()
         .filter(|(_, r)| payment_intent.is_none_or(|pi| r["payment_intent"] == pi))
-        .skip_while(|(id, _)| starting_after.is_some_and(|after| id.as_str() >= after))
-        .map(|(_, r)| r)
+        .map(|(id, r)| (id.as_str(), r));
+    list_page(
+        refunds,
+        param(&query, "starting_after"),
+        limit,
+        "/v1/refunds",
+    )
+}
+
+/// A list parameter's `limit`: 10 when absent, 1 to 100, as Stripe checks it.
+fn list_limit(query: &[(String, String)]) -> Result<usize, (StatusCode, Value)> {
+    match param(query, "limit").map(str::parse::<usize>) {
+        None => Ok(10),
+        Some(Ok(limit)) if (1..=100).contains(&limit) => Ok(limit),
+        Some(_) => Err(invalid_request(
+            "This value must be greater than or equal to 1 and less than or equal to 100.",
+            Some("limit"),
+        )),
+    }
+}
+
+/// A page of `items` (newest first) after `starting_after`, as Stripe's
+/// list object.
+fn list_page<'a>(
+    items: impl Iterator<Item = (&'a str, &'a Value)>,
+    starting_after: Option<&str>,
+    limit: usize,
+    url: &str,
+) -> Response {
+    let mut page: Vec<&Value> = items
+        .skip_while(|(id, _)| starting_after.is_some_and(|after| *id != after))
+        .skip(usize::from(starting_after.is_some()))
+        .map(|(_, item)| item)
         .take(limit + 1)
         .collect();
-    let has_more = refunds.len() > limit;
-    refunds.truncate(limit);
-    Json(json!({"object": "list", "data": refunds, "has_more": has_more, "url": "/v1/refunds"}))
-        .into_response()
+    let has_more = page.len() > limit;
+    page.truncate(limit);
+    Json(json!({"object": "list", "data": page, "has_more": has_more, "url": url})).into_response()
+}
+
+/// `GET /v1/disputes?payment_intent=&limit=&starting_after=`.
+pub(crate) async fn list_disputes(State(shared): State<Arc<Shared>>, uri: Uri) -> Response {
+    let query = form(uri.query().unwrap_or_default().as_bytes());
+    let limit = match list_limit(&query) {
+        Ok(limit) => limit,
+        Err(refused) => return refused.into_stripe(),
+    };
+    let payment_intent = param(&query, "payment_intent");
+    let ledger = shared.ledger.lock().unwrap();
+    let mut disputes: Vec<(&str, &Value)> = ledger
+        .disputes
+        .iter()
+        .filter(|(_, d)| payment_intent.is_none_or(|pi| d["payment_intent"] == pi))
+        .map(|(id, d)| (id.as_str(), d))
+        .collect();
+    disputes.sort_by(|a, b| b.0.cmp(a.0));
+    list_page(
+        disputes.into_iter(),
+        param(&query, "starting_after"),
+        limit,
+        "/v1/disputes",
+    )
+}
+
+/// `GET /v1/events`: newest first; `type` or `types[]` (not both, at most
+/// 20), `created` exact or `created[gt|gte|lt|lte]`, `limit`,
+/// `starting_after`.
+pub(crate) async fn list_api_events(State(shared): State<Arc<Shared>>, uri: Uri) -> Response {
+    let query = form(uri.query().unwrap_or_default().as_bytes());
+    let limit = match list_limit(&query) {
+        Ok(limit) => limit,
+        Err(refused) => return refused.into_stripe(),
+    };
+    let types: Vec<&str> = query
+        .iter()
+        .filter(|(k, _)| k == "types[]" || k.starts_with("types["))
+        .map(|(_, v)| v.as_str())
+        .collect();
+    let single = param(&query, "type");
+    if single.is_some() && !types.is_empty() {
+        return invalid_request(
+            "You may pass either `type` or `types`, but not both.",
+            Some("types"),
+        )
+        .into_stripe();
+    }
+    if types.len() > 20 {
+        return invalid_request("You may pass at most 20 `types`.", Some("types")).into_stripe();
+    }
+    let mut bounds = Vec::new();
+    for (name, op) in [
+        ("created", "eq"),
+        ("created[gt]", "gt"),
+        ("created[gte]", "gte"),
+        ("created[lt]", "lt"),
+        ("created[lte]", "lte"),
+    ] {
+        if let Some(value) = param(&query, name) {
+            let Ok(value) = value.parse::<i64>() else {
+                return invalid_request("Invalid integer", Some("created")).into_stripe();
+            };
+            bounds.push((op, value));
+        }
+    }
+    let matches_type = |event_type: &str| match single {
+        // `type` may end in `*`: a group of events.
+        Some(pattern) => pattern
+            .strip_suffix('*')
+            .map_or(event_type == pattern, |prefix| {
+                event_type.starts_with(prefix)
+            }),
+        None => types.is_empty() || types.contains(&event_type),
+    };
+    let in_bounds = |created: i64| {
+        bounds.iter().all(|(op, value)| match *op {
+            "eq" => created == *value,
+            "gt" => created > *value,
+            "gte" => created >= *value,
+            "lt" => created < *value,
+            _ => created <= *value,
+        })
+    };
+    let ledger = shared.ledger.lock().unwrap();
+    let events = ledger
+        .events
+        .iter()
+        .rev()
+        .filter(|e| matches_type(e["type"].as_str().unwrap_or_default()))
+        .filter(|e| in_bounds(e["created"].as_i64().unwrap_or_default()))
+        .map(|e| (e["id"].as_str().unwrap_or_default(), e));
+    list_page(events, param(&query, "starting_after"), limit, "/v1/events")
 }
 
 fn no_such(kind: &str, id: &str) -> Response {

@@ -31,7 +31,9 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             "/v1/refunds",
             post(after_payment::create_refund).get(after_payment::list_refunds),
         )
+        .route("/v1/disputes", get(after_payment::list_disputes))
         .route("/v1/disputes/{id}", get(after_payment::retrieve_dispute))
+        .route("/v1/events", get(after_payment::list_api_events))
         .layer(middleware::from_fn(require_secret_key))
         .layer(middleware::from_fn_with_state(
             shared.clone(),

@@ -143,6 +143,8 @@ pub(crate) struct QueuedFault {
 pub struct RecordedRequest {
     pub method: String,
     pub path: String,
+    /// The query string, as sent (percent-encoded); empty when none.
+    pub query: String,
     pub headers: HeaderMap,
     pub body: Bytes,
 }
@@ -171,6 +173,7 @@ pub(crate) async fn record_and_inject(
         shared.received.lock().unwrap().push(RecordedRequest {
             method: method.clone(),
             path: parts.uri.path().to_owned(),
+            query: parts.uri.query().unwrap_or_default().to_owned(),
             headers: parts.headers.clone(),
             body: body.clone(),
         });
@@ -279,6 +282,11 @@ impl Sandbox {
             .filter(|r| r.method == method && r.path.starts_with(path_prefix))
             .cloned()
             .collect()
+    }
+
+    /// Drops every queued fault: the API answers for real again.
+    pub fn clear_faults(&self) {
+        self.shared.faults.lock().unwrap().clear();
     }
 
     /// Answers the next `times` API requests with `method` with `fault`.

@@ -62,6 +62,9 @@ pub struct SandboxConfig {
     pub seed: u64,
     /// Keep every API request for `requests_to` (tests; memory grows with them).
     pub record_requests: bool,
+    /// Events of these types are recorded (the Events API lists them) but
+    /// never delivered: lost webhooks, for reconciliation to heal.
+    pub drop_event_types: Vec<String>,
 }
 
 impl Default for SandboxConfig {
@@ -76,6 +79,7 @@ impl Default for SandboxConfig {
             give_up_after: Duration::from_secs(120),
             seed: 0x5eed,
             record_requests: false,
+            drop_event_types: Vec::new(),
         }
     }
 }
@@ -89,6 +93,8 @@ pub struct DeliveryStats {
     pub failed_attempts: u64,
     pub delivered: u64,
     pub given_up: u64,
+    /// Events never delivered (`drop_event_types`).
+    pub dropped: u64,
 }
 
 /// A running sandbox.
@@ -134,6 +140,12 @@ impl Sandbox {
         let mut config = self.shared.config.lock().unwrap();
         config.duplicate_events = duplicate;
         config.shuffle_events = shuffle;
+    }
+
+    /// Events of these types are no longer delivered (`[]`: all are again).
+    pub fn drop_events(&self, event_types: &[&str]) {
+        self.shared.config.lock().unwrap().drop_event_types =
+            event_types.iter().map(|t| (*t).to_owned()).collect();
     }
 
     pub fn stats(&self) -> DeliveryStats {

@@ -96,7 +96,14 @@ pub(crate) fn emit(shared: &Shared, ledger: &mut Ledger, event_type: &str, objec
     let event = stripe_event(&ledger.next_id("evt"), event_type, object);
     ledger.events.push(event.clone());
     shared.stats.send_modify(|s| s.events += 1);
-    if shared.config.lock().unwrap().webhook.is_some() {
+    let config = shared.config.lock().unwrap();
+    if config.drop_event_types.iter().any(|t| t == event_type) {
+        // Recorded (the Events API lists it) but never delivered: a lost
+        // webhook.
+        shared.stats.send_modify(|s| s.dropped += 1);
+        return;
+    }
+    if config.webhook.is_some() {
         shared.pending.send_modify(|n| *n += 1);
         let _ = shared.queue.send(event);
     }

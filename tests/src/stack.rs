@@ -23,6 +23,8 @@ use stripe_sandbox::{Sandbox, SandboxConfig, WebhookTarget};
 
 pub const PROJECT_ID: &str = "demo-project";
 pub const INTERNAL_TOKEN: &str = "local-internal-token";
+/// AdminService's token in the stack.
+pub const ADMIN_TOKEN: &str = "local-admin-token";
 pub const WEBHOOK_SECRET: &str = "whsec_local_sandbox_secret";
 pub const STRIPE_SECRET_KEY: &str = "sk_test_local_sandbox";
 
@@ -241,6 +243,9 @@ impl Stack {
         config.stripe_retry_backoff_ms = 50;
         // The end-to-end tests leave many intents unpaid for few users.
         config.max_open_intents_per_user = 1000;
+        config.payments_admin_token = Some(ADMIN_TOKEN.into());
+        // Passes run when a test asks (`reconcile`), not on a clock.
+        config.reconcile_interval_secs = 0;
         config
     }
 
@@ -267,6 +272,8 @@ impl Stack {
             ("PAYMENTS_INTERNAL_TOKEN", INTERNAL_TOKEN),
             ("DATABASE_POOL_SIZE", "4"),
             ("MAX_OPEN_INTENTS_PER_USER", "1000"),
+            ("PAYMENTS_ADMIN_TOKEN", ADMIN_TOKEN),
+            ("RECONCILE_INTERVAL_SECS", "0"),
             ("RUST_LOG", self.grpc_log_filter),
         ];
         env.extend_from_slice(extra);
@@ -455,6 +462,39 @@ impl Stack {
                 Vec::new(),
             )
             .await
+    }
+
+    /// `POST /payments/{intent_id}/sync`, as the SPA sends it after confirming.
+    pub async fn sync(&self, token: &str, intent_id: &str) -> (u16, Value) {
+        self.http
+            .send(
+                "POST",
+                &format!("{}/payments/{intent_id}/sync", self.edge_url()),
+                Some(token),
+                &[],
+                Vec::new(),
+            )
+            .await
+    }
+
+    /// One reconciliation pass now, as an operator runs it (grpcurl).
+    pub async fn reconcile(&self) -> payments_proto::RunReconciliationResponse {
+        let channel = tonic::transport::Channel::from_shared(format!("http://{}", self.grpc_addr))
+            .expect("a URL")
+            .connect()
+            .await
+            .expect("payments-grpc answers");
+        let mut admin = payments_proto::admin_service_client::AdminServiceClient::new(channel);
+        let mut request = tonic::Request::new(payments_proto::RunReconciliationRequest {});
+        request.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {ADMIN_TOKEN}").parse().expect("ASCII"),
+        );
+        admin
+            .run_reconciliation(request)
+            .await
+            .expect("a pass")
+            .into_inner()
     }
 
     /// Confirms with a test payment method, as Stripe.js does from the browser.

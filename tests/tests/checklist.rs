@@ -8,7 +8,9 @@ use std::time::Duration;
 use payments_core::db::payments;
 use payments_test_support::{assert_balances_match_ledger, count_recorded_events, count_rows};
 use payments_tests::stack::Stack;
-use stripe_sandbox::{PM_CARD_3DS, PM_CARD_DECLINED, PM_CARD_VISA, SandboxConfig};
+use stripe_sandbox::{
+    PM_CARD_3DS, PM_CARD_DECLINED, PM_CARD_DISPUTED, PM_CARD_VISA, SandboxConfig,
+};
 
 /// Webhooks are asynchronous: wait for the sandbox to deliver them all.
 async fn settle(stack: &Stack) {
@@ -403,4 +405,123 @@ async fn a_canceled_intent_is_recorded_and_never_credited() {
     settle(&stack).await;
     assert_eq!(payment(&stack, &intent_id).await.status, "canceled");
     assert_eq!(balance_cents(&stack, &token).await, 0);
+}
+
+/// Sets the payment's clock back, as if `secs` had passed since it was
+/// created and last updated.
+async fn age_payment(stack: &Stack, intent_id: &str, secs: i64) {
+    use diesel_async::RunQueryDsl;
+    let mut conn = stack.db.connection().await;
+    diesel::sql_query(format!(
+        "UPDATE payments SET created_at = created_at - interval '{secs} seconds',
+                             updated_at = updated_at - interval '{secs} seconds'
+          WHERE stripe_intent_id = '{intent_id}'"
+    ))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn qa9_the_spa_syncs_after_confirming_so_the_credit_lands_before_the_webhook() {
+    let stack = Stack::start(SandboxConfig::default()).await;
+    let token = stack.token("qa-sync");
+    let intent_id = create(&stack, &token, 10).await;
+    // Every webhook is lost: only the sync can credit now.
+    stack.sandbox.drop_events(&["payment_intent.succeeded"]);
+    let (status, _) = stack.confirm(&intent_id, PM_CARD_VISA).await;
+    assert_eq!(status, 200);
+    let (status, synced) = stack.sync(&token, &intent_id).await;
+    assert_eq!(
+        (status, synced["balance_cents"].as_i64()),
+        (200, Some(1000)),
+        "{synced}"
+    );
+    assert_eq!(balance_cents(&stack, &token).await, 1000);
+    // Another user cannot sync it.
+    let (status, _) = stack.sync(&stack.token("qa-other"), &intent_id).await;
+    assert_eq!(status, 404);
+    assert_balances_match_ledger(&mut stack.db.connection().await).await;
+}
+
+#[tokio::test]
+async fn qa10_a_refund_after_a_top_up_takes_its_credits_back_once() {
+    let stack = Stack::start(SandboxConfig::default()).await;
+    let token = stack.token("qa-refund");
+    let intent_id = create(&stack, &token, 20).await;
+    stack.confirm(&intent_id, PM_CARD_VISA).await;
+    settle(&stack).await;
+    assert_eq!(balance_cents(&stack, &token).await, 2000);
+
+    // Stripe CLI: `stripe refunds create --payment-intent=pi_… --amount=500`.
+    let refund = stack.sandbox.refund(&intent_id, Some(500)).await;
+    assert_eq!(refund["status"], "succeeded", "{refund}");
+    settle(&stack).await;
+    assert_eq!(balance_cents(&stack, &token).await, 1500);
+    stack.sandbox.refund(&intent_id, None).await;
+    settle(&stack).await;
+    assert_eq!(balance_cents(&stack, &token).await, 0);
+    let payment = payment(&stack, &intent_id).await;
+    assert_eq!(payment.amount_refunded_cents, 2000);
+    assert_balances_match_ledger(&mut stack.db.connection().await).await;
+}
+
+#[tokio::test]
+async fn qa11_a_disputed_payment_is_clawed_back_and_given_back_when_won() {
+    let stack = Stack::start(SandboxConfig::default()).await;
+    let token = stack.token("qa-dispute");
+    let spent_from = create(&stack, &token, 10).await;
+    stack.confirm(&spent_from, PM_CARD_VISA).await;
+    let disputed = create(&stack, &token, 5).await;
+    // Stripe's dispute test card: paid, then disputed at once.
+    stack.confirm(&disputed, PM_CARD_DISPUTED).await;
+    settle(&stack).await;
+    assert_eq!(balance_cents(&stack, &token).await, 1000);
+    assert_eq!(payment(&stack, &disputed).await.amount_disputed_cents, 500);
+
+    let dispute = stack.sandbox.dispute_ids().pop().expect("a dispute");
+    stack.sandbox.close_dispute(&dispute, true).await;
+    settle(&stack).await;
+    assert_eq!(balance_cents(&stack, &token).await, 1500);
+    assert_eq!(payment(&stack, &disputed).await.amount_disputed_cents, 0);
+    assert_balances_match_ledger(&mut stack.db.connection().await).await;
+}
+
+#[tokio::test]
+async fn qa12_a_lost_webhook_is_healed_and_an_abandoned_intent_cancelled_by_reconciliation() {
+    let stack = Stack::start(SandboxConfig::default()).await;
+    let token = stack.token("qa-heal");
+    stack.sandbox.drop_events(&[
+        "payment_intent.succeeded",
+        "charge.refunded",
+        "refund.created",
+    ]);
+    let paid = create(&stack, &token, 10).await;
+    stack.confirm(&paid, PM_CARD_VISA).await;
+    let abandoned = create(&stack, &token, 50).await;
+    settle(&stack).await;
+    assert_eq!(balance_cents(&stack, &token).await, 0);
+
+    // RECONCILE_AFTER_SECS (300) later: the paid intent is re-fetched.
+    age_payment(&stack, &paid, 301).await;
+    let pass = stack.reconcile().await;
+    assert_eq!(pass.credited, 1, "{pass:?}");
+    assert_eq!(balance_cents(&stack, &token).await, 1000);
+
+    // A refund whose webhooks were lost comes back through the Events API.
+    stack.sandbox.refund(&paid, Some(300)).await;
+    let pass = stack.reconcile().await;
+    assert!(pass.events_backfilled >= 1, "{pass:?}");
+    assert_eq!(balance_cents(&stack, &token).await, 700);
+
+    // STALE_INTENT_AFTER_SECS (a day) later: the abandoned intent is cancelled.
+    age_payment(&stack, &abandoned, 86_401).await;
+    let pass = stack.reconcile().await;
+    assert_eq!(pass.canceled, 1, "{pass:?}");
+    let at_stripe = stack.sandbox.intent_json(&abandoned).unwrap();
+    assert_eq!(at_stripe["cancellation_reason"], "abandoned");
+    settle(&stack).await;
+    assert_eq!(payment(&stack, &abandoned).await.status, "canceled");
+    assert_eq!(balance_cents(&stack, &token).await, 700);
+    assert_balances_match_ledger(&mut stack.db.connection().await).await;
 }

@@ -47,7 +47,9 @@ pub struct EventEffect<'a> {
     /// The payment as read: its status and amount received.
     pub read_status: PaymentStatus,
     pub read_amount_received_cents: i64,
-    pub event_id: &'a str,
+    /// `None`: no event (a sync or a reconciliation), so no event row; the
+    /// compare-and-set and the one top-up per intent still hold.
+    pub event_id: Option<&'a str>,
     pub event_type: &'a str,
     pub payload: &'a str,
     pub received_at: DateTime<Utc>,
@@ -89,7 +91,7 @@ impl QueryFragment<Pg> for ApplyEvent<'_, '_> {
             Text => &e.intent_id,
             Text => &e.read_status,
             BigInt => &e.read_amount_received_cents,
-            Text => &e.event_id,
+            Nullable<Text> => &e.event_id,
             Text => &e.event_type,
             Text => &e.payload,
             Timestamptz => &e.received_at,
@@ -253,7 +255,7 @@ mod tests {
             intent_id: "pi",
             read_status: PaymentStatus::Processing,
             read_amount_received_cents: 0,
-            event_id: "evt",
+            event_id: Some("evt"),
             event_type: "t",
             payload: "{}",
             received_at: Utc::now(),

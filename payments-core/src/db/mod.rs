@@ -14,6 +14,7 @@ pub mod keyed_moves;
 pub mod ledger;
 pub mod payment_inserts;
 pub mod payments;
+pub mod reconciliation;
 pub mod schema;
 pub mod spend_batches;
 pub mod spends;

@@ -74,6 +74,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    reconciliation_cursor (singleton) {
+        singleton -> Bool,
+        events_created_at -> Int8,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     stripe_events (user_id, event_id) {
         event_id -> Text,
         event_type -> Text,
@@ -91,5 +99,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     intent_owners,
     ledger_entries,
     payments,
+    reconciliation_cursor,
     stripe_events,
 );

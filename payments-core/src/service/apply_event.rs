@@ -140,26 +140,54 @@ impl<G: PaymentGateway> PaymentsService<G> {
         };
         span.record("user_id", owner.as_str());
 
-        // Read, decide, write if unchanged: each try is one statement, so no
-        // lock is held across round trips. A try fails only when another
-        // event of this intent was applied in between; then read again.
+        let cause = Cause {
+            event: Some(EventRef {
+                id: &event.id,
+                event_type: &event.event_type,
+                payload: &payload,
+            }),
+            received_at,
+        };
+        Ok(self
+            .apply_intent(&owner, &intent, ours, &cause)
+            .await?
+            .outcome)
+    }
+
+    /// Applies the intent's state, as Stripe has it, to the owner's payment:
+    /// its status (never backwards), failure and amount received, and the
+    /// one credit of a paid intent. Read, decide, write if unchanged: each
+    /// try is one statement, so no lock is held across round trips. A try
+    /// fails only when another event of this intent was applied in between;
+    /// then read again. `ours`: the payment as already read, if it was.
+    pub(super) async fn apply_intent(
+        &self,
+        owner: &UserId,
+        intent: &StripeIntent,
+        ours: Option<payments::PaymentRow>,
+        cause: &Cause<'_>,
+    ) -> Result<IntentApplied, Error> {
+        let event_id = cause.event.as_ref().map(|event| event.id);
         let mut conn = self.connection().await?;
         conn.cancelling(async |conn| {
             let mut read = ours;
             for _ in 0..APPLY_ATTEMPTS {
                 let payment = match read.take() {
                     Some(payment) => payment,
-                    None => match read_or_recover(conn, &owner, &intent, &event.id).await? {
+                    None => match read_or_recover(conn, owner, intent, event_id).await? {
                         Some(payment) => payment,
                         None => {
                             tracing::info!("duplicate event (concurrent delivery)");
-                            return Ok(EventOutcome::Duplicate);
+                            return Ok(IntentApplied {
+                                outcome: EventOutcome::Duplicate,
+                                credited_cents: None,
+                            });
                         }
                     },
                 };
-                let effect = apply_intent_state(&event, &payload, received_at, &payment, &intent)?;
-                if let Some(outcome) = write_effect(conn, &effect, &self.announcer).await? {
-                    return Ok(outcome);
+                let effect = apply_intent_state(cause, &payment, intent)?;
+                if let Some(applied) = write_effect(conn, &effect, &self.announcer).await? {
+                    return Ok(applied);
                 }
                 tracing::info!("the payment changed since it was read; reading it again");
             }
@@ -174,7 +202,7 @@ impl<G: PaymentGateway> PaymentsService<G> {
     /// row. Only a changed currency stops the event (amounts in another
     /// currency are not cents of ours): it fails, so Stripe retries and an
     /// operator can look; nothing is recorded.
-    async fn check_against_our_row(
+    pub(super) async fn check_against_our_row(
         &self,
         row: &payments::PaymentRow,
         intent: &StripeIntent,
@@ -289,12 +317,15 @@ async fn read_or_recover(
     conn: &mut diesel_async::AsyncPgConnection,
     owner: &UserId,
     intent: &StripeIntent,
-    event_id: &str,
+    event_id: Option<&str>,
 ) -> Result<Option<payments::PaymentRow>, Error> {
-    let read = async |conn: &mut diesel_async::AsyncPgConnection| {
-        payments::find_with_event(conn, owner.as_str(), &intent.id, event_id)
+    let read = async |conn: &mut diesel_async::AsyncPgConnection| match event_id {
+        Some(event_id) => payments::find_with_event(conn, owner.as_str(), &intent.id, event_id)
             .await
-            .map(Read::from)
+            .map(Read::from),
+        None => payments::find(conn, owner.as_str(), &intent.id)
+            .await
+            .map(|row| row.map_or(Read::Missing, |row| Read::Unapplied(Box::new(row)))),
     };
     let mut found = read(conn).await?;
     if matches!(found, Read::Missing) {
@@ -318,12 +349,33 @@ async fn read_or_recover(
     }
 }
 
-/// What the event does to the payment as read: the next status (never
-/// backwards), the amount received, the failure, the credit.
+/// Why an intent's state is applied: an event, or none (a sync, a
+/// reconciliation pass).
+pub(super) struct Cause<'a> {
+    pub event: Option<EventRef<'a>>,
+    pub received_at: DateTime<Utc>,
+}
+
+/// The event an intent's state is applied for, as it is recorded.
+pub(super) struct EventRef<'a> {
+    pub id: &'a str,
+    pub event_type: &'a str,
+    /// As stored (`StripeEvent::payload_to_store`).
+    pub payload: &'a str,
+}
+
+/// What applying an intent's state did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct IntentApplied {
+    pub outcome: EventOutcome,
+    /// The credit booked now, if this application booked the top-up.
+    pub credited_cents: Option<i64>,
+}
+
+/// What the intent's state does to the payment as read: the next status
+/// (never backwards), the amount received, the failure, the credit.
 fn apply_intent_state<'a>(
-    event: &'a StripeEvent,
-    payload: &'a str,
-    received_at: DateTime<Utc>,
+    cause: &'a Cause<'a>,
     payment: &'a payments::PaymentRow,
     intent: &'a StripeIntent,
 ) -> Result<EventEffect<'a>, Error> {
@@ -355,10 +407,10 @@ fn apply_intent_state<'a>(
         intent_id: &payment.stripe_intent_id,
         read_status: payment.status,
         read_amount_received_cents: payment.amount_received_cents,
-        event_id: &event.id,
-        event_type: &event.event_type,
-        payload,
-        received_at,
+        event_id: cause.event.as_ref().map(|event| event.id),
+        event_type: cause.event.as_ref().map_or("", |event| event.event_type),
+        payload: cause.event.as_ref().map_or("", |event| event.payload),
+        received_at: cause.received_at,
         processed_at: Utc::now(),
         status,
         amount_received_cents: amount_received,
@@ -375,7 +427,7 @@ async fn write_effect(
     conn: &mut diesel_async::AsyncPgConnection,
     effect: &EventEffect<'_>,
     announcer: &crate::watch::Announcer,
-) -> Result<Option<EventOutcome>, Error> {
+) -> Result<Option<IntentApplied>, Error> {
     let applied = apply::apply(conn, effect).await?;
     if !applied.recorded {
         return Ok(None);
@@ -393,6 +445,9 @@ async fn write_effect(
             "top-up credited"
         );
     }
-    tracing::info!(status = effect.status.as_str(), "event applied");
-    Ok(Some(EventOutcome::Applied))
+    tracing::info!(status = effect.status.as_str(), "intent state applied");
+    Ok(Some(IntentApplied {
+        outcome: EventOutcome::Applied,
+        credited_cents: applied.balance_cents.map(|_| effect.credit_cents),
+    }))
 }

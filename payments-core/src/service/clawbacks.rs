@@ -80,55 +80,10 @@ impl<G: PaymentGateway> PaymentsService<G> {
             }
         };
 
-        let mut conn = self.connection().await?;
-        let mut moved = false;
-        for clawback in &clawbacks {
-            let now = Utc::now();
-            let outcome = clawbacks::apply(
-                &mut conn,
-                &owner,
-                &intent_id,
-                clawback,
-                Some(&event.id),
-                now,
-            )
+        let moved = self
+            .book_clawbacks(&owner, &intent_id, &clawbacks, Some(&event.id))
             .await?;
-            match outcome {
-                ClawbackOutcome::Made {
-                    entry_id,
-                    balance_cents,
-                } => {
-                    moved = true;
-                    tracing::info!(
-                        kind = clawback.kind.as_str(),
-                        object_id = clawback.object_id,
-                        amount_cents = clawback.amount_cents,
-                        entry_id,
-                        balance_cents,
-                        "clawback booked"
-                    );
-                }
-                ClawbackOutcome::Already | ClawbackOutcome::NothingToReverse => {}
-                ClawbackOutcome::NotCredited => {
-                    if moved {
-                        self.announcer.changed(&owner);
-                    }
-                    // The payment's credit has not landed yet (its webhook
-                    // comes later, or was lost): nothing is recorded, so
-                    // Stripe delivers this event again, and reconciliation
-                    // credits the payment meanwhile.
-                    return Err(Error::Unavailable(
-                        format!(
-                            "{intent_id} is refunded or disputed at Stripe but not credited here yet; retry once it is"
-                        )
-                        .into(),
-                    ));
-                }
-            }
-        }
-        if moved {
-            self.announcer.changed(&owner);
-        }
+        let mut conn = self.connection().await?;
         let recorded = stripe_events::record_applied(
             &mut conn,
             &AppliedEvent {
@@ -151,11 +106,71 @@ impl<G: PaymentGateway> PaymentsService<G> {
     }
 }
 
+impl<G: PaymentGateway> PaymentsService<G> {
+    /// Books each clawback of the owner's payment for `intent_id`, once per
+    /// kind and Stripe object; true when one was booked now. Fails, having
+    /// booked those before it, when the payment's credit has not landed yet.
+    pub(super) async fn book_clawbacks(
+        &self,
+        owner: &str,
+        intent_id: &str,
+        clawbacks: &[Clawback],
+        event_id: Option<&str>,
+    ) -> Result<bool, Error> {
+        let mut conn = self.connection().await?;
+        let mut moved = false;
+        for clawback in clawbacks {
+            let outcome =
+                clawbacks::apply(&mut conn, owner, intent_id, clawback, event_id, Utc::now()).await;
+            match outcome {
+                Ok(ClawbackOutcome::Made {
+                    entry_id,
+                    balance_cents,
+                }) => {
+                    moved = true;
+                    tracing::info!(
+                        kind = clawback.kind.as_str(),
+                        object_id = clawback.object_id,
+                        amount_cents = clawback.amount_cents,
+                        entry_id,
+                        balance_cents,
+                        "clawback booked"
+                    );
+                }
+                Ok(ClawbackOutcome::Already | ClawbackOutcome::NothingToReverse) => {}
+                Ok(ClawbackOutcome::NotCredited) | Err(_) => {
+                    if moved {
+                        self.announcer.changed(owner);
+                    }
+                    // The payment's credit has not landed yet (its webhook
+                    // comes later, or was lost): the caller is told to come
+                    // back, and an event is not recorded, so Stripe
+                    // delivers it again; reconciliation credits the payment
+                    // meanwhile.
+                    return Err(match outcome {
+                        Err(err) => err.into(),
+                        _ => Error::Unavailable(
+                            format!(
+                                "{intent_id} is refunded or disputed at Stripe but not credited here yet; retry once it is"
+                            )
+                            .into(),
+                        ),
+                    });
+                }
+            }
+        }
+        if moved {
+            self.announcer.changed(owner);
+        }
+        Ok(moved)
+    }
+}
+
 /// What the intent's refunds, as Stripe has them, ask of the ledger: a
 /// clawback for each refund whose money is leaving, a reversal for each
 /// that failed or was canceled (a no-op when nothing was clawed back).
 /// Refunds of another intent or currency are left out, loudly.
-fn refund_clawbacks(refunds: &[StripeRefund], intent_id: &str) -> Vec<Clawback> {
+pub(super) fn refund_clawbacks(refunds: &[StripeRefund], intent_id: &str) -> Vec<Clawback> {
     let mut clawbacks = Vec::new();
     for refund in refunds {
         if refund.intent_id.as_deref() != Some(intent_id)
@@ -185,7 +200,7 @@ fn refund_clawbacks(refunds: &[StripeRefund], intent_id: &str) -> Vec<Clawback> 
 /// What a dispute asks of the ledger: its amount clawed back once funds are
 /// withdrawn, and given back when it is won (both, in that order, for a
 /// dispute first seen won).
-fn dispute_clawbacks(dispute: &StripeDispute, intent_id: &str) -> Vec<Clawback> {
+pub(super) fn dispute_clawbacks(dispute: &StripeDispute, intent_id: &str) -> Vec<Clawback> {
     if dispute.intent_id.as_deref() != Some(intent_id)
         || dispute.currency != CURRENCY.code()
         || dispute.amount <= 0

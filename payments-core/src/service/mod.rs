@@ -7,7 +7,9 @@ mod balance;
 mod clawbacks;
 mod create_intent;
 mod history;
+mod reconcile;
 mod spend;
+mod sync;
 mod watch;
 
 use chrono::{DateTime, Utc};
@@ -24,7 +26,9 @@ use crate::stripe::PaymentGateway;
 pub use adjust::Adjusted;
 pub use create_intent::CreatedIntent;
 pub use history::{DEFAULT_PAGE_SIZE, LedgerEntry, MAX_PAGE_SIZE, Page};
+pub use reconcile::{ACTED_ON_EVENT_TYPES, ReconcileSettings, Reconciled};
 pub use spend::Spent;
+pub use sync::Synced;
 pub use watch::BalanceWatch;
 
 /// The one currency balances are kept in.
@@ -62,6 +66,7 @@ pub struct PaymentsService<G> {
     balances: std::sync::Arc<crate::watch::BalanceHub>,
     /// Announces this process's balance changes to every process.
     announcer: crate::watch::Announcer,
+    reconcile: ReconcileSettings,
 }
 
 /// At most `max` unpaid intents created within `window` per user: against
@@ -95,6 +100,7 @@ impl<G: PaymentGateway> PaymentsService<G> {
             open_intents: OpenIntentLimit::default(),
             deployment: tokio::sync::OnceCell::new(),
             balances: std::sync::Arc::default(),
+            reconcile: ReconcileSettings::default(),
         }
     }
 

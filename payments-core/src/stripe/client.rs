@@ -3,7 +3,9 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use stripe::{IdempotencyKey, RequestStrategy, StripeError, StripeRequest};
-use stripe_core::dispute::RetrieveDispute;
+use stripe_core::dispute::{ListDispute, RetrieveDispute};
+use stripe_core::event::ListEvent;
+use stripe_core::payment_intent::{CancelPaymentIntent, CancelPaymentIntentCancellationReason};
 use stripe_core::payment_intent::{
     CreatePaymentIntent, CreatePaymentIntentAutomaticPaymentMethods, RetrievePaymentIntent,
 };
@@ -12,8 +14,8 @@ use stripe_shared::{ApiErrorsType, Dispute, PaymentIntent, Refund};
 
 use super::http::PooledStripeClient;
 use super::{
-    CREATED_BY_MARKER, GatewayError, NewIntent, PaymentError, PaymentGateway, StripeDispute,
-    StripeIntent, StripeRefund, is_intent_id, is_object_id,
+    CREATED_BY_MARKER, EventsPage, GatewayError, ListedEvent, NewIntent, PaymentError,
+    PaymentGateway, StripeDispute, StripeIntent, StripeRefund, is_intent_id, is_object_id,
 };
 
 /// How to reach Stripe.
@@ -127,6 +129,9 @@ fn classify(err: StripeError) -> Failure {
                     Failure::Transient(format!("HTTP {status} {code}: {message}"))
                 }
                 (404, _) => Failure::Final(GatewayError::NotFound),
+                (400, _) if code == "payment_intent_unexpected_state" => {
+                    Failure::Final(GatewayError::UnexpectedState(message))
+                }
                 (_, ApiErrorsType::IdempotencyError) => {
                     Failure::Final(GatewayError::IdempotencyConflict(message))
                 }
@@ -235,6 +240,71 @@ impl PaymentGateway for StripeGateway {
         let request = RetrieveDispute::new(dispute_id);
         let dispute = self.send_with_retries(&request, None).await?;
         Ok(to_stripe_dispute(&dispute))
+    }
+
+    #[tracing::instrument(skip_all, fields(intent_id = %intent_id))]
+    async fn list_disputes(&self, intent_id: &str) -> Result<Vec<StripeDispute>, GatewayError> {
+        if !is_intent_id(intent_id) {
+            return Err(GatewayError::NotFound);
+        }
+        // An intent has one charge, and a charge at most one dispute.
+        let request = ListDispute::new().payment_intent(intent_id).limit(100);
+        let page = self.send_with_retries(&request, None).await?;
+        Ok(page.data.iter().map(to_stripe_dispute).collect())
+    }
+
+    #[tracing::instrument(skip_all, fields(intent_id = %intent_id))]
+    async fn cancel_abandoned_intent(
+        &self,
+        intent_id: &str,
+        idempotency_key: &str,
+    ) -> Result<StripeIntent, GatewayError> {
+        if !is_intent_id(intent_id) {
+            return Err(GatewayError::NotFound);
+        }
+        let key = IdempotencyKey::new(idempotency_key)
+            .map_err(|err| GatewayError::Rejected(err.to_string()))?;
+        let request = CancelPaymentIntent::new(intent_id)
+            .cancellation_reason(CancelPaymentIntentCancellationReason::Abandoned);
+        to_stripe_intent(self.send_with_retries(&request, Some(&key)).await?)
+    }
+
+    #[tracing::instrument(skip_all, fields(created_from, starting_after))]
+    async fn list_events(
+        &self,
+        types: &[&str],
+        created_from: i64,
+        starting_after: Option<&str>,
+    ) -> Result<EventsPage, GatewayError> {
+        let mut request = ListEvent::new()
+            .types(types.iter().map(|t| (*t).to_owned()).collect::<Vec<_>>())
+            .created(stripe_types::RangeQueryTs::gte(created_from))
+            .limit(100);
+        if let Some(after) = starting_after {
+            request = request.starting_after(after);
+        }
+        let page = self.send_with_retries(&request, None).await?;
+        let events = page
+            .data
+            .iter()
+            .map(|event| ListedEvent {
+                id: event.id.as_str().to_owned(),
+                created: event.created,
+                // What a webhook would carry, enough for `StripeEvent::parse`.
+                json: format!(
+                    r#"{{"id":{},"object":"event","type":{},"created":{},"livemode":{},"data":{{"object":{}}}}}"#,
+                    miniserde::json::to_string(event.id.as_str()),
+                    miniserde::json::to_string(event.type_.as_str()),
+                    event.created,
+                    event.livemode,
+                    miniserde::json::to_string(&event.data.object),
+                ),
+            })
+            .collect();
+        Ok(EventsPage {
+            events,
+            has_more: page.has_more,
+        })
     }
 }
 

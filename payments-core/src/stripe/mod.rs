@@ -109,6 +109,21 @@ impl StripeDispute {
     }
 }
 
+/// One page of Stripe's Events API, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct EventsPage {
+    /// Each event as JSON (what a webhook would carry), with its `created`.
+    pub events: Vec<ListedEvent>,
+    pub has_more: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct ListedEvent {
+    pub id: String,
+    pub created: i64,
+    pub json: String,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
     /// Network failure, timeout, 429 or 5xx after every retry.
@@ -117,6 +132,10 @@ pub enum GatewayError {
     /// Stripe has no such PaymentIntent.
     #[error("Stripe has no such PaymentIntent")]
     NotFound,
+    /// The intent can no longer do what was asked (Stripe's
+    /// `payment_intent_unexpected_state`): e.g. it succeeded before a cancel.
+    #[error("the PaymentIntent is in an unexpected state: {0}")]
+    UnexpectedState(String),
     /// The idempotency key was used with other parameters.
     #[error("Stripe refused the idempotency key: {0}")]
     IdempotencyConflict(String),
@@ -148,6 +167,30 @@ pub trait PaymentGateway: Send + Sync + 'static {
         &self,
         dispute_id: &str,
     ) -> impl Future<Output = Result<StripeDispute, GatewayError>> + Send;
+
+    /// Every dispute of the intent (`GET /v1/disputes?payment_intent=`).
+    fn list_disputes(
+        &self,
+        intent_id: &str,
+    ) -> impl Future<Output = Result<Vec<StripeDispute>, GatewayError>> + Send;
+
+    /// `POST /v1/payment_intents/{id}/cancel` with
+    /// `cancellation_reason=abandoned`, under `idempotency_key`.
+    fn cancel_abandoned_intent(
+        &self,
+        intent_id: &str,
+        idempotency_key: &str,
+    ) -> impl Future<Output = Result<StripeIntent, GatewayError>> + Send;
+
+    /// One page of `GET /v1/events` of `types` created at or after
+    /// `created_from` (Unix seconds), 100 at most, newest first, after the
+    /// event `starting_after` of the previous page.
+    fn list_events(
+        &self,
+        types: &[&str],
+        created_from: i64,
+        starting_after: Option<&str>,
+    ) -> impl Future<Output = Result<EventsPage, GatewayError>> + Send;
 }
 
 /// Whether `id` has the shape of a PaymentIntent id (`pi_…`), so that it can

@@ -1,0 +1,108 @@
+-- Applying a PaymentIntent's state with no event (DESIGN.md stage two):
+-- `SyncPaymentIntent`, right after the customer confirms, and
+-- reconciliation, for a payment whose webhook is late or lost. Such a
+-- credit has no event to name; it is still one per intent.
+
+ALTER TABLE ledger_entries
+    DROP CONSTRAINT ledger_top_up_is_a_paid_credit,
+    ADD CONSTRAINT ledger_top_up_is_a_paid_credit CHECK (
+        kind <> 'top_up' OR (amount_cents > 0 AND stripe_intent_id IS NOT NULL));
+
+-- apply_stripe_event as before; a NULL event id (a sync, a reconciliation)
+-- writes no event row and relies on the compare-and-set alone.
+CREATE OR REPLACE FUNCTION apply_stripe_event(
+    p_user_id                    text,
+    p_intent_id                  text,
+    p_read_status                text,
+    p_read_amount_received_cents bigint,
+    p_event_id                   text,
+    p_event_type                 text,
+    p_payload                    text,
+    p_received_at                timestamptz,
+    p_processed_at               timestamptz,
+    p_status                     text,
+    p_amount_received_cents      bigint,
+    p_failure_code               text,
+    p_failure_message            text,
+    p_credit_cents               bigint,
+    p_currency                   text,
+    OUT recorded                 boolean,
+    OUT updated                  boolean,
+    OUT new_balance_cents        bigint
+)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_balance bigint;
+BEGIN
+    recorded := false;
+    updated := false;
+    IF p_event_id IS NOT NULL THEN
+        INSERT INTO stripe_events
+            (user_id, event_id, event_type, stripe_intent_id, payload, received_at, processed_at)
+        VALUES (p_user_id, p_event_id, p_event_type, p_intent_id, p_payload, p_received_at,
+                p_processed_at)
+        ON CONFLICT (user_id, event_id) DO NOTHING;
+        IF NOT FOUND THEN
+            RETURN;
+        END IF;
+    END IF;
+
+    UPDATE payments
+       SET status = p_status, amount_received_cents = p_amount_received_cents,
+           failure_code = p_failure_code, failure_message = p_failure_message,
+           updated_at = p_processed_at
+     WHERE user_id = p_user_id AND stripe_intent_id = p_intent_id
+       AND status = p_read_status AND amount_received_cents = p_read_amount_received_cents;
+    IF NOT FOUND THEN
+        IF p_event_id IS NOT NULL THEN
+            DELETE FROM stripe_events WHERE user_id = p_user_id AND event_id = p_event_id;
+        END IF;
+        RETURN;
+    END IF;
+    recorded := true;
+    updated := true;
+
+    IF p_credit_cents > 0 THEN
+        PERFORM 1 FROM ledger_entries
+         WHERE user_id = p_user_id AND stripe_intent_id = p_intent_id AND kind = 'top_up';
+        IF FOUND THEN
+            RETURN;
+        END IF;
+        INSERT INTO balances AS b (user_id, balance_cents, currency, updated_at)
+        VALUES (p_user_id, p_credit_cents, p_currency, p_processed_at)
+        ON CONFLICT (user_id) DO UPDATE
+           SET balance_cents = b.balance_cents + excluded.balance_cents,
+               updated_at = excluded.updated_at
+        RETURNING b.balance_cents INTO v_balance;
+        INSERT INTO ledger_entries
+            (user_id, amount_cents, balance_after_cents, currency, kind, stripe_intent_id,
+             stripe_event_id, created_at)
+        VALUES (p_user_id, p_credit_cents, v_balance, p_currency, 'top_up', p_intent_id,
+                p_event_id, p_processed_at)
+        ON CONFLICT (user_id, stripe_intent_id) WHERE kind = 'top_up' DO NOTHING;
+        IF FOUND THEN
+            new_balance_cents := v_balance;
+        ELSE
+            UPDATE balances SET balance_cents = balance_cents - p_credit_cents
+             WHERE user_id = p_user_id;
+        END IF;
+    END IF;
+END
+$$;
+
+
+-- Where reconciliation's read of Stripe's Events API stands: the creation
+-- time (Unix seconds) of the newest event it has applied. One row for the
+-- deployment, not a user's: it stays on the coordinator on Citus.
+CREATE TABLE reconciliation_cursor (
+    singleton   boolean     PRIMARY KEY DEFAULT true CHECK (singleton),
+    events_created_at bigint NOT NULL CHECK (events_created_at >= 0),
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
+
+-- Reconciliation's two reads of payments still open, oldest first: those
+-- not updated for a while (re-fetched), and those waiting for the customer
+-- for too long (cancelled at Stripe).
+CREATE INDEX payments_open_by_updated_at ON payments (updated_at)
+    WHERE status NOT IN ('succeeded', 'canceled');

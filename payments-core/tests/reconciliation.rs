@@ -1,0 +1,329 @@
+//! After the payment: `SyncPaymentIntent` and reconciliation. A payment is
+//! credited the moment the SPA syncs it, before any webhook; a paid intent
+//! whose webhooks were all lost is credited by the next pass, once, however
+//! many passes and webhooks race; an abandoned intent is cancelled at
+//! Stripe, unless it was paid meanwhile; a refund whose webhook was lost is
+//! read back from Stripe's Events API.
+
+use std::time::Duration;
+
+use futures::future::join_all;
+use payments_core::db::{ledger, payments};
+use payments_core::domain::LedgerKind;
+use payments_core::stripe::StripeGateway;
+use payments_core::{Error, EventOutcome, PaymentsService, ReconcileSettings, Reconciled};
+use payments_test_support::{TestDatabase, assert_balances_match_ledger, event_json, service};
+use stripe_sandbox::{Fault, Sandbox};
+
+struct World {
+    db: TestDatabase,
+    stripe: Sandbox,
+    service: PaymentsService<StripeGateway>,
+}
+
+impl World {
+    /// Reconciliation re-fetching every open payment at once (`after` 0)
+    /// and cancelling intents waiting for the customer after `stale_after`.
+    async fn new(stale_after: Duration) -> Self {
+        Self::with(ReconcileSettings {
+            after: Duration::ZERO,
+            stale_after,
+        })
+        .await
+    }
+
+    async fn with(settings: ReconcileSettings) -> Self {
+        let db = TestDatabase::create().await;
+        let stripe = Sandbox::start_local().await;
+        let service = service(&db, &stripe).await.with_reconciliation(settings);
+        Self {
+            db,
+            stripe,
+            service,
+        }
+    }
+
+    async fn intent_for(&self, user: &str, cents: i64) -> String {
+        self.service
+            .create_payment_intent(user, cents, "")
+            .await
+            .unwrap()
+            .intent_id
+    }
+
+    async fn balance(&self, user: &str) -> i64 {
+        self.service
+            .get_balance(user)
+            .await
+            .unwrap()
+            .balance_cents
+            .get()
+    }
+
+    async fn payment(&self, intent_id: &str) -> payments::PaymentRow {
+        let mut conn = self.db.connection().await;
+        payments::find_by_intent(&mut conn, intent_id)
+            .await
+            .unwrap()
+            .expect("payment row")
+    }
+
+    async fn kinds(&self, user: &str) -> Vec<LedgerKind> {
+        let mut conn = self.db.connection().await;
+        ledger::for_user(&mut conn, user)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.kind)
+            .collect()
+    }
+
+    async fn check_ledger(&self) {
+        assert_balances_match_ledger(&mut self.db.connection().await).await;
+    }
+}
+
+const A_DAY: Duration = Duration::from_secs(86_400);
+
+#[tokio::test]
+async fn a_sync_credits_a_paid_intent_before_its_webhook_which_then_changes_nothing() {
+    let world = World::new(A_DAY).await;
+    let intent = world.intent_for("alice", 1000).await;
+    world.stripe.succeed(&intent);
+
+    let synced = world
+        .service
+        .sync_payment_intent("alice", &intent)
+        .await
+        .unwrap();
+    assert_eq!(synced.payment.status, "succeeded");
+    assert_eq!(synced.payment.amount_received_cents, 1000);
+    assert_eq!(synced.balance.balance_cents.get(), 1000);
+    // Again: nothing more.
+    let again = world
+        .service
+        .sync_payment_intent("alice", &intent)
+        .await
+        .unwrap();
+    assert_eq!(again.balance.balance_cents.get(), 1000);
+
+    // The webhook comes late: recorded, no second credit.
+    let late = event_json("evt_late", "payment_intent.succeeded", &intent);
+    assert_eq!(
+        world.service.apply_stripe_event(&late).await,
+        Ok(EventOutcome::Applied)
+    );
+    assert_eq!(world.balance("alice").await, 1000);
+    assert_eq!(world.kinds("alice").await, [LedgerKind::TopUp]);
+    let mut conn = world.db.connection().await;
+    let entries = ledger::for_user(&mut conn, "alice").await.unwrap();
+    assert_eq!(entries[0].stripe_event_id, None, "credited by the sync");
+    world.check_ledger().await;
+}
+
+#[tokio::test]
+async fn a_sync_of_another_users_or_an_unknown_intent_is_not_found_and_writes_nothing() {
+    let world = World::new(A_DAY).await;
+    let intent = world.intent_for("alice", 1000).await;
+    world.stripe.succeed(&intent);
+    for (user, intent_id) in [
+        ("mallory", intent.as_str()),
+        ("alice", "pi_unknown"),
+        ("alice", "not-an-intent"),
+        ("alice", "pi_1/../cancel"),
+    ] {
+        let refused = world.service.sync_payment_intent(user, intent_id).await;
+        assert!(
+            matches!(refused, Err(Error::NotFound(_))),
+            "{user} {intent_id}: {refused:?}"
+        );
+    }
+    assert_eq!(world.balance("alice").await, 0);
+    assert_eq!(world.balance("mallory").await, 0);
+    assert_eq!(
+        world.payment(&intent).await.status,
+        "requires_payment_method"
+    );
+    // Only the create reached Stripe; no intent was fetched.
+    assert!(
+        world
+            .stripe
+            .requests_to("GET", "/v1/payment_intents")
+            .await
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn a_paid_intent_whose_webhooks_were_lost_is_credited_once_by_passes_racing_each_other_and_the_webhook()
+ {
+    let world = World::new(A_DAY).await;
+    let intent = world.intent_for("bob", 2000).await;
+    world.stripe.succeed(&intent);
+    let late = event_json("evt_late", "payment_intent.succeeded", &intent);
+
+    // Three passes (three replicas) and the webhook, all at once.
+    let passes = join_all((0..3).map(|_| world.service.run_reconciliation()));
+    let (passes, webhook) = tokio::join!(passes, world.service.apply_stripe_event(&late));
+    webhook.unwrap();
+    let passes: Vec<Reconciled> = passes.into_iter().map(Result::unwrap).collect();
+    let credited: i32 = passes.iter().map(|p| p.credited).sum();
+    assert!(credited <= 1, "{passes:?}");
+    assert_eq!(world.balance("bob").await, 2000);
+    assert_eq!(world.kinds("bob").await, [LedgerKind::TopUp]);
+    assert_eq!(world.payment(&intent).await.status, "succeeded");
+
+    // Alone, a pass over a lost webhook credits it, and says so.
+    let other = world.intent_for("bob", 500).await;
+    world.stripe.succeed(&other);
+    let pass = world.service.run_reconciliation().await.unwrap();
+    assert_eq!(
+        (pass.intents_checked, pass.credited, pass.failed),
+        (1, 1, 0),
+        "{pass:?}"
+    );
+    assert_eq!(world.balance("bob").await, 2500);
+    // The next pass has nothing open left to check.
+    let next = world.service.run_reconciliation().await.unwrap();
+    assert_eq!((next.intents_checked, next.credited), (0, 0), "{next:?}");
+    world.check_ledger().await;
+}
+
+#[tokio::test]
+async fn an_abandoned_intent_is_cancelled_at_stripe_and_recorded() {
+    let world = World::new(Duration::ZERO).await;
+    let intent = world.intent_for("carol", 1000).await;
+
+    let pass = world.service.run_reconciliation().await.unwrap();
+    assert_eq!(pass.canceled, 1, "{pass:?}");
+    let at_stripe = world.stripe.intent_json(&intent).unwrap();
+    assert_eq!(at_stripe["status"], "canceled");
+    assert_eq!(at_stripe["cancellation_reason"], "abandoned");
+    assert_eq!(world.payment(&intent).await.status, "canceled");
+    // The cancel carried an Idempotency-Key, so a retried cancel is one.
+    let cancels = world
+        .stripe
+        .requests_to("POST", &format!("/v1/payment_intents/{intent}/cancel"))
+        .await;
+    assert_eq!(cancels.len(), 1);
+    assert!(
+        cancels[0].headers.contains_key("idempotency-key"),
+        "{cancels:?}"
+    );
+    // Final now: the next pass leaves it alone.
+    let next = world.service.run_reconciliation().await.unwrap();
+    assert_eq!((next.intents_checked, next.canceled), (0, 0), "{next:?}");
+    assert_eq!(world.balance("carol").await, 0);
+}
+
+#[tokio::test]
+async fn an_intent_paid_between_our_read_and_our_cancel_is_credited_not_lost() {
+    // Step 1 re-fetches nothing yet: only step 2 sees the intent.
+    let world = World::with(ReconcileSettings {
+        after: A_DAY,
+        stale_after: Duration::ZERO,
+    })
+    .await;
+    let intent = world.intent_for("dave", 2000).await;
+    // Paid at Stripe; our row still waits for the customer.
+    world.stripe.succeed(&intent);
+
+    let pass = world.service.run_reconciliation().await.unwrap();
+    // Step 2's cancel is refused (the intent succeeded): it is synced
+    // instead, and credited.
+    assert_eq!(
+        (pass.credited, pass.canceled, pass.failed),
+        (1, 0, 0),
+        "{pass:?}"
+    );
+    assert_eq!(
+        world
+            .stripe
+            .requests_to("POST", &format!("/v1/payment_intents/{intent}/cancel"))
+            .await
+            .len(),
+        1
+    );
+    assert_eq!(
+        world.stripe.intent_json(&intent).unwrap()["status"],
+        "succeeded"
+    );
+    assert_eq!(world.payment(&intent).await.status, "succeeded");
+    assert_eq!(world.balance("dave").await, 2000);
+    world.check_ledger().await;
+}
+
+#[tokio::test]
+async fn a_refund_whose_webhook_was_lost_is_read_back_from_the_events_api_once() {
+    let world = World::new(A_DAY).await;
+    let intent = world.intent_for("erin", 2000).await;
+    world.stripe.succeed(&intent);
+    world
+        .service
+        .sync_payment_intent("erin", &intent)
+        .await
+        .unwrap();
+    world.stripe.refund(&intent, Some(700)).await;
+
+    let pass = world.service.run_reconciliation().await.unwrap();
+    assert!(pass.events_backfilled >= 1, "{pass:?}");
+    assert_eq!(world.balance("erin").await, 1300);
+    assert_eq!(world.payment(&intent).await.amount_refunded_cents, 700);
+    let next = world.service.run_reconciliation().await.unwrap();
+    assert_eq!(next.events_backfilled, 0, "{next:?}");
+    assert_eq!(world.balance("erin").await, 1300);
+    assert_eq!(
+        world.kinds("erin").await,
+        [LedgerKind::TopUp, LedgerKind::Refund]
+    );
+    // It asked only for the event types it acts on, from its cursor on.
+    let reads = world.stripe.requests_to("GET", "/v1/events").await;
+    assert!(reads.len() >= 2, "{reads:?}");
+    for read in &reads {
+        let query = &read.query;
+        assert!(
+            query.contains("created%5Bgte%5D=") || query.contains("created[gte]="),
+            "{query}"
+        );
+        assert!(query.contains("refund.created"), "{query}");
+        assert!(!query.contains("customer."), "{query}");
+    }
+    world.check_ledger().await;
+}
+
+#[tokio::test]
+async fn stripe_failing_during_a_pass_loses_and_doubles_nothing_and_the_next_pass_finishes() {
+    let world = World::new(A_DAY).await;
+    let intent = world.intent_for("fay", 1000).await;
+    world.stripe.succeed(&intent);
+    // Every GET of this pass fails: 500s, then 429s, past the client's retries.
+    world
+        .stripe
+        .fail_next("GET", 3, Fault::error(500, "api_error", "", "boom"))
+        .await;
+    world
+        .stripe
+        .fail_next(
+            "GET",
+            100,
+            Fault::error(429, "rate_limit_error", "rate_limit", "slow down"),
+        )
+        .await;
+    let failed = world.service.run_reconciliation().await;
+    assert!(
+        matches!(&failed, Err(Error::Unavailable(_)))
+            || failed.as_ref().is_ok_and(|p| p.failed > 0),
+        "{failed:?}"
+    );
+    assert_eq!(world.balance("fay").await, 0);
+    assert_eq!(
+        world.payment(&intent).await.status,
+        "requires_payment_method"
+    );
+
+    world.stripe.clear_faults();
+    let pass = world.service.run_reconciliation().await.unwrap();
+    assert_eq!(pass.credited, 1, "{pass:?}");
+    assert_eq!(world.balance("fay").await, 1000);
+    world.check_ledger().await;
+}
