@@ -31,6 +31,10 @@ struct Args {
     /// Deliver events in shuffled order.
     #[arg(long)]
     shuffle_events: bool,
+    /// Never deliver events of this type (repeatable): a lost webhook, for
+    /// reconciliation to heal from the Events API.
+    #[arg(long = "drop-event", value_name = "TYPE")]
+    drop_events: Vec<String>,
 }
 
 #[tokio::main]
@@ -47,6 +51,7 @@ async fn main() -> anyhow::Result<()> {
             }),
             duplicate_events: args.duplicate_events,
             shuffle_events: args.shuffle_events,
+            drop_event_types: args.drop_events,
             ..SandboxConfig::default()
         },
     )

@@ -479,22 +479,7 @@ impl Stack {
 
     /// One reconciliation pass now, as an operator runs it (grpcurl).
     pub async fn reconcile(&self) -> payments_proto::RunReconciliationResponse {
-        let channel = tonic::transport::Channel::from_shared(format!("http://{}", self.grpc_addr))
-            .expect("a URL")
-            .connect()
-            .await
-            .expect("payments-grpc answers");
-        let mut admin = payments_proto::admin_service_client::AdminServiceClient::new(channel);
-        let mut request = tonic::Request::new(payments_proto::RunReconciliationRequest {});
-        request.metadata_mut().insert(
-            "authorization",
-            format!("Bearer {ADMIN_TOKEN}").parse().expect("ASCII"),
-        );
-        admin
-            .run_reconciliation(request)
-            .await
-            .expect("a pass")
-            .into_inner()
+        run_reconciliation(self.grpc_addr).await.expect("a pass")
     }
 
     /// Confirms with a test payment method, as Stripe.js does from the browser.
@@ -602,4 +587,22 @@ impl HttpClient {
         let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         Ok((status, json))
     }
+}
+
+/// `AdminService.RunReconciliation` on the payments-grpc at `grpc_addr`.
+pub async fn run_reconciliation(
+    grpc_addr: SocketAddr,
+) -> Result<payments_proto::RunReconciliationResponse, tonic::Status> {
+    let channel = tonic::transport::Channel::from_shared(format!("http://{grpc_addr}"))
+        .expect("a URL")
+        .connect()
+        .await
+        .map_err(|err| tonic::Status::unavailable(err.to_string()))?;
+    let mut admin = payments_proto::admin_service_client::AdminServiceClient::new(channel);
+    let mut request = tonic::Request::new(payments_proto::RunReconciliationRequest {});
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {ADMIN_TOKEN}").parse().expect("ASCII"),
+    );
+    Ok(admin.run_reconciliation(request).await?.into_inner())
 }

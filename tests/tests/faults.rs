@@ -88,6 +88,81 @@ async fn settle(stack: &Stack) {
         .expect("every webhook delivered within 120 s");
 }
 
+/// Payments credited so far (ledger top-ups).
+async fn credited(stack: &Stack) -> i64 {
+    count_rows(&mut stack.db.connection().await, "ledger_entries").await
+}
+
+#[tokio::test]
+async fn a_sigkill_of_payments_grpc_mid_reconciliation_loses_and_doubles_nothing() {
+    let mut stack = Stack::start_with_grpc_process(SandboxConfig {
+        record_requests: true,
+        ..SandboxConfig::default()
+    })
+    .await;
+    stack.wait_ready().await;
+    // Paid, and every `succeeded` webhook lost: only reconciliation credits.
+    stack.sandbox.drop_events(&["payment_intent.succeeded"]);
+    let intents = create_intents(&stack, 10, 60).await;
+    confirm_all(&stack, &intents).await;
+    settle(&stack).await;
+    assert_eq!(credited(&stack).await, 0);
+    {
+        use diesel_async::RunQueryDsl;
+        // RECONCILE_AFTER_SECS (300) have passed for every one.
+        diesel::sql_query("UPDATE payments SET updated_at = updated_at - interval '301 seconds'")
+            .execute(&mut stack.db.connection().await)
+            .await
+            .unwrap();
+    }
+
+    let fetched_before = stack
+        .sandbox
+        .requests_to("GET", "/v1/payment_intents/")
+        .await
+        .len();
+    let pass = tokio::spawn(payments_tests::stack::run_reconciliation(stack.grpc_addr));
+    // Killed once the pass has fetched ten intents from Stripe.
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while stack
+            .sandbox
+            .requests_to("GET", "/v1/payment_intents/")
+            .await
+            .len()
+            < fetched_before + 10
+        {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await
+    .expect("the pass fetches intents");
+    stack.crash_grpc().await;
+    assert!(pass.await.unwrap().is_err(), "the pass was cut off");
+    let halfway = credited(&stack).await;
+    assert!(
+        halfway < intents.len() as i64,
+        "killed after {halfway} credits"
+    );
+
+    stack.start_grpc().await;
+    stack.wait_ready().await;
+    let done = stack.reconcile().await;
+    assert_eq!(
+        i64::from(done.credited),
+        intents.len() as i64 - halfway,
+        "{done:?}"
+    );
+    assert_each_credited_once(&stack, &intents).await;
+    // A further pass finds nothing left.
+    let again = stack.reconcile().await;
+    assert_eq!((again.intents_checked, again.credited), (0, 0), "{again:?}");
+    eprintln!(
+        "reconciliation crash: {} paid intents, {halfway} credited before the SIGKILL, {} by the next pass",
+        intents.len(),
+        done.credited
+    );
+}
+
 #[tokio::test]
 async fn a_sigkill_of_payments_grpc_mid_stream_loses_and_doubles_nothing() {
     let mut stack = Stack::start_with_grpc_process(SandboxConfig {
