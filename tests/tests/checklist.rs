@@ -525,3 +525,117 @@ async fn qa12_a_lost_webhook_is_healed_and_an_abandoned_intent_cancelled_by_reco
     assert_eq!(balance_cents(&stack, &token).await, 700);
     assert_balances_match_ledger(&mut stack.db.connection().await).await;
 }
+
+#[tokio::test]
+async fn the_sandbox_speaks_stripes_refund_and_list_errors() {
+    let stack = Stack::start(SandboxConfig::default()).await;
+    let token = stack.token("qa-sandbox");
+    let unpaid = create(&stack, &token, 10).await;
+    let http = &stack.http;
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let refunds_url = format!("{}/v1/refunds", stack.sandbox.url());
+    let refund = |body: String| {
+        http.send(
+            "POST",
+            &refunds_url,
+            Some("sk_test_x"),
+            &form,
+            body.into_bytes(),
+        )
+    };
+    let (status, body) = refund(format!("payment_intent={unpaid}")).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("charge_not_refundable")),
+        "{body}"
+    );
+    let paid = create(&stack, &token, 10).await;
+    stack.confirm(&paid, PM_CARD_VISA).await;
+    let (status, body) = refund(format!("payment_intent={paid}&amount=1001")).await;
+    assert_eq!(
+        (
+            status,
+            body["error"]["code"].as_str(),
+            body["error"]["param"].as_str()
+        ),
+        (400, Some("amount_too_large"), Some("amount")),
+        "{body}"
+    );
+    let (status, body) = refund("amount=100".into()).await;
+    assert_eq!(
+        (status, body["error"]["type"].as_str()),
+        (400, Some("invalid_request_error"))
+    );
+    let (status, body) = refund(format!("payment_intent={paid}&amount=400")).await;
+    assert_eq!(
+        (status, body["object"].as_str(), body["status"].as_str()),
+        (200, Some("refund"), Some("succeeded"))
+    );
+    refund(format!("payment_intent={paid}&amount=600")).await;
+
+    let get = |path_and_query: &str| {
+        let url = format!("{}{path_and_query}", stack.sandbox.url());
+        async move {
+            http.send("GET", &url, Some("sk_test_x"), &[], Vec::new())
+                .await
+        }
+    };
+    // Lists: newest first, paged by `starting_after`, `limit` 1–100.
+    let (status, page) = get(&format!("/v1/refunds?payment_intent={paid}&limit=1")).await;
+    assert_eq!(
+        (status, page["object"].as_str(), page["has_more"].as_bool()),
+        (200, Some("list"), Some(true))
+    );
+    assert_eq!(page["data"][0]["amount"], 600, "{page}");
+    let after = page["data"][0]["id"].as_str().unwrap().to_owned();
+    let (_, next) = get(&format!(
+        "/v1/refunds?payment_intent={paid}&limit=1&starting_after={after}"
+    ))
+    .await;
+    assert_eq!(
+        (
+            next["data"][0]["amount"].as_i64(),
+            next["has_more"].as_bool()
+        ),
+        (Some(400), Some(false)),
+        "{next}"
+    );
+    for bad in [
+        "/v1/refunds?limit=0",
+        "/v1/refunds?limit=101",
+        "/v1/events?type=refund.created&types[]=charge.refunded",
+    ] {
+        let (status, body) = get(bad).await;
+        assert_eq!(
+            (status, body["error"]["type"].as_str()),
+            (400, Some("invalid_request_error")),
+            "{bad}: {body}"
+        );
+    }
+    let (status, events) =
+        get("/v1/events?types[0]=refund.created&types[1]=charge.refunded&created[gte]=0&limit=100")
+            .await;
+    assert_eq!(status, 200);
+    let types: Vec<&str> = events["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "charge.refunded",
+            "refund.created",
+            "charge.refunded",
+            "refund.created"
+        ]
+    );
+    let (_, grouped) = get("/v1/events?type=refund.*").await;
+    assert_eq!(grouped["data"].as_array().unwrap().len(), 2, "{grouped}");
+    let (status, body) = get("/v1/disputes/du_nope").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("resource_missing"))
+    );
+}

@@ -1,7 +1,7 @@
 //! The main job, end to end: brings up payments-grpc and edge-gateway (the
 //! release binaries, as processes), the Stripe sandbox and a local key set,
-//! then walks one top-up: create intent → confirm with the test card → signed
-//! webhook → balance. With --keep-running the stack stays up for manual use.
+//! then walks one top-up: create intent → confirm with the test card → sync
+//! (credited) → signed webhook (nothing left to do) → balance. With --keep-running the stack stays up for manual use.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -181,7 +181,27 @@ async fn main() -> anyhow::Result<()> {
 
     step(
         5,
-        "The sandbox delivers the signed webhooks to POST /stripe/webhook",
+        "POST /payments/{intent_id}/sync, as the SPA does right after stripe.confirmPayment",
+    );
+    let (status, synced) = http
+        .send(
+            "POST",
+            &format!("{edge_url}/payments/{intent_id}/sync"),
+            Some(&token),
+            &[],
+            Vec::new(),
+        )
+        .await;
+    ensure!(status == 200, "sync answered {status}: {synced}");
+    println!("    {status} {synced}");
+    ensure!(
+        synced["balance_cents"].as_i64() == Some(before + 2000),
+        "the sync did not credit the payment: {synced}"
+    );
+
+    step(
+        6,
+        "The sandbox delivers the signed webhooks to POST /stripe/webhook (the credit is already booked)",
     );
     tokio::time::timeout(Duration::from_secs(30), sandbox.settled())
         .await
@@ -203,7 +223,7 @@ async fn main() -> anyhow::Result<()> {
         stats.deliveries, stats.attempts, stats.delivered
     );
 
-    step(6, "GET /balance again");
+    step(7, "GET /balance again");
     let (status, balance) = get_balance(&http, &edge_url, &token).await;
     println!("    {status} {balance}");
     let after = balance["balance_cents"].as_i64().context("balance_cents")?;
