@@ -1,12 +1,30 @@
 DROP INDEX payments_open_by_updated_at;
 DROP TABLE reconciliation_cursor;
--- Credits made without an event cannot satisfy the old check: it comes
--- back NOT VALID, for rows written from now on.
+DROP FUNCTION apply_clawback(text, text, text, text, bigint, text, timestamptz);
+DROP INDEX ledger_one_top_up_per_intent;
+DELETE FROM ledger_entries
+ WHERE kind IN ('refund', 'refund_reversal', 'dispute', 'dispute_reversal');
+ALTER TABLE ledger_entries
+    DROP CONSTRAINT ledger_one_entry_per_stripe_object,
+    ADD CONSTRAINT ledger_one_entry_per_intent_and_kind UNIQUE (user_id, stripe_intent_id, kind),
+    DROP CONSTRAINT ledger_clawback_names_its_cause,
+    DROP CONSTRAINT ledger_entries_kind_check,
+    ADD CONSTRAINT ledger_entries_kind_check
+        CHECK (kind IN ('top_up', 'spend', 'spend_reversal', 'adjustment')),
+    DROP COLUMN stripe_object_id;
+ALTER TABLE payments DROP COLUMN amount_refunded_cents, DROP COLUMN amount_disputed_cents;
+-- Credits made with no event cannot satisfy the old check: it comes back
+-- NOT VALID, for rows written from now on.
 ALTER TABLE ledger_entries
     DROP CONSTRAINT ledger_top_up_is_a_paid_credit,
     ADD CONSTRAINT ledger_top_up_is_a_paid_credit CHECK (
         kind <> 'top_up' OR (amount_cents > 0 AND stripe_intent_id IS NOT NULL
                              AND stripe_event_id IS NOT NULL)) NOT VALID;
+-- Balances are left as the remaining ledger sums them; a debt left by a
+-- clawback cannot be undone here, so the check comes back NOT VALID.
+ALTER TABLE balances ADD CONSTRAINT balances_balance_cents_check CHECK (balance_cents >= 0) NOT VALID;
+
+-- The webhook's write as migration 2026-12-03-000003_spends made it.
 CREATE OR REPLACE FUNCTION apply_stripe_event(
     p_user_id                    text,
     p_intent_id                  text,
@@ -72,7 +90,7 @@ BEGIN
              stripe_event_id, created_at)
         VALUES (p_user_id, p_credit_cents, v_balance, p_currency, 'top_up', p_intent_id,
                 p_event_id, p_processed_at)
-        ON CONFLICT (user_id, stripe_intent_id) WHERE kind = 'top_up' DO NOTHING;
+        ON CONFLICT (user_id, stripe_intent_id, kind) DO NOTHING;
         IF FOUND THEN
             new_balance_cents := v_balance;
         ELSE
@@ -82,4 +100,3 @@ BEGIN
     END IF;
 END
 $$;
-

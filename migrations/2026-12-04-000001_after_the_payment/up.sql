@@ -1,10 +1,11 @@
--- After the payment (DESIGN.md stage two, "Money rules"): Stripe's refunds
--- and disputes of our PaymentIntents reach the balance as clawbacks, each
--- once per Stripe refund or dispute id, and are given back once when the
--- refund fails or the dispute is won. A clawback is booked in full even when
--- it takes the balance below zero: debt is possible, overdraft is not
--- (spends and debit adjustments still refuse a short balance, in their
--- functions).
+-- After the payment (DESIGN.md stage two, "Money rules", "Reconciliation"):
+-- Stripe's refunds and disputes of our PaymentIntents reach the balance as
+-- clawbacks, each once per Stripe refund or dispute id, and are given back
+-- once when the refund fails or the dispute is won; a payment can be
+-- applied with no event (a sync, a reconciliation pass). A clawback is booked
+-- in full even when it takes the balance below zero: debt is possible,
+-- overdraft is not (spends and debit adjustments still refuse a short
+-- balance, in their functions).
 
 ALTER TABLE balances DROP CONSTRAINT balances_balance_cents_check;
 
@@ -39,8 +40,16 @@ ALTER TABLE ledger_entries
 CREATE UNIQUE INDEX ledger_one_top_up_per_intent
     ON ledger_entries (user_id, stripe_intent_id) WHERE kind = 'top_up';
 
--- apply_stripe_event as before; only its credit's conflict target names the
--- new index.
+-- The webhook's write (apply_stripe_event) as before, with two changes:
+-- its credit's conflict target is the index above, and a NULL event id (a
+-- `SyncPaymentIntent`, a reconciliation pass) writes no event row and rests
+-- on the compare-and-set and the one top-up per intent alone. Such a
+-- credit names no event.
+ALTER TABLE ledger_entries
+    DROP CONSTRAINT ledger_top_up_is_a_paid_credit,
+    ADD CONSTRAINT ledger_top_up_is_a_paid_credit CHECK (
+        kind <> 'top_up' OR (amount_cents > 0 AND stripe_intent_id IS NOT NULL));
+
 CREATE OR REPLACE FUNCTION apply_stripe_event(
     p_user_id                    text,
     p_intent_id                  text,
@@ -68,12 +77,15 @@ DECLARE
 BEGIN
     recorded := false;
     updated := false;
-    INSERT INTO stripe_events
-        (user_id, event_id, event_type, stripe_intent_id, payload, received_at, processed_at)
-    VALUES (p_user_id, p_event_id, p_event_type, p_intent_id, p_payload, p_received_at, p_processed_at)
-    ON CONFLICT (user_id, event_id) DO NOTHING;
-    IF NOT FOUND THEN
-        RETURN;
+    IF p_event_id IS NOT NULL THEN
+        INSERT INTO stripe_events
+            (user_id, event_id, event_type, stripe_intent_id, payload, received_at, processed_at)
+        VALUES (p_user_id, p_event_id, p_event_type, p_intent_id, p_payload, p_received_at,
+                p_processed_at)
+        ON CONFLICT (user_id, event_id) DO NOTHING;
+        IF NOT FOUND THEN
+            RETURN;
+        END IF;
     END IF;
 
     UPDATE payments
@@ -83,7 +95,9 @@ BEGIN
      WHERE user_id = p_user_id AND stripe_intent_id = p_intent_id
        AND status = p_read_status AND amount_received_cents = p_read_amount_received_cents;
     IF NOT FOUND THEN
-        DELETE FROM stripe_events WHERE user_id = p_user_id AND event_id = p_event_id;
+        IF p_event_id IS NOT NULL THEN
+            DELETE FROM stripe_events WHERE user_id = p_user_id AND event_id = p_event_id;
+        END IF;
         RETURN;
     END IF;
     recorded := true;
@@ -116,6 +130,7 @@ BEGIN
     END IF;
 END
 $$;
+
 
 -- One clawback or its reversal, once per (kind, Stripe object), on one
 -- user's rows (distributed by its first argument on Citus). p_cents: the
@@ -209,3 +224,18 @@ BEGIN
     new_balance_cents := v_balance;
 END
 $$;
+
+-- Where reconciliation's read of Stripe's Events API stands: the creation
+-- time (Unix seconds) of the newest event it has applied. One row for the
+-- deployment, not a user's: it stays on the coordinator on Citus.
+CREATE TABLE reconciliation_cursor (
+    singleton   boolean     PRIMARY KEY DEFAULT true CHECK (singleton),
+    events_created_at bigint NOT NULL CHECK (events_created_at >= 0),
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
+
+-- Reconciliation's two reads of payments still open, oldest first: those
+-- not updated for a while (re-fetched), and those waiting for the customer
+-- for too long (cancelled at Stripe).
+CREATE INDEX payments_open_by_updated_at ON payments (updated_at)
+    WHERE status NOT IN ('succeeded', 'canceled');
