@@ -3,105 +3,57 @@
 //! back once when a refund fails or a dispute is won, booked in full even
 //! into debt; the events replayed, reordered and forged change nothing more.
 
-use payments_core::db::{ledger, payments};
 use payments_core::domain::LedgerKind;
-use payments_core::stripe::StripeGateway;
-use payments_core::{Error, EventOutcome, PaymentsService};
-use payments_test_support::{TestDatabase, assert_balances_match_ledger, event_json, service};
+use payments_core::{Error, EventOutcome};
+use payments_test_support::{World, event_json};
 use serde_json::Value;
-use stripe_sandbox::Sandbox;
 
-struct World {
-    db: TestDatabase,
-    stripe: Sandbox,
-    service: PaymentsService<StripeGateway>,
+/// A paid and credited top-up of `cents` for `user`.
+async fn paid(world: &World, user: &str, cents: i64) -> String {
+    let intent = world.intent_for(user, cents).await;
+    world.stripe.succeed(&intent);
+    let event = event_json(
+        &format!("evt_paid_{intent}"),
+        "payment_intent.succeeded",
+        &intent,
+    );
+    assert_eq!(
+        world.service.apply_stripe_event(&event).await,
+        Ok(EventOutcome::Applied)
+    );
+    intent
 }
 
-impl World {
-    async fn new() -> Self {
-        let db = TestDatabase::create().await;
-        let stripe = Sandbox::start_local().await;
-        let service = service(&db, &stripe).await;
-        Self {
-            db,
-            stripe,
-            service,
-        }
-    }
+/// The sandbox's events of `event_type` so far, as delivered.
+fn events_of(world: &World, event_type: &str) -> Vec<String> {
+    world
+        .stripe
+        .events()
+        .iter()
+        .filter(|event| event["type"] == event_type)
+        .map(Value::to_string)
+        .collect()
+}
 
-    /// A paid and credited top-up of `cents` for `user`.
-    async fn paid(&self, user: &str, cents: i64) -> String {
-        let intent = self
-            .service
-            .create_payment_intent(user, cents, "")
-            .await
-            .unwrap()
-            .intent_id;
-        self.stripe.succeed(&intent);
-        let event = event_json(
-            &format!("evt_paid_{intent}"),
-            "payment_intent.succeeded",
-            &intent,
-        );
-        assert_eq!(
-            self.service.apply_stripe_event(&event).await,
-            Ok(EventOutcome::Applied)
-        );
-        intent
-    }
+async fn apply(world: &World, event: &str) -> Result<EventOutcome, Error> {
+    world.service.apply_stripe_event(event).await
+}
 
-    /// The sandbox's events of `event_type` so far, as delivered.
-    fn events(&self, event_type: &str) -> Vec<String> {
-        self.stripe
-            .events()
-            .iter()
-            .filter(|event| event["type"] == event_type)
-            .map(Value::to_string)
-            .collect()
-    }
-
-    async fn apply(&self, event: &str) -> Result<EventOutcome, Error> {
-        self.service.apply_stripe_event(event).await
-    }
-
-    async fn balance(&self, user: &str) -> i64 {
-        self.service
-            .get_balance(user)
-            .await
-            .unwrap()
-            .balance_cents
-            .get()
-    }
-
-    async fn payment(&self, intent_id: &str) -> payments::PaymentRow {
-        let mut conn = self.db.connection().await;
-        payments::find_by_intent(&mut conn, intent_id)
-            .await
-            .unwrap()
-            .expect("payment row")
-    }
-
-    /// The user's entries as (kind, amount, balance after, Stripe object).
-    async fn entries(&self, user: &str) -> Vec<(LedgerKind, i64, i64, Option<String>)> {
-        let mut conn = self.db.connection().await;
-        ledger::for_user(&mut conn, user)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|e| {
-                (
-                    e.kind,
-                    e.amount_cents,
-                    e.balance_after_cents,
-                    e.stripe_object_id,
-                )
-            })
-            .collect()
-    }
-
-    async fn check_ledger(&self) {
-        assert_balances_match_ledger(&mut self.db.connection().await).await;
-    }
+/// The user's entries as (kind, amount, balance after, Stripe object).
+async fn entries(world: &World, user: &str) -> Vec<(LedgerKind, i64, i64, Option<String>)> {
+    world
+        .entries(user)
+        .await
+        .into_iter()
+        .map(|e| {
+            (
+                e.kind,
+                e.amount_cents,
+                e.balance_after_cents,
+                e.stripe_object_id,
+            )
+        })
+        .collect()
 }
 
 fn id(object: &Value) -> String {
@@ -111,16 +63,16 @@ fn id(object: &Value) -> String {
 #[tokio::test]
 async fn partial_and_full_refunds_are_clawed_back_once_each_whatever_the_order_of_their_events() {
     let world = World::new().await;
-    let intent = world.paid("alice", 2000).await;
+    let intent = paid(&world, "alice", 2000).await;
 
     let first = id(&world.stripe.refund(&intent, Some(500)).await);
     // Both events of the refund, newest first, each delivered twice.
-    let mut events = world.events("charge.refunded");
-    events.extend(world.events("refund.created"));
+    let mut events = events_of(&world, "charge.refunded");
+    events.extend(events_of(&world, "refund.created"));
     events.reverse();
     let mut outcomes = Vec::new();
     for event in events.iter().chain(events.iter()) {
-        outcomes.push(world.apply(event).await.unwrap());
+        outcomes.push(apply(&world, event).await.unwrap());
     }
     // The first event books the refund, the second finds it booked (its
     // own event recorded), the redeliveries are duplicates.
@@ -138,14 +90,14 @@ async fn partial_and_full_refunds_are_clawed_back_once_each_whatever_the_order_o
 
     // The rest of the payment.
     let second = id(&world.stripe.refund(&intent, None).await);
-    let last = world.events("charge.refunded").pop().unwrap();
-    assert_eq!(world.apply(&last).await, Ok(EventOutcome::Applied));
+    let last = events_of(&world, "charge.refunded").pop().unwrap();
+    assert_eq!(apply(&world, &last).await, Ok(EventOutcome::Applied));
     assert_eq!(world.balance("alice").await, 0);
     let payment = world.payment(&intent).await;
     assert_eq!(payment.amount_refunded_cents, 2000);
     assert_eq!(payment.amount_disputed_cents, 0);
     assert_eq!(
-        world.entries("alice").await,
+        entries(&world, "alice").await,
         [
             (LedgerKind::TopUp, 2000, 2000, None),
             (LedgerKind::Refund, -500, 1500, Some(first)),
@@ -158,7 +110,7 @@ async fn partial_and_full_refunds_are_clawed_back_once_each_whatever_the_order_o
 #[tokio::test]
 async fn a_refund_event_claws_back_only_what_stripe_says_was_refunded() {
     let world = World::new().await;
-    let intent = world.paid("bob", 1000).await;
+    let intent = paid(&world, "bob", 1000).await;
     // A well-formed event naming our intent, with no refund at Stripe.
     let forged = serde_json::json!({
         "id": "evt_forged", "object": "event", "type": "charge.refunded",
@@ -166,7 +118,7 @@ async fn a_refund_event_claws_back_only_what_stripe_says_was_refunded() {
                             "amount_refunded": 1000, "refunded": true}}
     })
     .to_string();
-    assert_eq!(world.apply(&forged).await, Ok(EventOutcome::Applied));
+    assert_eq!(apply(&world, &forged).await, Ok(EventOutcome::Applied));
     assert_eq!(world.balance("bob").await, 1000);
     // Events naming an intent of no one of ours, or none at all.
     for (event_id, object) in [
@@ -181,37 +133,37 @@ async fn a_refund_event_claws_back_only_what_stripe_says_was_refunded() {
     ] {
         let event = serde_json::json!({"id": event_id, "object": "event", "type": "refund.created", "data": {"object": object}}).to_string();
         assert_eq!(
-            world.apply(&event).await,
+            apply(&world, &event).await,
             Ok(EventOutcome::Ignored),
             "{event_id}"
         );
     }
-    assert_eq!(world.entries("bob").await.len(), 1);
+    assert_eq!(entries(&world, "bob").await.len(), 1);
     world.check_ledger().await;
 }
 
 #[tokio::test]
 async fn a_refund_that_fails_is_given_back_once() {
     let world = World::new().await;
-    let intent = world.paid("carol", 1000).await;
+    let intent = paid(&world, "carol", 1000).await;
     let refund = id(&world.stripe.refund(&intent, Some(400)).await);
-    let created = world.events("refund.created").pop().unwrap();
-    assert_eq!(world.apply(&created).await, Ok(EventOutcome::Applied));
+    let created = events_of(&world, "refund.created").pop().unwrap();
+    assert_eq!(apply(&world, &created).await, Ok(EventOutcome::Applied));
     assert_eq!(world.balance("carol").await, 600);
 
     let failed = world.stripe.fail_refund(&refund).await;
     assert_eq!(failed["status"], "failed");
     for event_type in ["refund.failed", "refund.updated", "charge.refund.updated"] {
-        let event = world.events(event_type).pop().unwrap();
-        world.apply(&event).await.unwrap();
-        world.apply(&event).await.unwrap();
+        let event = events_of(&world, event_type).pop().unwrap();
+        apply(&world, &event).await.unwrap();
+        apply(&world, &event).await.unwrap();
     }
     // The late `refund.created` changes nothing either.
-    assert_eq!(world.apply(&created).await, Ok(EventOutcome::Duplicate));
+    assert_eq!(apply(&world, &created).await, Ok(EventOutcome::Duplicate));
     assert_eq!(world.balance("carol").await, 1000);
     assert_eq!(world.payment(&intent).await.amount_refunded_cents, 0);
     assert_eq!(
-        world.entries("carol").await,
+        entries(&world, "carol").await,
         [
             (LedgerKind::TopUp, 1000, 1000, None),
             (LedgerKind::Refund, -400, 600, Some(refund.clone())),
@@ -224,7 +176,7 @@ async fn a_refund_that_fails_is_given_back_once() {
 #[tokio::test]
 async fn a_lost_dispute_after_spending_leaves_a_debt_and_refuses_the_next_spend() {
     let world = World::new().await;
-    let intent = world.paid("dave", 2000).await;
+    let intent = paid(&world, "dave", 2000).await;
     world
         .service
         .spend_credits("dave", 1700, "job-1", "")
@@ -232,11 +184,11 @@ async fn a_lost_dispute_after_spending_leaves_a_debt_and_refuses_the_next_spend(
         .unwrap();
 
     let dispute = world.stripe.dispute(&intent);
-    for event in world.events("charge.dispute.created") {
-        assert_eq!(world.apply(&event).await, Ok(EventOutcome::Applied));
+    for event in events_of(&world, "charge.dispute.created") {
+        assert_eq!(apply(&world, &event).await, Ok(EventOutcome::Applied));
     }
-    for event in world.events("charge.dispute.funds_withdrawn") {
-        assert_eq!(world.apply(&event).await, Ok(EventOutcome::Applied));
+    for event in events_of(&world, "charge.dispute.funds_withdrawn") {
+        assert_eq!(apply(&world, &event).await, Ok(EventOutcome::Applied));
     }
     // Booked in full: debt, shown as is.
     assert_eq!(world.balance("dave").await, -1700);
@@ -248,18 +200,12 @@ async fn a_lost_dispute_after_spending_leaves_a_debt_and_refuses_the_next_spend(
 
     let closed = world.stripe.close_dispute(&dispute, false).await;
     assert_eq!(closed["status"], "lost");
-    let event = world.events("charge.dispute.closed").pop().unwrap();
-    assert_eq!(world.apply(&event).await, Ok(EventOutcome::Applied));
+    let event = events_of(&world, "charge.dispute.closed").pop().unwrap();
+    assert_eq!(apply(&world, &event).await, Ok(EventOutcome::Applied));
     assert_eq!(world.balance("dave").await, -1700);
     assert_eq!(world.payment(&intent).await.amount_disputed_cents, 2000);
-    let kinds: Vec<_> = world
-        .entries("dave")
-        .await
-        .into_iter()
-        .map(|e| e.0)
-        .collect();
     assert_eq!(
-        kinds,
+        world.kinds("dave").await,
         [LedgerKind::TopUp, LedgerKind::Spend, LedgerKind::Dispute]
     );
     world.check_ledger().await;
@@ -268,28 +214,27 @@ async fn a_lost_dispute_after_spending_leaves_a_debt_and_refuses_the_next_spend(
 #[tokio::test]
 async fn a_won_dispute_is_given_back_once() {
     let world = World::new().await;
-    let intent = world.paid("erin", 1000).await;
+    let intent = paid(&world, "erin", 1000).await;
     let dispute = world.stripe.dispute(&intent);
-    let created = world.events("charge.dispute.created").pop().unwrap();
-    assert_eq!(world.apply(&created).await, Ok(EventOutcome::Applied));
+    let created = events_of(&world, "charge.dispute.created").pop().unwrap();
+    assert_eq!(apply(&world, &created).await, Ok(EventOutcome::Applied));
     assert_eq!(world.balance("erin").await, 0);
 
     world.stripe.close_dispute(&dispute, true).await;
     for event_type in ["charge.dispute.funds_reinstated", "charge.dispute.closed"] {
-        let event = world.events(event_type).pop().unwrap();
-        world.apply(&event).await.unwrap();
+        let event = events_of(&world, event_type).pop().unwrap();
+        apply(&world, &event).await.unwrap();
     }
     // Every event again, in any order: nothing more.
-    let withdrawn = world
-        .events("charge.dispute.funds_withdrawn")
+    let withdrawn = events_of(&world, "charge.dispute.funds_withdrawn")
         .pop()
         .unwrap();
-    world.apply(&withdrawn).await.unwrap();
-    world.apply(&created).await.unwrap();
+    apply(&world, &withdrawn).await.unwrap();
+    apply(&world, &created).await.unwrap();
     assert_eq!(world.balance("erin").await, 1000);
     assert_eq!(world.payment(&intent).await.amount_disputed_cents, 0);
     assert_eq!(
-        world.entries("erin").await,
+        entries(&world, "erin").await,
         [
             (LedgerKind::TopUp, 1000, 1000, None),
             (LedgerKind::Dispute, -1000, 0, Some(dispute.clone())),
@@ -310,18 +255,18 @@ async fn a_refund_of_a_payment_not_yet_credited_waits_for_the_credit() {
         .intent_id;
     world.stripe.succeed(&intent);
     world.stripe.refund(&intent, Some(300)).await;
-    let refunded = world.events("charge.refunded").pop().unwrap();
+    let refunded = events_of(&world, "charge.refunded").pop().unwrap();
 
     // Its `payment_intent.succeeded` has not arrived: nothing is booked,
     // nothing recorded, and the error asks Stripe to deliver it again.
-    let early = world.apply(&refunded).await;
+    let early = apply(&world, &refunded).await;
     assert!(matches!(early, Err(Error::Unavailable(_))), "{early:?}");
     assert_eq!(world.balance("fay").await, 0);
-    assert!(world.entries("fay").await.is_empty());
+    assert!(entries(&world, "fay").await.is_empty());
 
     let paid = event_json("evt_paid", "payment_intent.succeeded", &intent);
-    assert_eq!(world.apply(&paid).await, Ok(EventOutcome::Applied));
-    assert_eq!(world.apply(&refunded).await, Ok(EventOutcome::Applied));
+    assert_eq!(apply(&world, &paid).await, Ok(EventOutcome::Applied));
+    assert_eq!(apply(&world, &refunded).await, Ok(EventOutcome::Applied));
     assert_eq!(world.balance("fay").await, 700);
     world.check_ledger().await;
 }

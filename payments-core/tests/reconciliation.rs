@@ -8,86 +8,30 @@
 use std::time::Duration;
 
 use futures::future::join_all;
-use payments_core::db::{ledger, payments};
 use payments_core::domain::LedgerKind;
-use payments_core::stripe::StripeGateway;
-use payments_core::{Error, EventOutcome, PaymentsService, ReconcileSettings, Reconciled};
-use payments_test_support::{TestDatabase, assert_balances_match_ledger, event_json, service};
-use stripe_sandbox::{Fault, Sandbox};
+use payments_core::{Error, EventOutcome, ReconcileSettings, Reconciled};
+use payments_test_support::{World, event_json};
+use stripe_sandbox::Fault;
 
-struct World {
-    db: TestDatabase,
-    stripe: Sandbox,
-    service: PaymentsService<StripeGateway>,
+/// Reconciliation re-fetching every open payment at once (`after` 0) and
+/// cancelling intents waiting for the customer after `stale_after`.
+async fn world(stale_after: Duration) -> World {
+    world_with(ReconcileSettings {
+        after: Duration::ZERO,
+        stale_after,
+    })
+    .await
 }
 
-impl World {
-    /// Reconciliation re-fetching every open payment at once (`after` 0)
-    /// and cancelling intents waiting for the customer after `stale_after`.
-    async fn new(stale_after: Duration) -> Self {
-        Self::with(ReconcileSettings {
-            after: Duration::ZERO,
-            stale_after,
-        })
-        .await
-    }
-
-    async fn with(settings: ReconcileSettings) -> Self {
-        let db = TestDatabase::create().await;
-        let stripe = Sandbox::start_local().await;
-        let service = service(&db, &stripe).await.with_reconciliation(settings);
-        Self {
-            db,
-            stripe,
-            service,
-        }
-    }
-
-    async fn intent_for(&self, user: &str, cents: i64) -> String {
-        self.service
-            .create_payment_intent(user, cents, "")
-            .await
-            .unwrap()
-            .intent_id
-    }
-
-    async fn balance(&self, user: &str) -> i64 {
-        self.service
-            .get_balance(user)
-            .await
-            .unwrap()
-            .balance_cents
-            .get()
-    }
-
-    async fn payment(&self, intent_id: &str) -> payments::PaymentRow {
-        let mut conn = self.db.connection().await;
-        payments::find_by_intent(&mut conn, intent_id)
-            .await
-            .unwrap()
-            .expect("payment row")
-    }
-
-    async fn kinds(&self, user: &str) -> Vec<LedgerKind> {
-        let mut conn = self.db.connection().await;
-        ledger::for_user(&mut conn, user)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|e| e.kind)
-            .collect()
-    }
-
-    async fn check_ledger(&self) {
-        assert_balances_match_ledger(&mut self.db.connection().await).await;
-    }
+async fn world_with(settings: ReconcileSettings) -> World {
+    World::with(|service| service.with_reconciliation(settings)).await
 }
 
 const A_DAY: Duration = Duration::from_secs(86_400);
 
 #[tokio::test]
 async fn a_sync_credits_a_paid_intent_before_its_webhook_which_then_changes_nothing() {
-    let world = World::new(A_DAY).await;
+    let world = world(A_DAY).await;
     let intent = world.intent_for("alice", 1000).await;
     world.stripe.succeed(&intent);
 
@@ -115,15 +59,14 @@ async fn a_sync_credits_a_paid_intent_before_its_webhook_which_then_changes_noth
     );
     assert_eq!(world.balance("alice").await, 1000);
     assert_eq!(world.kinds("alice").await, [LedgerKind::TopUp]);
-    let mut conn = world.db.connection().await;
-    let entries = ledger::for_user(&mut conn, "alice").await.unwrap();
+    let entries = world.entries("alice").await;
     assert_eq!(entries[0].stripe_event_id, None, "credited by the sync");
     world.check_ledger().await;
 }
 
 #[tokio::test]
 async fn a_sync_of_another_users_or_an_unknown_intent_is_not_found_and_writes_nothing() {
-    let world = World::new(A_DAY).await;
+    let world = world(A_DAY).await;
     let intent = world.intent_for("alice", 1000).await;
     world.stripe.succeed(&intent);
     for (user, intent_id) in [
@@ -157,7 +100,7 @@ async fn a_sync_of_another_users_or_an_unknown_intent_is_not_found_and_writes_no
 #[tokio::test]
 async fn a_paid_intent_whose_webhooks_were_lost_is_credited_once_by_passes_racing_each_other_and_the_webhook()
  {
-    let world = World::new(A_DAY).await;
+    let world = world(A_DAY).await;
     let intent = world.intent_for("bob", 2000).await;
     world.stripe.succeed(&intent);
     let late = event_json("evt_late", "payment_intent.succeeded", &intent);
@@ -191,7 +134,7 @@ async fn a_paid_intent_whose_webhooks_were_lost_is_credited_once_by_passes_racin
 
 #[tokio::test]
 async fn an_abandoned_intent_is_cancelled_at_stripe_and_recorded() {
-    let world = World::new(Duration::ZERO).await;
+    let world = world(Duration::ZERO).await;
     let intent = world.intent_for("carol", 1000).await;
 
     let pass = world.service.run_reconciliation().await.unwrap();
@@ -219,7 +162,7 @@ async fn an_abandoned_intent_is_cancelled_at_stripe_and_recorded() {
 #[tokio::test]
 async fn an_intent_paid_between_our_read_and_our_cancel_is_credited_not_lost() {
     // Step 1 re-fetches nothing yet: only step 2 sees the intent.
-    let world = World::with(ReconcileSettings {
+    let world = world_with(ReconcileSettings {
         after: A_DAY,
         stale_after: Duration::ZERO,
     })
@@ -255,7 +198,7 @@ async fn an_intent_paid_between_our_read_and_our_cancel_is_credited_not_lost() {
 
 #[tokio::test]
 async fn a_refund_whose_webhook_was_lost_is_read_back_from_the_events_api_once() {
-    let world = World::new(A_DAY).await;
+    let world = world(A_DAY).await;
     let intent = world.intent_for("erin", 2000).await;
     world.stripe.succeed(&intent);
     world
@@ -293,7 +236,7 @@ async fn a_refund_whose_webhook_was_lost_is_read_back_from_the_events_api_once()
 
 #[tokio::test]
 async fn stripe_failing_during_a_pass_loses_and_doubles_nothing_and_the_next_pass_finishes() {
-    let world = World::new(A_DAY).await;
+    let world = world(A_DAY).await;
     let intent = world.intent_for("fay", 1000).await;
     world.stripe.succeed(&intent);
     // Every GET of this pass fails: 500s, then 429s, past the client's retries.

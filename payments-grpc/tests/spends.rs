@@ -99,17 +99,7 @@ impl Replicas {
 
     /// A real top-up of one tier: intent, paid at the sandbox, webhook applied.
     async fn top_up(&self, user: &str, cents: i64) {
-        let intent = self
-            .client(0)
-            .create_payment_intent(authed(CreatePaymentIntentRequest {
-                user_id: user.into(),
-                amount_cents: cents,
-                idempotency_key: String::new(),
-            }))
-            .await
-            .unwrap()
-            .into_inner()
-            .intent_id;
+        let intent = create_intent(self, user, cents).await;
         self.stripe.succeed(&intent);
         self.client(0)
             .apply_stripe_event(authed(ApplyStripeEventRequest {

@@ -129,9 +129,8 @@ pub(crate) async fn create_refund(
 /// `GET /v1/refunds?payment_intent=&limit=&starting_after=`: newest first,
 /// as Stripe lists them.
 pub(crate) async fn list_refunds(State(shared): State<Arc<Shared>>, uri: Uri) -> Response {
-    let query = form(uri.query().unwrap_or_default().as_bytes());
-    let limit = match list_limit(&query) {
-        Ok(limit) => limit,
+    let (query, limit) = match list_query(&uri) {
+        Ok(read) => read,
         Err(refused) => return refused.into_stripe(),
     };
     let payment_intent = param(&query, "payment_intent");
@@ -150,16 +149,23 @@ pub(crate) async fn list_refunds(State(shared): State<Arc<Shared>>, uri: Uri) ->
     )
 }
 
-/// A list parameter's `limit`: 10 when absent, 1 to 100, as Stripe checks it.
-fn list_limit(query: &[(String, String)]) -> Result<usize, (StatusCode, Value)> {
-    match param(query, "limit").map(str::parse::<usize>) {
-        None => Ok(10),
-        Some(Ok(limit)) if (1..=100).contains(&limit) => Ok(limit),
-        Some(_) => Err(invalid_request(
-            "This value must be greater than or equal to 1 and less than or equal to 100.",
-            Some("limit"),
-        )),
-    }
+/// A list request's query parameters and its `limit`: 10 when absent, 1 to
+/// 100, as Stripe checks it.
+type ListQuery = (Vec<(String, String)>, usize);
+
+fn list_query(uri: &Uri) -> Result<ListQuery, (StatusCode, Value)> {
+    let query = form(uri.query().unwrap_or_default().as_bytes());
+    let limit = match param(&query, "limit").map(str::parse::<usize>) {
+        None => 10,
+        Some(Ok(limit)) if (1..=100).contains(&limit) => limit,
+        Some(_) => {
+            return Err(invalid_request(
+                "This value must be greater than or equal to 1 and less than or equal to 100.",
+                Some("limit"),
+            ));
+        }
+    };
+    Ok((query, limit))
 }
 
 /// A page of `items` (newest first) after `starting_after`, as Stripe's
@@ -183,22 +189,20 @@ fn list_page<'a>(
 
 /// `GET /v1/disputes?payment_intent=&limit=&starting_after=`.
 pub(crate) async fn list_disputes(State(shared): State<Arc<Shared>>, uri: Uri) -> Response {
-    let query = form(uri.query().unwrap_or_default().as_bytes());
-    let limit = match list_limit(&query) {
-        Ok(limit) => limit,
+    let (query, limit) = match list_query(&uri) {
+        Ok(read) => read,
         Err(refused) => return refused.into_stripe(),
     };
     let payment_intent = param(&query, "payment_intent");
     let ledger = shared.ledger.lock().unwrap();
-    let mut disputes: Vec<(&str, &Value)> = ledger
+    let disputes = ledger
         .disputes
         .iter()
+        .rev()
         .filter(|(_, d)| payment_intent.is_none_or(|pi| d["payment_intent"] == pi))
-        .map(|(id, d)| (id.as_str(), d))
-        .collect();
-    disputes.sort_by(|a, b| b.0.cmp(a.0));
+        .map(|(id, d)| (id.as_str(), d));
     list_page(
-        disputes.into_iter(),
+        disputes,
         param(&query, "starting_after"),
         limit,
         "/v1/disputes",
@@ -209,9 +213,8 @@ pub(crate) async fn list_disputes(State(shared): State<Arc<Shared>>, uri: Uri) -
 /// 20), `created` exact or `created[gt|gte|lt|lte]`, `limit`,
 /// `starting_after`.
 pub(crate) async fn list_api_events(State(shared): State<Arc<Shared>>, uri: Uri) -> Response {
-    let query = form(uri.query().unwrap_or_default().as_bytes());
-    let limit = match list_limit(&query) {
-        Ok(limit) => limit,
+    let (query, limit) = match list_query(&uri) {
+        Ok(read) => read,
         Err(refused) => return refused.into_stripe(),
     };
     let types: Vec<&str> = query

@@ -208,9 +208,12 @@ impl Sandbox {
         let mut ledger = self.shared.ledger.lock().unwrap();
         let intent = ledger.intents[intent_id].json.clone();
         after_payment::open_dispute(&self.shared, &mut ledger, &intent);
-        let mut ids: Vec<&String> = ledger.disputes.keys().collect();
-        ids.sort();
-        ids.last().map(|id| (*id).clone()).expect("a dispute")
+        ledger
+            .disputes
+            .keys()
+            .next_back()
+            .cloned()
+            .expect("a dispute")
     }
 
     /// The sandbox control `POST /sandbox/disputes/{id}/close`.
@@ -228,9 +231,7 @@ impl Sandbox {
     /// The ids of the disputes opened so far, oldest first.
     pub fn dispute_ids(&self) -> Vec<String> {
         let ledger = self.shared.ledger.lock().unwrap();
-        let mut ids: Vec<String> = ledger.disputes.keys().cloned().collect();
-        ids.sort();
-        ids
+        ledger.disputes.keys().cloned().collect()
     }
 
     /// Resolves once every event is delivered (or given up).

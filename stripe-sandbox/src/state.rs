@@ -31,7 +31,7 @@ pub(crate) struct Ledger {
     pub(crate) events: Vec<Value>,
     /// By id; ids grow with time, so this is creation order.
     pub(crate) refunds: BTreeMap<String, Value>,
-    pub(crate) disputes: HashMap<String, Value>,
+    pub(crate) disputes: BTreeMap<String, Value>,
     pub(crate) next_id: u64,
     /// Differs between sandbox runs, so ids never repeat across restarts.
     pub(crate) instance: String,
@@ -49,7 +49,7 @@ impl Default for Ledger {
             replays: HashMap::new(),
             events: Vec::new(),
             refunds: BTreeMap::new(),
-            disputes: HashMap::new(),
+            disputes: BTreeMap::new(),
             next_id: 0,
             instance: format!("{:012x}", Shuffler(mix | 1).next() & 0xffff_ffff_ffff),
         }

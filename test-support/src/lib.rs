@@ -4,6 +4,7 @@
 //! every money test ends with.
 
 mod database;
+mod world;
 
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use serde_json::json;
 use stripe_sandbox::Sandbox;
 
 pub use database::{TestDatabase, server_url};
+pub use world::World;
 
 /// The Stripe client's settings for `sandbox`, with fast retries for tests.
 pub fn stripe_config(sandbox: &Sandbox) -> StripeConfig {
