@@ -105,8 +105,21 @@ async fn a_paid_intent_whose_webhooks_were_lost_is_credited_once_by_passes_racin
     world.stripe.succeed(&intent);
     let late = event_json("evt_late", "payment_intent.succeeded", &intent);
 
-    // Three passes (three replicas) and the webhook, all at once.
-    let passes = join_all((0..3).map(|_| world.service.run_reconciliation()));
+    // Three replicas (services of their own, each with its own pool) each
+    // running a pass, and the webhook, all at once.
+    let mut replicas = Vec::new();
+    for _ in 0..2 {
+        let replica = payments_test_support::service(&world.db, &world.stripe).await;
+        replicas.push(replica.with_reconciliation(ReconcileSettings {
+            after: Duration::ZERO,
+            stale_after: A_DAY,
+        }));
+    }
+    let passes = join_all(
+        std::iter::once(&world.service)
+            .chain(&replicas)
+            .map(|replica| replica.run_reconciliation()),
+    );
     let (passes, webhook) = tokio::join!(passes, world.service.apply_stripe_event(&late));
     webhook.unwrap();
     let passes: Vec<Reconciled> = passes.into_iter().map(Result::unwrap).collect();
