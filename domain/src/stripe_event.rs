@@ -5,6 +5,25 @@ use serde::Deserialize;
 
 use crate::InvalidInput;
 
+/// The event types a webhook endpoint of ours is subscribed to: every
+/// type [`StripeEvent::kind`] acts on.
+pub const ACTED_ON_EVENT_TYPES: [&str; 15] = [
+    "payment_intent.succeeded",
+    "payment_intent.payment_failed",
+    "payment_intent.canceled",
+    "payment_intent.processing",
+    "payment_intent.requires_action",
+    "charge.refunded",
+    "charge.refund.updated",
+    "refund.created",
+    "refund.updated",
+    "refund.failed",
+    "charge.dispute.created",
+    "charge.dispute.updated",
+    "charge.dispute.closed",
+    "charge.dispute.funds_withdrawn",
+    "charge.dispute.funds_reinstated",
+];
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct StripeEvent {
     pub id: String,
@@ -178,6 +197,28 @@ fn plain(field: &str, value: &str) -> Result<(), InvalidInput> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_acted_on_types_are_exactly_those_kind_acts_on() {
+        for event_type in ACTED_ON_EVENT_TYPES {
+            let event = StripeEvent::parse(&format!(
+                r#"{{"id": "evt_1", "type": "{event_type}", "data": {{"object": {{}}}}}}"#
+            ))
+            .unwrap();
+            assert_ne!(event.kind(), EventKind::Other, "{event_type}");
+        }
+        for other in [
+            "payment_intent.created",
+            "charge.succeeded",
+            "customer.created",
+        ] {
+            let event = StripeEvent::parse(&format!(
+                r#"{{"id": "evt_1", "type": "{other}", "data": {{"object": {{}}}}}}"#
+            ))
+            .unwrap();
+            assert_eq!(event.kind(), EventKind::Other, "{other}");
+        }
+    }
 
     #[test]
     fn refund_and_dispute_events_name_their_intent_as_an_id_or_an_expanded_object() {

@@ -27,6 +27,9 @@ pub struct Config {
     /// Address the HTTP server listens on.
     #[arg(long, env = "EDGE_ADDR", default_value = "127.0.0.1:8080")]
     pub edge_addr: SocketAddr,
+    /// Address of the Prometheus endpoint (`GET /metrics`), apart from the public port; port 0 picks a free one.
+    #[arg(long, env = "EDGE_METRICS_ADDR", default_value = "127.0.0.1:9464")]
+    pub edge_metrics_addr: SocketAddr,
     /// URL of payments-grpc: http://host:port, or https://host:port with PAYMENTS_GRPC_CA_FILE.
     #[arg(
         long,
@@ -117,8 +120,12 @@ pub struct Config {
 
 impl Config {
     /// The defaults, as if no variable or flag were given (tests override fields).
+    /// The defaults, with the metrics endpoint on a free port (tests start
+    /// many edges in one process).
     pub fn defaults() -> Self {
-        Self::parse_from(["edge-gateway"])
+        let mut config = Self::parse_from(["edge-gateway"]);
+        config.edge_metrics_addr.set_port(0);
+        config
     }
 }
 
@@ -345,6 +352,7 @@ mod tests {
             "CORS_ALLOWED_ORIGINS",
             "WEBHOOK_MAX_CONCURRENT_BODIES",
             "EDGE_MAX_CONNECTIONS",
+            "EDGE_METRICS_ADDR",
             "EDGE_MAX_BALANCE_STREAMS",
             "EDGE_MAX_BALANCE_STREAMS_PER_USER",
             "EDGE_HEADER_READ_TIMEOUT_MS",

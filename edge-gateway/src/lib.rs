@@ -7,6 +7,7 @@ pub mod error;
 pub mod firebase;
 mod history;
 pub mod keys;
+pub mod metrics;
 pub mod rate_limit;
 mod routes;
 pub mod server;
@@ -37,6 +38,7 @@ const VERIFIED_TOKENS_KEPT: usize = 10_000;
 /// `main`, the tests, the demo and the bench all start.
 pub struct Application {
     listener: LimitedListener,
+    metrics_listener: tokio::net::TcpListener,
     state: Arc<AppState>,
     settings: Settings,
 }
@@ -53,6 +55,12 @@ impl Application {
     /// As `build`, on a listener bound already (its address is `EDGE_ADDR`).
     pub fn build_on(config: Config, listener: tokio::net::TcpListener) -> anyhow::Result<Self> {
         let settings = Settings::from_config(&config)?;
+        let metrics_listener = std::net::TcpListener::bind(config.edge_metrics_addr)
+            .and_then(|listener| {
+                listener.set_nonblocking(true)?;
+                tokio::net::TcpListener::from_std(listener)
+            })
+            .with_context(|| format!("binding EDGE_METRICS_ADDR {}", config.edge_metrics_addr))?;
         let state = Arc::new(AppState {
             verifier: TokenVerifier::new(&settings.project_id, config.firebase_clock_leeway_secs),
             verified_tokens: VerifiedTokens::new(VERIFIED_TOKENS_KEPT),
@@ -76,6 +84,7 @@ impl Application {
                 config.rate_limit_syncs_per_minute_per_ip,
             ),
             client_ip_header: settings.client_ip_header.clone(),
+            metrics: Arc::default(),
             balance_streams: history::StreamPlaces::new(
                 config.edge_max_balance_streams,
                 config.edge_max_balance_streams_per_user,
@@ -83,6 +92,7 @@ impl Application {
         });
         Ok(Self {
             listener: LimitedListener::new(listener, settings.connections),
+            metrics_listener,
             state,
             settings,
         })
@@ -90,6 +100,13 @@ impl Application {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Where `GET /metrics` answers.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics_listener
             .local_addr()
             .expect("a bound listener has an address")
     }
@@ -116,6 +133,11 @@ impl Application {
                 limits.sync_limit.forget_idle();
             }
         });
+        let metrics = tokio::spawn(service_runtime::metrics::serve(
+            self.metrics_listener,
+            self.state.metrics.registry(),
+            None,
+        ));
         let router = router(self.state, self.settings.request_timeout);
         server::serve(
             self.listener,
@@ -125,5 +147,6 @@ impl Application {
             shutdown,
         )
         .await;
+        metrics.abort();
     }
 }

@@ -58,6 +58,7 @@ pub struct AppState {
     pub client_ip_header: Option<HeaderName>,
     /// `GET /balance/stream` places, over all users and per user.
     pub balance_streams: crate::history::StreamPlaces,
+    pub metrics: Arc<crate::metrics::EdgeMetrics>,
 }
 
 pub fn router(state: Arc<AppState>, request_timeout: Duration) -> Router {
@@ -92,6 +93,10 @@ pub fn router(state: Arc<AppState>, request_timeout: Duration) -> Router {
         .route("/stripe/webhook", post(stripe_webhook))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.metrics.clone(),
+            crate::metrics::record,
+        ))
         .fallback(|| async { ApiError::not_found() })
         .with_state(state)
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, request_timeout))
@@ -360,6 +365,7 @@ async fn stripe_webhook(
                 .request(request, request_id(&headers).as_deref()),
         )
         .await
+        .inspect_err(|_| state.metrics.webhook(&event.event_type, "failed"))
         .map_err(|status| match status.code() {
             // The edge checked the shape; payments-grpc may still refuse the content.
             tonic::Code::InvalidArgument => ApiError::invalid_webhook(status.message().to_owned()),
@@ -376,6 +382,7 @@ async fn stripe_webhook(
             return Err(ApiError::internal());
         }
     };
+    state.metrics.webhook(&event.event_type, outcome);
     tracing::info!(event_id = %event.id, event_type = %event.event_type, outcome, "webhook handled");
     Ok((
         StatusCode::OK,

@@ -37,6 +37,8 @@ struct Stack {
     keys: MockServer,
     grpc: RunningGrpc,
     edge: String,
+    /// Where the edge's `GET /metrics` answers.
+    metrics_addr: SocketAddr,
     http: reqwest::Client,
 }
 
@@ -87,6 +89,7 @@ impl Stack {
         configure(&mut config);
         let application = Application::build(config).await.unwrap();
         let edge = format!("http://{}", application.local_addr());
+        let metrics_addr = application.metrics_addr();
         tokio::spawn(application.run_until(std::future::pending()));
         Self {
             db,
@@ -94,6 +97,7 @@ impl Stack {
             keys,
             grpc,
             edge,
+            metrics_addr,
             http: reqwest::Client::new(),
         }
     }
@@ -1188,4 +1192,68 @@ async fn syncs_past_the_per_user_limit_are_429_before_stripe() {
             .len(),
         fetched
     );
+}
+
+#[tokio::test]
+async fn the_metrics_endpoint_counts_requests_by_route_template_and_webhooks_by_type() {
+    let stack = Stack::start().await;
+    let (edge, http) = (&stack.edge, &stack.http);
+    assert_ne!(
+        Some(stack.metrics_addr.port()),
+        edge.rsplit(':').next().and_then(|port| port.parse().ok()),
+        "never the public port"
+    );
+    let metrics = format!("http://{}/metrics", stack.metrics_addr);
+
+    // Two syncs of made-up intents (404, a route with a parameter), one
+    // unsigned webhook (400), one signed event of a type not acted on.
+    for intent in ["pi_one", "pi_two"] {
+        let response = http
+            .post(format!("{edge}/payments/{intent}/sync"))
+            .bearer_auth(stack.token("metrics-user"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    }
+    let unsigned = http
+        .post(format!("{edge}/stripe/webhook"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unsigned.status(), StatusCode::BAD_REQUEST);
+    let event = event_json("evt_metrics", "customer.created", "cus_1");
+    assert_eq!(stack.signed_webhook(&event).await.status(), StatusCode::OK);
+
+    let scrape = http.get(&metrics).send().await.unwrap();
+    assert_eq!(scrape.status(), StatusCode::OK);
+    assert!(
+        scrape.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text")
+    );
+    let text = scrape.text().await.unwrap();
+    for line in [
+        r#"edge_http_requests_total{route="/payments/{intent_id}/sync",method="POST",status="404"} 2"#,
+        r#"edge_http_requests_total{route="/stripe/webhook",method="POST",status="400"} 1"#,
+        r#"edge_http_requests_total{route="/stripe/webhook",method="POST",status="200"} 1"#,
+        r#"edge_stripe_webhooks_total{event_type="other",outcome="ignored"} 1"#,
+        r#"edge_http_request_duration_seconds_count{route="/payments/{intent_id}/sync",method="POST"} 2"#,
+    ] {
+        assert!(text.contains(line), "{line} missing from:\n{text}");
+    }
+    // Never a path as sent, never a user.
+    assert!(
+        !text.contains("pi_one") && !text.contains("metrics-user"),
+        "{text}"
+    );
+    assert!(text.trim_end().ends_with("# EOF"), "{text}");
+    let elsewhere = http
+        .get(format!("http://{}/", stack.metrics_addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(elsewhere.status(), StatusCode::NOT_FOUND);
 }

@@ -79,6 +79,9 @@ pub struct Config {
     /// Address the gRPC server listens on.
     #[arg(long, env = "PAYMENTS_GRPC_ADDR", default_value = "127.0.0.1:50051")]
     pub payments_grpc_addr: SocketAddr,
+    /// Address of the Prometheus endpoint (`GET /metrics`), apart from the gRPC port; port 0 picks a free one.
+    #[arg(long, env = "PAYMENTS_METRICS_ADDR", default_value = "127.0.0.1:9465")]
+    pub payments_metrics_addr: SocketAddr,
     /// Bearer token every PaymentsService call must carry. Required to serve.
     #[arg(long, env = "PAYMENTS_INTERNAL_TOKEN", hide_env_values = true)]
     pub payments_internal_token: Option<String>,
@@ -201,8 +204,12 @@ impl Settings {
 
 impl Config {
     /// The defaults, as if no variable or flag were given (tests override fields).
+    /// The defaults, with the metrics endpoint on a free port (tests start
+    /// many servers in one process).
     pub fn defaults() -> Self {
-        Cli::parse_from(["payments-grpc"]).config
+        let mut config = Cli::parse_from(["payments-grpc"]).config;
+        config.payments_metrics_addr.set_port(0);
+        config
     }
 
     /// Every value that a clap parser cannot check alone.
@@ -405,6 +412,7 @@ mod tests {
             "STRIPE_DEADLINE_MS",
             "STRIPE_RETRY_BACKOFF_MS",
             "PAYMENTS_GRPC_ADDR",
+            "PAYMENTS_METRICS_ADDR",
             "PAYMENTS_INTERNAL_TOKEN",
             "PAYMENTS_ADMIN_TOKEN",
             "TOPUP_TIERS_USD",

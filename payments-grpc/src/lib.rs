@@ -5,6 +5,7 @@ pub mod auth;
 pub mod config;
 pub mod convert;
 pub mod limits;
+pub mod metrics;
 pub mod reasons;
 mod service;
 #[cfg(feature = "testing")]
@@ -51,6 +52,9 @@ pub struct Application {
     database_url: String,
     /// `None`: no background reconciliation (`RECONCILE_INTERVAL_SECS=0`).
     reconcile_interval: Option<std::time::Duration>,
+    metrics: Arc<metrics::GrpcMetrics>,
+    /// `PAYMENTS_METRICS_ADDR`, bound.
+    metrics_listener: TcpListener,
 }
 
 impl Application {
@@ -77,6 +81,14 @@ impl Application {
         settings: config::Settings,
         listener: TcpListener,
     ) -> anyhow::Result<Self> {
+        let metrics_listener = TcpListener::bind(config.payments_metrics_addr)
+            .await
+            .with_context(|| {
+                format!(
+                    "binding PAYMENTS_METRICS_ADDR {}",
+                    config.payments_metrics_addr
+                )
+            })?;
         migrate(&config.database_url).await?;
         let pool = db::connect_pool(&config.database_url, &config.pool_config())
             .await
@@ -100,6 +112,8 @@ impl Application {
             tls: settings.tls,
             database_url: config.database_url.clone(),
             reconcile_interval: config.reconcile_interval(),
+            metrics: Arc::default(),
+            metrics_listener,
             payload_retention: (config.stripe_event_payload_retention_days > 0)
                 .then(|| chrono::Duration::days(config.stripe_event_payload_retention_days.into())),
         })
@@ -107,6 +121,13 @@ impl Application {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Where `GET /metrics` answers.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics_listener
             .local_addr()
             .expect("a bound listener has an address")
     }
@@ -125,12 +146,32 @@ impl Application {
         let listener = self
             .core
             .listen_for_balance_changes(self.database_url.clone());
+        let refresh: service_runtime::metrics::Refresh = {
+            let (core, metrics) = (self.core.clone(), self.metrics.clone());
+            Arc::new(move || {
+                let (core, metrics) = (core.clone(), metrics.clone());
+                Box::pin(async move {
+                    match core.lifecycle_gauges().await {
+                        Ok((paid_not_credited, oldest)) => {
+                            metrics.set_lifecycle(paid_not_credited, oldest);
+                        }
+                        Err(err) => tracing::warn!(error = %err, "metrics gauges not read"),
+                    }
+                })
+            })
+        };
+        let metrics_server = tokio::spawn(service_runtime::metrics::serve(
+            self.metrics_listener,
+            self.metrics.registry(),
+            Some(refresh),
+        ));
         let reconciliation = self.reconcile_interval.map(|interval| {
             self.core
                 .spawn_reconciliation(self.database_url.clone(), interval)
         });
         let served = serve_with_limits(
             self.core,
+            self.metrics,
             self.tokens,
             self.listener,
             &self.limits,
@@ -140,6 +181,7 @@ impl Application {
         .await
         .context("serving gRPC");
         listener.abort();
+        metrics_server.abort();
         if let Some(reconciliation) = reconciliation {
             reconciliation.abort();
         }
@@ -171,6 +213,7 @@ pub struct Tokens {
 /// the given limits, and over TLS when `tls` is given.
 pub async fn serve_with_limits<G: PaymentGateway>(
     core: Arc<PaymentsService<G>>,
+    metrics: Arc<metrics::GrpcMetrics>,
     tokens: Tokens,
     listener: TcpListener,
     limits: &GrpcLimits,
@@ -230,6 +273,8 @@ pub async fn serve_with_limits<G: PaymentGateway>(
     let result = server
         .max_concurrent_streams(limits.max_streams_per_connection)
         .concurrency_limit_per_connection(limits.max_calls_per_connection)
+        // Outermost, so it counts the status the caller gets.
+        .layer(metrics::CountCallsLayer(metrics))
         // The call time limit, and a reason for every status tonic makes.
         .layer(reasons::GiveReasonsLayer {
             call_timeout: limits.call_timeout,

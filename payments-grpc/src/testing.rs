@@ -29,6 +29,7 @@ pub fn config(database_url: &str, stripe_api_base: &str, internal_token: &str) -
 /// A payments-grpc serving in this process until stopped or dropped.
 pub struct RunningGrpc {
     addr: SocketAddr,
+    metrics_addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     done: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -54,12 +55,14 @@ impl RunningGrpc {
 
     fn run(application: Application) -> Self {
         let addr = application.local_addr();
+        let metrics_addr = application.metrics_addr();
         let (stop, stopped) = oneshot::channel::<()>();
         let done = tokio::spawn(application.run_until(async {
             let _ = stopped.await;
         }));
         Self {
             addr,
+            metrics_addr,
             stop: Some(stop),
             done: Some(done),
         }
@@ -71,6 +74,30 @@ impl RunningGrpc {
 
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// `http://…/metrics` of this server.
+    pub fn metrics_url(&self) -> String {
+        format!("http://{}/metrics", self.metrics_addr)
+    }
+
+    /// The text `GET /metrics` answers now (the headers cut off).
+    pub async fn scrape_metrics(&self) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(self.metrics_addr)
+            .await
+            .expect("the metrics endpoint answers");
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nhost: metrics\r\n\r\n")
+            .await
+            .expect("a request");
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.expect("an answer");
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        answer
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body.to_owned())
+            .unwrap_or_default()
     }
 
     /// Stops serving and waits until calls in flight are drained.

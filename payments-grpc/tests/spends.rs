@@ -28,7 +28,7 @@ struct Replicas {
     db: TestDatabase,
     stripe: Sandbox,
     clients: Vec<(PaymentsServiceClient<Channel>, AdminServiceClient<Channel>)>,
-    _servers: Vec<RunningGrpc>,
+    servers: Vec<RunningGrpc>,
 }
 
 impl Replicas {
@@ -61,7 +61,7 @@ impl Replicas {
             db,
             stripe,
             clients,
-            _servers: servers,
+            servers,
         }
     }
 
@@ -547,4 +547,69 @@ async fn run_reconciliation_needs_the_admin_token_and_credits_a_lost_webhook() {
     assert_eq!((done.intents_checked, done.credited), (1, 1), "{done:?}");
     assert_eq!(replicas.balance("ivy").await, 2000);
     assert_balances_match_ledger(&mut conn).await;
+}
+
+#[tokio::test]
+async fn the_metrics_endpoint_counts_calls_by_method_and_code_and_reads_the_lifecycle_gauges() {
+    let replicas = Replicas::start(1).await;
+    replicas.top_up("kim", 1000).await;
+    let short = replicas
+        .client(0)
+        .spend_credits(authed(SpendCreditsRequest {
+            user_id: "kim".into(),
+            amount_cents: 5000,
+            idempotency_key: "too-much".into(),
+            reason: String::new(),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(short.code(), Code::FailedPrecondition);
+    assert_eq!(replicas.balance("kim").await, 1000);
+    // A call without the token.
+    let refused = replicas
+        .client(0)
+        .get_balance(Request::new(GetBalanceRequest {
+            user_id: "kim".into(),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    let open = create_intent(&replicas, "lee", 500).await;
+
+    let text = replicas.servers[0].scrape_metrics().await;
+    for line in [
+        r#"payments_grpc_calls_total{method="/payments.v1.PaymentsService/SpendCredits",code="FAILED_PRECONDITION"} 1"#,
+        r#"payments_grpc_calls_total{method="/payments.v1.PaymentsService/GetBalance",code="OK"} 1"#,
+        r#"payments_grpc_calls_total{method="/payments.v1.PaymentsService/GetBalance",code="UNAUTHENTICATED"} 1"#,
+        r#"payments_grpc_calls_total{method="/payments.v1.PaymentsService/ApplyStripeEvent",code="OK"} 1"#,
+        r#"payments_grpc_call_duration_seconds_count{method="/payments.v1.PaymentsService/SpendCredits"} 1"#,
+        "payments_paid_not_credited 0",
+    ] {
+        assert!(text.contains(line), "{line} missing from:\n{text}");
+    }
+    let age: f64 = text
+        .lines()
+        .find_map(|line| line.strip_prefix("payments_oldest_open_payment_age_seconds "))
+        .expect("the age gauge")
+        .parse()
+        .unwrap();
+    assert!((0.0..60.0).contains(&age), "{age}: {open} was just created");
+
+    // A payment recorded paid without its top-up (what must never happen)
+    // shows at the next scrape.
+    let mut conn = replicas.db.connection().await;
+    diesel_async::RunQueryDsl::execute(
+        diesel::sql_query(format!(
+            "UPDATE payments SET status = 'succeeded', amount_received_cents = 500 WHERE stripe_intent_id = '{open}'"
+        )),
+        &mut conn,
+    )
+    .await
+    .unwrap();
+    let text = replicas.servers[0].scrape_metrics().await;
+    assert!(text.contains("payments_paid_not_credited 1"), "{text}");
+    assert!(
+        text.contains("payments_oldest_open_payment_age_seconds 0.0"),
+        "{text}"
+    );
 }

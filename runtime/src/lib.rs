@@ -3,6 +3,7 @@
 
 pub mod connections;
 pub mod logging;
+pub mod metrics;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

@@ -269,6 +269,7 @@ impl Stack {
             ("STRIPE_SECRET_KEY", STRIPE_SECRET_KEY),
             ("STRIPE_API_BASE", &sandbox_url),
             ("PAYMENTS_GRPC_ADDR", &grpc_addr),
+            ("PAYMENTS_METRICS_ADDR", "127.0.0.1:0"),
             ("PAYMENTS_INTERNAL_TOKEN", INTERNAL_TOKEN),
             ("DATABASE_POOL_SIZE", "4"),
             ("MAX_OPEN_INTENTS_PER_USER", "1000"),
@@ -296,6 +297,7 @@ impl Stack {
         let edge_addr = addr.to_string();
         let mut env = vec![
             ("EDGE_ADDR", edge_addr.as_str()),
+            ("EDGE_METRICS_ADDR", "127.0.0.1:0"),
             ("PAYMENTS_GRPC_URL", &grpc_url),
             ("PAYMENTS_INTERNAL_TOKEN", INTERNAL_TOKEN),
             ("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET),

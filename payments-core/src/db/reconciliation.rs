@@ -80,3 +80,30 @@ pub async fn advance_events_cursor(
     .await?;
     Ok(())
 }
+
+/// What an operator watches: payments Stripe reported paid (our row says
+/// `succeeded`) with no top-up in the ledger, which should always be 0; and
+/// the age in seconds of the oldest payment not final (`None` when none is).
+pub async fn lifecycle_gauges(conn: &mut AsyncPgConnection) -> Result<(i64, Option<f64>), DbError> {
+    #[derive(diesel::QueryableByName)]
+    struct Gauges {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        paid_not_credited: i64,
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Double>)]
+        oldest_open_age_secs: Option<f64>,
+    }
+    let gauges: Gauges = diesel::sql_query(
+        "SELECT
+           (SELECT count(*) FROM payments p
+             WHERE p.status = 'succeeded'
+               AND NOT EXISTS (SELECT 1 FROM ledger_entries l
+                                WHERE l.user_id = p.user_id
+                                  AND l.stripe_intent_id = p.stripe_intent_id
+                                  AND l.kind = 'top_up')) AS paid_not_credited,
+           (SELECT extract(epoch FROM now() - min(created_at))::float8 FROM payments
+             WHERE status NOT IN ('succeeded', 'canceled')) AS oldest_open_age_secs",
+    )
+    .get_result(conn)
+    .await?;
+    Ok((gauges.paid_not_credited, gauges.oldest_open_age_secs))
+}

@@ -73,24 +73,7 @@ const EVENT_PAGES_PER_PASS: usize = 50;
 const FIRST_EVENTS_LOOKBACK_SECS: i64 = 3 * 86_400;
 /// Stripe keeps events 30 days; an older cursor reads from there.
 const EVENTS_KEPT_SECS: i64 = 30 * 86_400;
-/// The event types a webhook endpoint of ours is subscribed to.
-pub const ACTED_ON_EVENT_TYPES: [&str; 15] = [
-    "payment_intent.succeeded",
-    "payment_intent.payment_failed",
-    "payment_intent.canceled",
-    "payment_intent.processing",
-    "payment_intent.requires_action",
-    "charge.refunded",
-    "charge.refund.updated",
-    "refund.created",
-    "refund.updated",
-    "refund.failed",
-    "charge.dispute.created",
-    "charge.dispute.updated",
-    "charge.dispute.closed",
-    "charge.dispute.funds_withdrawn",
-    "charge.dispute.funds_reinstated",
-];
+pub use crate::domain::stripe_event::ACTED_ON_EVENT_TYPES;
 /// The advisory lock the background loop holds during a pass.
 const RECONCILE_LOCK: i64 = 0x7265_636f_6e63_696c; // "reconcil"
 
@@ -237,6 +220,14 @@ impl<G: PaymentGateway> PaymentsService<G> {
             reconciliation::advance_events_cursor(&mut conn, cursor).await?;
         }
         Ok(())
+    }
+
+    /// Payments Stripe reported paid that the ledger has not credited (should
+    /// always be 0), and the age in seconds of the oldest payment not final:
+    /// the two gauges an operator alerts on.
+    pub async fn lifecycle_gauges(&self) -> Result<(i64, Option<f64>), Error> {
+        let mut conn = self.connection().await?;
+        Ok(reconciliation::lifecycle_gauges(&mut conn).await?)
     }
 
     /// Runs a pass every `interval` on whichever replica holds the advisory

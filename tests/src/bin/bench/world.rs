@@ -70,6 +70,7 @@ pub(crate) async fn start_world(
             ("STRIPE_SECRET_KEY", STRIPE_SECRET_KEY),
             ("STRIPE_API_BASE", &setting.stripe_url),
             ("PAYMENTS_GRPC_ADDR", &grpc_addr.to_string()),
+            ("PAYMENTS_METRICS_ADDR", "127.0.0.1:0"),
             ("PAYMENTS_INTERNAL_TOKEN", INTERNAL_TOKEN),
             ("DATABASE_POOL_SIZE", &args.pool_size.to_string()),
             // The create scenario is a flood from few users by design.
@@ -97,6 +98,7 @@ pub(crate) async fn start_world(
         &setting.log_dir.join(format!("edge-gateway-{label}.log")),
         &[
             ("EDGE_ADDR", &edge_addr.to_string()),
+            ("EDGE_METRICS_ADDR", "127.0.0.1:0"),
             ("PAYMENTS_GRPC_URL", &grpc_url),
             ("PAYMENTS_INTERNAL_TOKEN", INTERNAL_TOKEN),
             ("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET),
