@@ -15,7 +15,7 @@ use payments_domain::stripe_event::ACTED_ON_EVENT_TYPES;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -46,11 +46,6 @@ pub struct EdgeMetrics {
     webhooks: Family<WebhookLabels, Counter>,
 }
 
-/// 1 ms to about 16 s, doubling.
-fn latency_histogram() -> Histogram {
-    Histogram::new(exponential_buckets(0.001, 2.0, 15))
-}
-
 impl Default for EdgeMetrics {
     fn default() -> Self {
         let mut registry = Registry::default();
@@ -60,7 +55,9 @@ impl Default for EdgeMetrics {
             "HTTP requests answered, by route template, method and status",
             requests.clone(),
         );
-        let latency = HistogramFamily::<RouteLabels>::new_with_constructor(latency_histogram);
+        let latency = HistogramFamily::<RouteLabels>::new_with_constructor(
+            service_runtime::metrics::latency_histogram,
+        );
         registry.register_with_unit(
             "edge_http_request_duration",
             "Time to answer an HTTP request (to its headers), by route template and method",

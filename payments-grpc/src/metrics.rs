@@ -16,7 +16,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 use prost::Message;
 use tonic::body::Body;
@@ -45,11 +45,6 @@ pub struct GrpcMetrics {
     /// `/package.Service/Method` of every method served.
     methods: HashSet<Arc<str>>,
     unknown: Arc<str>,
-}
-
-/// 1 ms to about 16 s, doubling.
-fn latency_histogram() -> Histogram {
-    Histogram::new(exponential_buckets(0.001, 2.0, 15))
 }
 
 /// Every method of the services in these encoded descriptor sets.
@@ -88,7 +83,9 @@ impl Default for GrpcMetrics {
             "gRPC calls answered, by method and status code",
             calls.clone(),
         );
-        let latency = HistogramFamily::<MethodLabels>::new_with_constructor(latency_histogram);
+        let latency = HistogramFamily::<MethodLabels>::new_with_constructor(
+            service_runtime::metrics::latency_histogram,
+        );
         registry.register_with_unit(
             "payments_grpc_call_duration",
             "Time to a gRPC call's response headers, by method",

@@ -21,6 +21,13 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 /// Work done just before each scrape (gauges read from the database).
 pub type Refresh = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
+/// A latency histogram, in seconds: 1 ms to about 16 s, doubling.
+pub fn latency_histogram() -> prometheus_client::metrics::histogram::Histogram {
+    prometheus_client::metrics::histogram::Histogram::new(
+        prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 15),
+    )
+}
+
 /// The registry's metrics as text.
 pub fn render(registry: &Registry) -> String {
     let mut text = String::new();
