@@ -73,6 +73,9 @@ const EVENT_PAGES_PER_PASS: usize = 50;
 const FIRST_EVENTS_LOOKBACK_SECS: i64 = 3 * 86_400;
 /// Stripe keeps events 30 days; an older cursor reads from there.
 const EVENTS_KEPT_SECS: i64 = 30 * 86_400;
+/// When more events wait than a pass reads, the span of history (from the
+/// cursor) one pass reads instead.
+const EVENTS_WINDOW_SECS: i64 = 3_600;
 pub use crate::domain::stripe_event::ACTED_ON_EVENT_TYPES;
 /// The advisory lock the background loop holds during a pass.
 const RECONCILE_LOCK: i64 = 0x7265_636f_6e63_696c; // "reconcil"
@@ -176,8 +179,11 @@ impl<G: PaymentGateway> PaymentsService<G> {
 
     /// Step 3: the events created since the cursor, oldest first, each
     /// applied as its webhook would have been (a duplicate of one applied
-    /// before is a no-op). The cursor moves up to the first event that
-    /// failed, or past the last one read.
+    /// before is a no-op). Stripe lists newest first, so a read that stops
+    /// at the pass's page limit has missed the oldest events: the pass then
+    /// reads only the cursor's next `EVENTS_WINDOW_SECS` and moves the
+    /// cursor to that window's end. The cursor stops at the first event that
+    /// failed instead, to read again from there.
     async fn backfill_events(&self, done: &mut Reconciled) -> Result<(), Error> {
         let now = Utc::now().timestamp();
         let mut conn = self.connection().await?;
@@ -186,21 +192,27 @@ impl<G: PaymentGateway> PaymentsService<G> {
             .unwrap_or(now - FIRST_EVENTS_LOOKBACK_SECS)
             .max(now - EVENTS_KEPT_SECS);
         drop(conn);
-        let mut events = Vec::new();
-        let mut after: Option<String> = None;
-        for _ in 0..EVENT_PAGES_PER_PASS {
-            let page = self
-                .gateway
-                .list_events(&ACTED_ON_EVENT_TYPES, from, after.as_deref())
-                .await?;
-            after = page.events.last().map(|event| event.id.clone());
-            events.extend(page.events);
-            if !page.has_more || after.is_none() {
-                break;
+        let (mut events, mut cursor) = match self.read_events(from, None).await? {
+            (events, true) => {
+                let newest = events.iter().map(|event| event.created).max();
+                (events, newest)
             }
-        }
+            (_, false) => {
+                let until = from + EVENTS_WINDOW_SECS;
+                match self.read_events(from, Some(until)).await? {
+                    (events, true) => (events, Some(until)),
+                    (events, false) => {
+                        tracing::error!(
+                            from,
+                            until,
+                            "more acted-on events in one window than a pass reads; the cursor stays"
+                        );
+                        (events, None)
+                    }
+                }
+            }
+        };
         events.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
-        let mut cursor = events.last().map(|event| event.created);
         for event in &events {
             match self.apply_stripe_event(&event.json).await {
                 Ok(EventOutcome::Applied) => done.events_backfilled += 1,
@@ -210,7 +222,7 @@ impl<G: PaymentGateway> PaymentsService<G> {
                     tracing::warn!(event_id = %event.id, error = %err, "reconciliation could not apply an event");
                     // Read again from here next pass (`created` is
                     // inclusive; what was applied is a duplicate then).
-                    cursor = Some(cursor.map_or(event.created, |c| c.min(event.created)));
+                    cursor = cursor.map(|_| event.created);
                     break;
                 }
             }
@@ -220,6 +232,29 @@ impl<G: PaymentGateway> PaymentsService<G> {
             reconciliation::advance_events_cursor(&mut conn, cursor).await?;
         }
         Ok(())
+    }
+
+    /// The acted-on events created from `from` (and before `before`), up to
+    /// the pass's page limit; true when that was all of them.
+    async fn read_events(
+        &self,
+        from: i64,
+        before: Option<i64>,
+    ) -> Result<(Vec<crate::stripe::ListedEvent>, bool), Error> {
+        let mut events = Vec::new();
+        let mut after: Option<String> = None;
+        for _ in 0..EVENT_PAGES_PER_PASS {
+            let page = self
+                .gateway
+                .list_events(&ACTED_ON_EVENT_TYPES, from, before, after.as_deref())
+                .await?;
+            after = page.events.last().map(|event| event.id.clone());
+            events.extend(page.events);
+            if !page.has_more || after.is_none() {
+                return Ok((events, true));
+            }
+        }
+        Ok((events, false))
     }
 
     /// Payments Stripe reported paid that the ledger has not credited (should

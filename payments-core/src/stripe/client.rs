@@ -269,16 +269,22 @@ impl PaymentGateway for StripeGateway {
         to_stripe_intent(self.send_with_retries(&request, Some(&key)).await?)
     }
 
-    #[tracing::instrument(skip_all, fields(created_from, starting_after))]
+    #[tracing::instrument(skip_all, fields(created_from, created_before, starting_after))]
     async fn list_events(
         &self,
         types: &[&str],
         created_from: i64,
+        created_before: Option<i64>,
         starting_after: Option<&str>,
     ) -> Result<EventsPage, GatewayError> {
+        let window = stripe_types::RangeQueryTs::Bounds(stripe_types::RangeBoundsTs {
+            gte: Some(created_from),
+            lt: created_before,
+            ..Default::default()
+        });
         let mut request = ListEvent::new()
             .types(types.iter().map(|t| (*t).to_owned()).collect::<Vec<_>>())
-            .created(stripe_types::RangeQueryTs::gte(created_from))
+            .created(window)
             .limit(100);
         if let Some(after) = starting_after {
             request = request.starting_after(after);

@@ -183,12 +183,14 @@ pub trait PaymentGateway: Send + Sync + 'static {
     ) -> impl Future<Output = Result<StripeIntent, GatewayError>> + Send;
 
     /// One page of `GET /v1/events` of `types` created at or after
-    /// `created_from` (Unix seconds), 100 at most, newest first, after the
-    /// event `starting_after` of the previous page.
+    /// `created_from` and before `created_before` when given (Unix seconds),
+    /// 100 at most, newest first, after the event `starting_after` of the
+    /// previous page.
     fn list_events(
         &self,
         types: &[&str],
         created_from: i64,
+        created_before: Option<i64>,
         starting_after: Option<&str>,
     ) -> impl Future<Output = Result<EventsPage, GatewayError>> + Send;
 }
