@@ -71,23 +71,19 @@ impl<G: PaymentGateway> PaymentsService<G> {
             };
         drop(conn);
 
-        let intent = match self.gateway.retrieve_intent(intent_id).await {
-            Ok(intent) => intent,
-            Err(crate::stripe::GatewayError::NotFound) if ours.is_some() => {
-                tracing::error!(
-                    "Stripe has no PaymentIntent this service created: is STRIPE_SECRET_KEY the right account's?"
-                );
-                return Err(Error::Unavailable(crate::error::Cause {
-                    message: "Stripe answered 404 for a PaymentIntent this service created; retry once the Stripe key is right".into(),
-                    source: Some(std::sync::Arc::new(crate::stripe::GatewayError::NotFound)),
-                }));
-            }
-            Err(crate::stripe::GatewayError::NotFound) => {
-                return self
-                    .record_ignored(&ignored("Stripe has no such PaymentIntent"))
-                    .await;
-            }
-            Err(err) => return Err(err.into()),
+        // Ours: Stripe not knowing it is a wrong key (UNAVAILABLE, retried).
+        // Not ours: an intent Stripe does not know is nobody's.
+        let intent = match &ours {
+            Some(_) => self.fetch_our_intent(intent_id).await?,
+            None => match self.gateway.retrieve_intent(intent_id).await {
+                Ok(intent) => intent,
+                Err(crate::stripe::GatewayError::NotFound) => {
+                    return self
+                        .record_ignored(&ignored("Stripe has no such PaymentIntent"))
+                        .await;
+                }
+                Err(err) => return Err(err.into()),
+            },
         };
         let owner = match &ours {
             Some(row) => {
