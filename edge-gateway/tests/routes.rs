@@ -1226,7 +1226,17 @@ async fn the_metrics_endpoint_counts_requests_by_route_template_and_webhooks_by_
     let event = event_json("evt_metrics", "customer.created", "cus_1");
     assert_eq!(stack.signed_webhook(&event).await.status(), StatusCode::OK);
 
-    let scrape = http.get(&metrics).send().await.unwrap();
+    // A scraper that asks for OpenMetrics gets it; any other gets the
+    // classic text format, which every Prometheus version reads.
+    let scrape = http
+        .get(&metrics)
+        .header(
+            "accept",
+            "application/openmetrics-text;version=1.0.0,text/plain;q=0.5",
+        )
+        .send()
+        .await
+        .unwrap();
     assert_eq!(scrape.status(), StatusCode::OK);
     assert!(
         scrape.headers()["content-type"]
@@ -1235,6 +1245,16 @@ async fn the_metrics_endpoint_counts_requests_by_route_template_and_webhooks_by_
             .starts_with("application/openmetrics-text")
     );
     let text = scrape.text().await.unwrap();
+    let classic = http.get(&metrics).send().await.unwrap();
+    assert_eq!(
+        classic.headers()["content-type"].to_str().unwrap(),
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let classic = classic.text().await.unwrap();
+    assert!(
+        classic.contains("# TYPE edge_http_requests_total counter") && !classic.contains("# EOF"),
+        "{classic}"
+    );
     for line in [
         r#"edge_http_requests_total{route="/payments/{intent_id}/sync",method="POST",status="404"} 2"#,
         r#"edge_http_requests_total{route="/stripe/webhook",method="POST",status="400"} 1"#,

@@ -3,6 +3,7 @@
 
 pub mod db;
 mod error;
+pub mod metrics;
 mod service;
 pub mod stripe;
 pub mod watch;

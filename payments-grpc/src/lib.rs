@@ -93,10 +93,15 @@ impl Application {
         let pool = db::connect_pool(&config.database_url, &config.pool_config())
             .await
             .context("connecting to Postgres")?;
-        let gateway =
-            StripeGateway::new(&settings.stripe).context("configuring the Stripe client")?;
+        let core_metrics =
+            payments_core::metrics::CoreMetrics::new(service_runtime::metrics::latency_histogram);
+        let gateway = StripeGateway::new(&settings.stripe)
+            .context("configuring the Stripe client")?
+            .with_metrics(core_metrics.clone());
+        let metrics = Arc::new(metrics::GrpcMetrics::new(&core_metrics));
         let core = Arc::new(
             PaymentsService::new(pool, gateway, config.topup_tiers_usd.clone())
+                .with_metrics(core_metrics)
                 .with_open_intent_limit(config.open_intent_limit())
                 .with_spend_coalescing(config.payments_coalesce_spends)
                 .with_reconciliation(config.reconcile_settings()),
@@ -112,7 +117,7 @@ impl Application {
             tls: settings.tls,
             database_url: config.database_url.clone(),
             reconcile_interval: config.reconcile_interval(),
-            metrics: Arc::default(),
+            metrics,
             metrics_listener,
             payload_retention: (config.stripe_event_payload_retention_days > 0)
                 .then(|| chrono::Duration::days(config.stripe_event_payload_retention_days.into())),
@@ -151,6 +156,7 @@ impl Application {
             Arc::new(move || {
                 let (core, metrics) = (core.clone(), metrics.clone());
                 Box::pin(async move {
+                    core.observe_pool();
                     match core.lifecycle_gauges().await {
                         Ok((paid_not_credited, oldest)) => {
                             metrics.set_lifecycle(paid_not_credited, oldest);

@@ -76,7 +76,17 @@ fn methods_of(descriptor_sets: &[&[u8]]) -> HashSet<Arc<str>> {
 
 impl Default for GrpcMetrics {
     fn default() -> Self {
+        Self::new(&payments_core::metrics::CoreMetrics::new(
+            service_runtime::metrics::latency_histogram,
+        ))
+    }
+}
+
+impl GrpcMetrics {
+    /// The server's metrics and the core's, in one registry.
+    pub fn new(core: &payments_core::metrics::CoreMetrics) -> Self {
         let mut registry = Registry::default();
+        core.register(&mut registry);
         let calls = Family::<CallLabels, Counter>::default();
         registry.register(
             "payments_grpc_calls",
@@ -118,9 +128,7 @@ impl Default for GrpcMetrics {
             unknown: Arc::from("unknown"),
         }
     }
-}
 
-impl GrpcMetrics {
     pub fn registry(&self) -> Arc<Registry> {
         self.registry.clone()
     }

@@ -83,21 +83,7 @@ impl RunningGrpc {
 
     /// The text `GET /metrics` answers now (the headers cut off).
     pub async fn scrape_metrics(&self) -> String {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut stream = tokio::net::TcpStream::connect(self.metrics_addr)
-            .await
-            .expect("the metrics endpoint answers");
-        stream
-            .write_all(b"GET /metrics HTTP/1.1\r\nhost: metrics\r\n\r\n")
-            .await
-            .expect("a request");
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer).await.expect("an answer");
-        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-        answer
-            .split_once("\r\n\r\n")
-            .map(|(_, body)| body.to_owned())
-            .unwrap_or_default()
+        scrape_metrics_at(self.metrics_addr).await
     }
 
     /// Stops serving and waits until calls in flight are drained.
@@ -111,4 +97,24 @@ impl RunningGrpc {
                 .expect("payments-grpc stopped cleanly");
         }
     }
+}
+
+/// The text `GET /metrics` at `addr` answers now (the headers cut off);
+/// panics unless it answers 200.
+pub async fn scrape_metrics_at(addr: SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("the metrics endpoint answers");
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nhost: metrics\r\n\r\n")
+        .await
+        .expect("a request");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.expect("an answer");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    answer
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default()
 }

@@ -14,9 +14,12 @@ use hyper_util::rt::TokioIo;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
-/// The content type of the text the endpoint answers (OpenMetrics 1.0 text,
-/// which Prometheus scrapes natively).
+/// OpenMetrics 1.0 text, answered to a scraper that asks for it (Prometheus
+/// does, in its `Accept` header).
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// Prometheus's classic text format (0.0.4), answered to everything else
+/// (curl, older scrapers, `promtool check metrics`).
+pub const CLASSIC_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Work done just before each scrape (gauges read from the database).
 pub type Refresh = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
@@ -35,6 +38,46 @@ pub fn render(registry: &Registry) -> String {
         tracing::error!(error = %err, "metrics could not be encoded");
     }
     text
+}
+
+/// OpenMetrics text as Prometheus's classic text format: a counter family is
+/// named as its samples are (`x_total`), and the OpenMetrics-only lines
+/// (`# UNIT`, `# EOF`) are left out; samples are the same in both.
+pub fn to_classic_text(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut text = String::with_capacity(openmetrics.len() + 16 * counters.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let metadata = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|prefix| Some((prefix, line.strip_prefix(prefix)?)));
+        match metadata {
+            Some((prefix, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                let suffix = if counters.contains(name) {
+                    "_total"
+                } else {
+                    ""
+                };
+                text.push_str(&format!("{prefix}{name}{suffix} {tail}"));
+            }
+            None => text.push_str(line),
+        }
+        text.push('\n');
+    }
+    text
+}
+
+/// Whether a scraper's `Accept` header asks for OpenMetrics.
+fn wants_openmetrics(accept: Option<&hyper::header::HeaderValue>) -> bool {
+    accept
+        .and_then(|accept| accept.to_str().ok())
+        .is_some_and(|accept| accept.contains("application/openmetrics-text"))
 }
 
 /// Serves `GET /metrics` on `listener` until the task is aborted. Each
@@ -59,9 +102,16 @@ pub async fn serve(listener: TcpListener, registry: Arc<Registry>, refresh: Opti
                         if let Some(refresh) = &refresh {
                             refresh().await;
                         }
-                        Response::builder()
-                            .header("content-type", CONTENT_TYPE)
-                            .body(Full::new(Bytes::from(render(&registry))))
+                        let text = render(&registry);
+                        if wants_openmetrics(request.headers().get(hyper::header::ACCEPT)) {
+                            Response::builder()
+                                .header("content-type", CONTENT_TYPE)
+                                .body(Full::new(Bytes::from(text)))
+                        } else {
+                            Response::builder()
+                                .header("content-type", CLASSIC_CONTENT_TYPE)
+                                .body(Full::new(Bytes::from(to_classic_text(&text))))
+                        }
                     };
                 Ok::<_, std::convert::Infallible>(response.expect("a valid response"))
             }
@@ -93,7 +143,10 @@ mod tests {
         let get = |path: &'static str| async move {
             use tokio::io::{AsyncReadExt, AsyncWriteExt};
             let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-            let request = format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n");
+            // What Prometheus 2 sends.
+            let request = format!(
+                "GET {path} HTTP/1.1\r\nhost: x\r\naccept: application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1\r\n\r\n"
+            );
             stream.write_all(request.as_bytes()).await.unwrap();
             let mut answer = String::new();
             stream.read_to_string(&mut answer).await.unwrap();
@@ -106,5 +159,16 @@ mod tests {
         assert!(answer.contains("example_events_total 3"), "{answer}");
         assert!(answer.trim_end().ends_with("# EOF"), "{answer}");
         assert!(get("/").await.starts_with("HTTP/1.1 404"));
+    }
+
+    #[test]
+    fn the_classic_text_names_counter_families_as_their_samples() {
+        let openmetrics = "# HELP x_calls Calls.\n# TYPE x_calls counter\nx_calls_total{a=\"b c\"} 3\n\
+            # HELP x_wait_seconds Wait.\n# TYPE x_wait_seconds gauge\n# UNIT x_wait_seconds seconds\nx_wait_seconds 1.5\n# EOF\n";
+        assert_eq!(
+            to_classic_text(openmetrics),
+            "# HELP x_calls_total Calls.\n# TYPE x_calls_total counter\nx_calls_total{a=\"b c\"} 3\n\
+             # HELP x_wait_seconds Wait.\n# TYPE x_wait_seconds gauge\nx_wait_seconds 1.5\n"
+        );
     }
 }

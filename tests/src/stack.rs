@@ -77,6 +77,7 @@ enum GrpcServer {
 struct Running {
     stop: oneshot::Sender<()>,
     done: JoinHandle<()>,
+    metrics_addr: SocketAddr,
 }
 
 impl Running {
@@ -391,11 +392,16 @@ impl Stack {
         let application =
             edge_gateway::Application::build_on(edge_config(&self.keys_url, grpc_addr), listener)
                 .expect("edge configuration");
+        let metrics_addr = application.metrics_addr();
         let (stop, stopped) = oneshot::channel::<()>();
         let done = tokio::spawn(application.run_until(async {
             let _ = stopped.await;
         }));
-        Running { stop, done }
+        Running {
+            stop,
+            done,
+            metrics_addr,
+        }
     }
 
     /// Stops payments-grpc gracefully (SIGTERM for the process).
@@ -477,6 +483,47 @@ impl Stack {
                 Vec::new(),
             )
             .await
+    }
+
+    /// What the edge's `GET /metrics` answers now.
+    pub async fn edge_metrics(&self) -> String {
+        let edge = self.edge.as_ref().expect("the edge runs");
+        payments_grpc::testing::scrape_metrics_at(edge.metrics_addr).await
+    }
+
+    /// What payments-grpc's `GET /metrics` answers now (in-process only).
+    pub async fn grpc_metrics(&self) -> String {
+        match &self.grpc {
+            Some(GrpcServer::InProcess(running)) => running.scrape_metrics().await,
+            _ => panic!("payments-grpc runs in this test's process"),
+        }
+    }
+
+    /// A backend service's spend, over gRPC with the internal token.
+    pub async fn spend(
+        &self,
+        user_id: &str,
+        amount_cents: i64,
+        idempotency_key: &str,
+    ) -> Result<payments_proto::SpendCreditsResponse, tonic::Status> {
+        let channel = tonic::transport::Channel::from_shared(format!("http://{}", self.grpc_addr))
+            .expect("a URL")
+            .connect()
+            .await
+            .map_err(|err| tonic::Status::unavailable(err.to_string()))?;
+        let mut client =
+            payments_proto::payments_service_client::PaymentsServiceClient::new(channel);
+        let mut request = tonic::Request::new(payments_proto::SpendCreditsRequest {
+            user_id: user_id.into(),
+            amount_cents,
+            idempotency_key: idempotency_key.into(),
+            reason: String::new(),
+        });
+        request.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {INTERNAL_TOKEN}").parse().expect("ASCII"),
+        );
+        Ok(client.spend_credits(request).await?.into_inner())
     }
 
     /// One reconciliation pass now, as an operator runs it (grpcurl).

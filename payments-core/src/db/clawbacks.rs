@@ -23,6 +23,17 @@ pub struct Clawback {
     pub amount_cents: i64,
 }
 
+impl Clawback {
+    /// What the entry does to the balance: a clawback takes, a reversal
+    /// gives back (what its clawback took, Stripe's amount of the object).
+    pub fn signed_cents(&self) -> i64 {
+        match self.kind {
+            LedgerKind::Refund | LedgerKind::Dispute => -self.amount_cents,
+            _ => self.amount_cents,
+        }
+    }
+}
+
 /// What `apply_clawback` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClawbackOutcome {

@@ -19,12 +19,12 @@ pub type SpendOutcome = super::keyed_moves::KeyedOutcome;
 pub enum ReversalOutcome {
     Reversed {
         entry_id: i64,
+        /// Given back (> 0).
+        amount_cents: i64,
         balance_cents: i64,
     },
     /// Reversed before; nothing was written.
-    AlreadyReversed {
-        balance_cents: i64,
-    },
+    AlreadyReversed { balance_cents: i64 },
     /// No spend of this user has that key.
     NotFound,
 }
@@ -85,10 +85,14 @@ pub async fn reverse(
     .await?;
     let missing = |column: &str| DbError::Unexpected(format!("reverse_spend answered no {column}"));
     match row.outcome.as_str() {
-        "reversed" => Ok(ReversalOutcome::Reversed {
-            entry_id: row.entry_id.ok_or_else(|| missing("entry"))?,
-            balance_cents: row.balance_cents.ok_or_else(|| missing("balance"))?,
-        }),
+        "reversed" => {
+            let entry_id = row.entry_id.ok_or_else(|| missing("entry"))?;
+            Ok(ReversalOutcome::Reversed {
+                entry_id,
+                amount_cents: entry_amount(conn, user_id, entry_id).await?,
+                balance_cents: row.balance_cents.ok_or_else(|| missing("balance"))?,
+            })
+        }
         "already_reversed" => Ok(ReversalOutcome::AlreadyReversed {
             balance_cents: row.balance_cents.ok_or_else(|| missing("balance"))?,
         }),
@@ -119,3 +123,19 @@ super::function_call!(ReversalCall =
         now: DateTime<Utc> => Timestamptz,
     }
 );
+
+/// The amount of one of the user's ledger entries.
+async fn entry_amount(
+    conn: &mut AsyncPgConnection,
+    user_id: &str,
+    entry_id: i64,
+) -> Result<i64, DbError> {
+    use super::schema::ledger_entries::dsl;
+    use diesel::{ExpressionMethods, QueryDsl};
+    Ok(dsl::ledger_entries
+        .filter(dsl::user_id.eq(user_id))
+        .filter(dsl::id.eq(entry_id))
+        .select(dsl::amount_cents)
+        .first(conn)
+        .await?)
+}

@@ -6,7 +6,7 @@ use chrono::Utc;
 use super::{CURRENCY, PaymentsService};
 use crate::Error;
 use crate::db::adjustments::{self, Adjustment, AdjustmentOutcome};
-use crate::domain::{Actor, Cents, ClientIdempotencyKey, Reason, UserId};
+use crate::domain::{Actor, Cents, ClientIdempotencyKey, LedgerKind, Reason, UserId};
 use crate::stripe::PaymentGateway;
 
 /// An adjustment, as first made: a replay of its key answers the same.
@@ -69,6 +69,7 @@ impl<G: PaymentGateway> PaymentsService<G> {
                     "balance adjusted"
                 );
                 self.announcer.changed(user.as_str());
+                self.metrics.booked(LedgerKind::Adjustment, amount_cents);
                 Ok(Adjusted {
                     entry_id,
                     balance_cents: Cents::new(balance_cents),

@@ -182,7 +182,9 @@ impl<G: PaymentGateway> PaymentsService<G> {
                     },
                 };
                 let effect = apply_intent_state(cause, &payment, intent)?;
-                if let Some(applied) = write_effect(conn, &effect, &self.announcer).await? {
+                if let Some(applied) =
+                    write_effect(conn, &effect, &self.announcer, &self.metrics).await?
+                {
                     return Ok(applied);
                 }
                 tracing::info!("the payment changed since it was read; reading it again");
@@ -423,6 +425,7 @@ async fn write_effect(
     conn: &mut diesel_async::AsyncPgConnection,
     effect: &EventEffect<'_>,
     announcer: &crate::watch::Announcer,
+    metrics: &crate::metrics::CoreMetrics,
 ) -> Result<Option<IntentApplied>, Error> {
     let applied = apply::apply(conn, effect).await?;
     if !applied.recorded {
@@ -435,6 +438,7 @@ async fn write_effect(
     }
     if let Some(balance_cents) = applied.balance_cents {
         announcer.changed(effect.user_id);
+        metrics.booked(crate::domain::LedgerKind::TopUp, effect.credit_cents);
         tracing::info!(
             credited_cents = effect.credit_cents,
             balance_cents,

@@ -128,6 +128,7 @@ impl<G: PaymentGateway> PaymentsService<G> {
                     balance_cents,
                 }) => {
                     moved = true;
+                    self.metrics.booked(clawback.kind, clawback.signed_cents());
                     tracing::info!(
                         kind = clawback.kind.as_str(),
                         object_id = clawback.object_id,

@@ -67,6 +67,7 @@ pub struct PaymentsService<G> {
     /// Announces this process's balance changes to every process.
     announcer: crate::watch::Announcer,
     reconcile: ReconcileSettings,
+    metrics: crate::metrics::CoreMetrics,
 }
 
 /// At most `max` unpaid intents created within `window` per user: against
@@ -101,7 +102,20 @@ impl<G: PaymentGateway> PaymentsService<G> {
             deployment: tokio::sync::OnceCell::new(),
             balances: std::sync::Arc::default(),
             reconcile: ReconcileSettings::default(),
+            metrics: crate::metrics::CoreMetrics::default(),
         }
+    }
+
+    /// Counts into `metrics` (registered by the binary) instead of counts
+    /// no one reads.
+    pub fn with_metrics(mut self, metrics: crate::metrics::CoreMetrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// The database pool's state, for its gauges.
+    pub fn observe_pool(&self) {
+        self.metrics.observe_pool(&self.pool.state());
     }
 
     pub fn with_open_intent_limit(mut self, limit: OpenIntentLimit) -> Self {

@@ -90,6 +90,12 @@ impl<G: PaymentGateway> PaymentsService<G> {
     /// to run beside any other pass.
     #[tracing::instrument(skip_all)]
     pub async fn run_reconciliation(&self) -> Result<Reconciled, Error> {
+        let pass = self.reconciliation_pass().await;
+        self.metrics.pass_done(pass.as_ref().map_err(|_| ()));
+        pass
+    }
+
+    async fn reconciliation_pass(&self) -> Result<Reconciled, Error> {
         let mut done = Reconciled::default();
         self.reconcile_open_payments(&mut done).await?;
         self.cancel_abandoned_intents(&mut done).await?;

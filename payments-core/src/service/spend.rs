@@ -9,7 +9,7 @@ use super::PaymentsService;
 use crate::Error;
 use crate::db::spend_batches::SpendToMake;
 use crate::db::spends::{self, ReversalOutcome, SpendOutcome};
-use crate::domain::{Cents, ClientIdempotencyKey, Reason, UserId};
+use crate::domain::{Cents, ClientIdempotencyKey, LedgerKind, Reason, UserId};
 use crate::stripe::PaymentGateway;
 
 /// A spend, as first made: a replay of its key answers the same.
@@ -65,6 +65,7 @@ impl<G: PaymentGateway> PaymentsService<G> {
                 balance_cents,
             } => {
                 tracing::info!(entry_id, balance_cents, "credits spent");
+                self.metrics.booked(LedgerKind::Spend, -amount.get());
                 self.announcer.changed(user.as_str());
                 Ok(Spent {
                     spend_id: entry_id,
@@ -121,9 +122,11 @@ impl<G: PaymentGateway> PaymentsService<G> {
         match outcome {
             ReversalOutcome::Reversed {
                 entry_id,
+                amount_cents,
                 balance_cents,
             } => {
                 tracing::info!(entry_id, balance_cents, "spend reversed");
+                self.metrics.booked(LedgerKind::SpendReversal, amount_cents);
                 self.announcer.changed(user.as_str());
                 Ok(Cents::new(balance_cents))
             }

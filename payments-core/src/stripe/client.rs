@@ -17,6 +17,7 @@ use super::{
     CREATED_BY_MARKER, EventsPage, GatewayError, ListedEvent, NewIntent, PaymentError,
     PaymentGateway, StripeDispute, StripeIntent, StripeRefund, is_intent_id, is_object_id,
 };
+use crate::metrics::{CoreMetrics, StripeOperation};
 
 /// How to reach Stripe.
 #[derive(Debug, Clone)]
@@ -41,6 +42,7 @@ pub struct StripeConfig {
 #[derive(Clone, Debug)]
 pub struct StripeGateway {
     client: PooledStripeClient,
+    metrics: CoreMetrics,
     deadline: Duration,
     max_attempts: u32,
     retry_backoff: Duration,
@@ -59,15 +61,51 @@ impl StripeGateway {
         .map_err(|err| GatewayError::Rejected(format!("invalid Stripe configuration: {err}")))?;
         Ok(Self {
             client,
+            metrics: CoreMetrics::default(),
             deadline: config.deadline,
             max_attempts: config.max_attempts.max(1),
             retry_backoff: config.retry_backoff,
         })
     }
 
-    /// Sends `request` until it succeeds, fails for good, or attempts run out.
+    /// Counts its calls into `metrics`.
+    pub fn with_metrics(mut self, metrics: CoreMetrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Sends `request` until it succeeds, fails for good, or attempts run
+    /// out; counted and timed as one call of `operation`.
     async fn send_with_retries<R>(
         &self,
+        operation: StripeOperation,
+        request: &R,
+        idempotency_key: Option<&IdempotencyKey>,
+    ) -> Result<R::Output, GatewayError>
+    where
+        R: StripeRequest,
+        R::Output: miniserde::Deserialize,
+    {
+        let started = std::time::Instant::now();
+        let answer = self
+            .send_until_done(operation, request, idempotency_key)
+            .await;
+        let result = match &answer {
+            Ok(_) => "ok",
+            Err(GatewayError::Unavailable(_)) => "unavailable",
+            Err(GatewayError::NotFound) => "not_found",
+            Err(GatewayError::UnexpectedState(_)) => "unexpected_state",
+            Err(GatewayError::IdempotencyConflict(_)) => "idempotency_conflict",
+            Err(GatewayError::Rejected(_)) => "rejected",
+        };
+        self.metrics
+            .stripe_call(operation, result, started.elapsed());
+        answer
+    }
+
+    async fn send_until_done<R>(
+        &self,
+        operation: StripeOperation,
         request: &R,
         idempotency_key: Option<&IdempotencyKey>,
     ) -> Result<R::Output, GatewayError>
@@ -98,6 +136,7 @@ impl StripeGateway {
                         && tokio::time::Instant::now() + backoff < deadline =>
                 {
                     tracing::warn!(attempt, %reason, "Stripe call failed; retrying");
+                    self.metrics.stripe_retry(operation);
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(MAX_RETRY_BACKOFF);
                     attempt += 1;
@@ -195,7 +234,10 @@ impl PaymentGateway for StripeGateway {
         let request = CreatePaymentIntent::new(intent.tier.cents().get(), currency)
             .automatic_payment_methods(CreatePaymentIntentAutomaticPaymentMethods::new(true))
             .metadata(metadata);
-        to_stripe_intent(self.send_with_retries(&request, Some(&key)).await?)
+        to_stripe_intent(
+            self.send_with_retries(StripeOperation::CreatePaymentIntent, &request, Some(&key))
+                .await?,
+        )
     }
 
     #[tracing::instrument(skip_all, fields(intent_id = %intent_id))]
@@ -204,7 +246,10 @@ impl PaymentGateway for StripeGateway {
             return Err(GatewayError::NotFound);
         }
         let request = RetrievePaymentIntent::new(intent_id);
-        to_stripe_intent(self.send_with_retries(&request, None).await?)
+        to_stripe_intent(
+            self.send_with_retries(StripeOperation::RetrievePaymentIntent, &request, None)
+                .await?,
+        )
     }
 
     #[tracing::instrument(skip_all, fields(intent_id = %intent_id))]
@@ -219,7 +264,9 @@ impl PaymentGateway for StripeGateway {
             if let Some(after) = after.take() {
                 request = request.starting_after(after);
             }
-            let page = self.send_with_retries(&request, None).await?;
+            let page = self
+                .send_with_retries(StripeOperation::ListRefunds, &request, None)
+                .await?;
             for refund in &page.data {
                 refunds.push(to_stripe_refund(refund));
             }
@@ -238,7 +285,9 @@ impl PaymentGateway for StripeGateway {
             return Err(GatewayError::NotFound);
         }
         let request = RetrieveDispute::new(dispute_id);
-        let dispute = self.send_with_retries(&request, None).await?;
+        let dispute = self
+            .send_with_retries(StripeOperation::RetrieveDispute, &request, None)
+            .await?;
         Ok(to_stripe_dispute(&dispute))
     }
 
@@ -249,7 +298,9 @@ impl PaymentGateway for StripeGateway {
         }
         // An intent has one charge, and a charge at most one dispute.
         let request = ListDispute::new().payment_intent(intent_id).limit(100);
-        let page = self.send_with_retries(&request, None).await?;
+        let page = self
+            .send_with_retries(StripeOperation::ListDisputes, &request, None)
+            .await?;
         Ok(page.data.iter().map(to_stripe_dispute).collect())
     }
 
@@ -266,7 +317,10 @@ impl PaymentGateway for StripeGateway {
             .map_err(|err| GatewayError::Rejected(err.to_string()))?;
         let request = CancelPaymentIntent::new(intent_id)
             .cancellation_reason(CancelPaymentIntentCancellationReason::Abandoned);
-        to_stripe_intent(self.send_with_retries(&request, Some(&key)).await?)
+        to_stripe_intent(
+            self.send_with_retries(StripeOperation::CancelPaymentIntent, &request, Some(&key))
+                .await?,
+        )
     }
 
     #[tracing::instrument(skip_all, fields(created_from, created_before, starting_after))]
@@ -289,7 +343,9 @@ impl PaymentGateway for StripeGateway {
         if let Some(after) = starting_after {
             request = request.starting_after(after);
         }
-        let page = self.send_with_retries(&request, None).await?;
+        let page = self
+            .send_with_retries(StripeOperation::ListEvents, &request, None)
+            .await?;
         let events = page
             .data
             .iter()
