@@ -1,6 +1,7 @@
 //! What an operator reads: both `/metrics` endpoints, as Prometheus's own
 //! parser reads them (`promtool check metrics`), moving with a top-up, a
-//! spend, a refund and a reconciliation pass.
+//! spend, a refund and a reconciliation pass; and the alert rules in
+//! `docs/alerts.yml`, as Prometheus loads and evaluates them.
 
 use std::time::Duration;
 
@@ -130,6 +131,14 @@ async fn both_metrics_endpoints_count_a_top_up_a_spend_a_refund_and_a_pass() {
 
     let edge = stack.edge_metrics().await;
     assert_prometheus_reads(&edge);
+    // The alerts read metrics that exist: a renamed metric would silence one.
+    for name in metrics_the_alerts_read() {
+        let exported = format!("\n{name}");
+        assert!(
+            grpc.contains(&exported) || edge.contains(&exported),
+            "docs/alerts.yml reads {name}, which neither endpoint exports"
+        );
+    }
     for (series, value) in [
         (
             r#"edge_http_requests_total{route="/payments/create-payment-intent",method="POST",status="200"}"#,
@@ -146,6 +155,58 @@ async fn both_metrics_endpoints_count_a_top_up_a_spend_a_refund_and_a_pass() {
     ] {
         assert_eq!(sample(&edge, series), value, "{series}");
     }
+}
+
+/// Every metric name `docs/alerts.yml` reads: words of its expressions
+/// beginning `payments_` or `edge_`.
+fn metrics_the_alerts_read() -> Vec<String> {
+    let rules = std::fs::read_to_string(docs().join("alerts.yml")).expect("docs/alerts.yml");
+    let mut names: Vec<String> = rules
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|word| word.starts_with("payments_") || word.starts_with("edge_"))
+        .map(str::to_owned)
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+fn docs() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs")
+}
+
+fn assert_promtool_accepts(args: &[&str]) {
+    let output = promtool(args, b"");
+    assert!(
+        output.status.success(),
+        "promtool {args:?} failed:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn the_alert_rules_load_and_fire_exactly_on_the_series_they_test() {
+    let rules = docs().join("alerts.yml");
+    let tests = docs().join("alerts.test.yml");
+    assert_promtool_accepts(&["check", "rules", rules.to_str().unwrap()]);
+    // Each alert quiet on a healthy series and firing, with its runbook, on
+    // the one that means money is at risk.
+    assert_promtool_accepts(&["test", "rules", tests.to_str().unwrap()]);
+    let test_file = std::fs::read_to_string(&tests).unwrap();
+    for alert in [
+        "PaymentsPaidNotCredited",
+        "PaymentsWebhook5xx",
+        "PaymentsStripeErrors",
+        "PaymentsReconciliationNotRunning",
+    ] {
+        assert!(
+            test_file.contains(&format!("alertname: {alert}")),
+            "{alert} untested"
+        );
+    }
+    let names = metrics_the_alerts_read();
+    assert!(names.len() >= 5, "{names:?}");
 }
 
 async fn settle(stack: &Stack) {
