@@ -19,13 +19,27 @@ pub struct ApiError {
     pub retry_after_secs: Option<u32>,
 }
 
-#[derive(Serialize)]
-struct Problem<'a> {
+/// An `application/problem+json` body (RFC 9457), as every error is answered.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(example = json!({
+    "type": "urn:credits-topup:problem:unauthorized",
+    "title": "Missing or invalid ID token",
+    "status": 401,
+    "detail": "the token has expired"
+}))]
+pub struct Problem<'a> {
+    /// `urn:credits-topup:problem:<kind>`: what to branch on (the kinds are
+    /// listed in the README).
     #[serde(rename = "type")]
-    type_: String,
-    title: &'a str,
-    status: u16,
-    detail: &'a str,
+    #[schema(pattern = "^urn:credits-topup:problem:[a-z-]+$")]
+    pub type_: String,
+    /// The same for every problem of this type.
+    pub title: &'a str,
+    /// The HTTP status, repeated.
+    #[schema(minimum = 400, maximum = 599)]
+    pub status: u16,
+    /// What was wrong with this request.
+    pub detail: &'a str,
 }
 
 impl ApiError {

@@ -74,6 +74,19 @@ impl PageQuery {
     }
 }
 
+/// `?limit=&cursor=` as documented ([`PageQuery::parse`] reads them).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+struct PageParams {
+    /// Rows per page (default 50).
+    #[param(minimum = 1, maximum = 500)]
+    limit: Option<i32>,
+    /// `next_cursor` of the previous page; absent for the first page.
+    #[param(max_length = 512, pattern = "^[A-Za-z0-9.]*$")]
+    cursor: Option<String>,
+}
+
 /// A refused cursor (INVALID_ARGUMENT from payments-grpc) is the query's fault.
 fn list_error(status: &tonic::Status) -> ApiError {
     use payments_proto::error_reason;
@@ -99,16 +112,32 @@ fn non_empty(text: String) -> Option<String> {
     (!text.is_empty()).then_some(text)
 }
 
-#[derive(Serialize, Deserialize, Debug, PartialEq, Eq)]
+/// One change of a balance.
+#[derive(Serialize, Deserialize, Debug, PartialEq, Eq, utoipa::ToSchema)]
 pub struct LedgerEntryBody {
     pub entry_id: String,
+    #[schema(schema_with = ledger_kind_schema)]
     pub kind: String,
+    /// Signed: credits are positive, debits negative.
     pub amount_cents: i64,
+    /// The balance right after this entry.
     pub balance_after_cents: i64,
+    #[schema(example = "usd")]
     pub currency: String,
+    /// What it is about: the intent, refund, dispute or spend key.
     pub reference: String,
+    /// The reason given for a spend or an adjustment.
     pub reason: Option<String>,
+    #[schema(format = DateTime)]
     pub created_at: Option<String>,
+}
+
+fn ledger_kind_schema() -> utoipa::openapi::schema::Object {
+    crate::routes::string_enum(
+        payments_domain::LedgerKind::ALL
+            .iter()
+            .map(|kind| kind.as_str()),
+    )
 }
 
 impl From<payments_proto::LedgerEntry> for LedgerEntryBody {
@@ -126,13 +155,29 @@ impl From<payments_proto::LedgerEntry> for LedgerEntryBody {
     }
 }
 
-#[derive(Serialize, Deserialize, Debug, PartialEq, Eq)]
+/// A page of the caller's ledger, newest first.
+#[derive(Serialize, Deserialize, Debug, PartialEq, Eq, utoipa::ToSchema)]
 pub struct LedgerPage {
     pub entries: Vec<LedgerEntryBody>,
     /// Null on the last page.
     pub next_cursor: Option<String>,
 }
 
+/// `GET /ledger`: the caller's ledger entries, newest first.
+#[utoipa::path(
+    get,
+    path = "/ledger",
+    tag = "balance",
+    operation_id = "listLedgerEntries",
+    security(("firebase_id_token" = [])),
+    params(PageParams),
+    responses(
+        (status = 200, description = "A page of entries", body = LedgerPage),
+        (status = 400, response = crate::openapi::InvalidQuery),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub async fn ledger(
     State(state): State<Arc<AppState>>,
     user: AuthenticatedUser,
@@ -161,18 +206,24 @@ pub async fn ledger(
     }))
 }
 
-#[derive(Serialize, Deserialize, Debug, PartialEq, Eq)]
+/// A top-up payment, as Stripe last told us of it.
+#[derive(Serialize, Deserialize, Debug, PartialEq, Eq, utoipa::ToSchema)]
 pub struct PaymentBody {
     pub intent_id: String,
     pub amount_cents: i64,
     pub amount_received_cents: i64,
     pub amount_refunded_cents: i64,
     pub amount_disputed_cents: i64,
+    #[schema(example = "usd")]
     pub currency: String,
+    #[schema(schema_with = crate::routes::payment_status_schema)]
     pub status: String,
+    /// Stripe's code for the last failed attempt (e.g. `card_declined`).
     pub failure_code: Option<String>,
     pub failure_message: Option<String>,
+    #[schema(format = DateTime)]
     pub created_at: Option<String>,
+    #[schema(format = DateTime)]
     pub updated_at: Option<String>,
 }
 
@@ -194,13 +245,29 @@ impl From<payments_proto::Payment> for PaymentBody {
     }
 }
 
-#[derive(Serialize, Deserialize, Debug, PartialEq, Eq)]
+/// A page of the caller's payments, newest first.
+#[derive(Serialize, Deserialize, Debug, PartialEq, Eq, utoipa::ToSchema)]
 pub struct PaymentsPage {
     pub payments: Vec<PaymentBody>,
     /// Null on the last page.
     pub next_cursor: Option<String>,
 }
 
+/// `GET /payments`: the caller's top-up payments, newest first.
+#[utoipa::path(
+    get,
+    path = "/payments",
+    tag = "balance",
+    operation_id = "listPayments",
+    security(("firebase_id_token" = [])),
+    params(PageParams),
+    responses(
+        (status = 200, description = "A page of payments", body = PaymentsPage),
+        (status = 400, response = crate::openapi::InvalidQuery),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub async fn payments(
     State(state): State<Arc<AppState>>,
     user: AuthenticatedUser,
@@ -234,6 +301,26 @@ const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(15);
 /// payments-grpc's `WatchBalance`; a comment line every 15 s; the stream
 /// ends when the ID token expires (the client reconnects with a fresh one)
 /// or when payments-grpc stops.
+#[utoipa::path(
+    get,
+    path = "/balance/stream",
+    tag = "balance",
+    operation_id = "streamBalance",
+    security(("firebase_id_token" = [])),
+    responses(
+        (
+            status = 200,
+            description = "Server-Sent Events: `event: balance` with a `data:` line holding the \
+                           balance (as `GET /balance` answers it) at once and on every change; a \
+                           `:heartbeat` comment every 15 s; the stream ends when the ID token expires",
+            content_type = "text/event-stream",
+            body = BalanceEvent,
+        ),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 429, response = crate::openapi::TooManyRequests),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub async fn balance_stream(
     State(state): State<Arc<AppState>>,
     user: AuthenticatedUser,
@@ -289,6 +376,50 @@ pub async fn balance_stream(
         ))
         .keep_alive(KeepAlive::new().interval(HEARTBEAT).text("heartbeat")),
     )
+}
+
+/// One event of `GET /balance/stream`, as Server-Sent Events fields:
+/// `event: balance`, and `data:` the balance's JSON. (OpenAPI 3.1 has no
+/// word for a stream's items; this is the shape OpenAPI 3.2's `itemSchema`
+/// gives SSE, and the one Schemathesis checks each event against.)
+pub struct BalanceEvent;
+
+impl utoipa::PartialSchema for BalanceEvent {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Ref, Type};
+        let data = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .content_media_type("application/json")
+            .content_schema(Some(Ref::from_schema_name("BalanceBody")))
+            .description(Some("The balance, as `GET /balance` answers it"));
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .description(Some(
+                "One event; between events a `:heartbeat` comment line every 15 s",
+            ))
+            .property(
+                "event",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some(["balance"])),
+            )
+            .required("event")
+            .property("data", data)
+            .required("data")
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for BalanceEvent {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        use utoipa::PartialSchema;
+        schemas.push(("BalanceBody".into(), crate::routes::BalanceBody::schema()));
+    }
 }
 
 /// Places for balance streams: at most `max` open on this edge (503

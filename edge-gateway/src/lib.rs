@@ -8,6 +8,7 @@ pub mod firebase;
 mod history;
 pub mod keys;
 pub mod metrics;
+pub mod openapi;
 pub mod rate_limit;
 mod routes;
 pub mod server;

@@ -7,7 +7,6 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use payments_domain::stripe_event::StripeEvent;
 use payments_domain::top_up::{self, TopUpRefusal};
@@ -15,7 +14,6 @@ use payments_proto::apply_stripe_event_response::Outcome;
 use payments_proto::error_reason;
 use payments_proto::{ApplyStripeEventRequest, CreatePaymentIntentRequest, GetBalanceRequest};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use service_runtime::now_unix;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{
@@ -23,6 +21,9 @@ use tower_http::request_id::{
 };
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::caller::{AuthenticatedUser, ClientIp};
 use crate::error::ApiError;
@@ -61,8 +62,9 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::EdgeMetrics>,
 }
 
-pub fn router(state: Arc<AppState>, request_timeout: Duration) -> Router {
-    let cors = (!state.cors_allowed_origins.is_empty()).then(|| {
+/// The CORS answers for the SPA's routes, when origins are configured.
+fn cors(state: &AppState) -> Option<CorsLayer> {
+    (!state.cors_allowed_origins.is_empty()).then(|| {
         CorsLayer::new()
             .allow_origin(AllowOrigin::list(state.cors_allowed_origins.clone()))
             .allow_methods([Method::GET, Method::POST])
@@ -73,26 +75,36 @@ pub fn router(state: Arc<AppState>, request_timeout: Duration) -> Router {
             ])
             .expose_headers([REQUEST_ID])
             .max_age(Duration::from_secs(600))
-    });
-    let api = Router::new()
-        .route(
-            "/payments/create-payment-intent",
-            post(create_payment_intent),
-        )
-        .route("/payments/{intent_id}/sync", post(sync_payment))
-        .route("/balance", get(balance))
-        .route("/balance/stream", get(crate::history::balance_stream))
-        .route("/ledger", get(crate::history::ledger))
-        .route("/payments", get(crate::history::payments));
-    let api = match cors {
-        Some(cors) => api.layer(cors),
-        None => api,
+    })
+}
+
+/// Every route, each with its document: registered only through
+/// `routes!`, which reads the handler's `#[utoipa::path]`. Only the SPA's
+/// routes answer browsers of other origins (`cors`).
+pub(crate) fn documented_routes(cors: Option<CorsLayer>) -> OpenApiRouter<Arc<AppState>> {
+    let spa = OpenApiRouter::with_openapi(crate::openapi::ApiDoc::openapi())
+        .routes(routes!(create_payment_intent))
+        .routes(routes!(sync_payment))
+        .routes(routes!(balance))
+        .routes(routes!(crate::history::balance_stream))
+        .routes(routes!(crate::history::ledger))
+        .routes(routes!(crate::history::payments));
+    let spa = match cors {
+        Some(cors) => spa.layer(cors),
+        None => spa,
     };
-    Router::new()
-        .merge(api)
-        .route("/stripe/webhook", post(stripe_webhook))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+    spa.merge(
+        OpenApiRouter::default()
+            .routes(routes!(stripe_webhook))
+            .routes(routes!(healthz))
+            .routes(routes!(readyz))
+            .routes(routes!(crate::openapi::openapi_json)),
+    )
+}
+
+pub fn router(state: Arc<AppState>, request_timeout: Duration) -> Router {
+    let (routes, _document) = documented_routes(cors(&state)).split_for_parts();
+    routes
         .route_layer(axum::middleware::from_fn_with_state(
             state.metrics.clone(),
             crate::metrics::record,
@@ -163,15 +175,92 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
         .map_err(|_| ApiError::too_large(limit))
 }
 
-#[derive(Serialize, Deserialize, Debug, PartialEq, Eq)]
+/// The top-up asked for. Other fields are ignored (the user is the
+/// token's); a repeated `amount_usd` is refused.
+// Documentation only: `top_up::amount_from_json` reads the body, exactly.
+#[derive(utoipa::ToSchema)]
+#[schema(example = json!({"amount_usd": 10}))]
+#[allow(dead_code)]
+pub struct CreatePaymentIntentBody {
+    // Dollars: see `dollars_schema`.
+    #[schema(schema_with = dollars_schema)]
+    amount_usd: (),
+}
+
+/// A JSON number of dollars above zero (no float format: it is read
+/// exactly, in whole cents).
+fn dollars_schema() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::Number)
+        .exclusive_minimum(Some(0))
+        .description(Some(
+            "Dollars, in whole cents: one of the tiers sold (by default 5, 10, 20, 50); \
+             any other amount is 422 `invalid-amount`, naming them",
+        ))
+        .build()
+}
+
+/// The PaymentIntent made, for Stripe.js's `confirmPayment`.
+#[derive(Serialize, Deserialize, Debug, PartialEq, Eq, utoipa::ToSchema)]
 pub struct CreatedIntent {
+    /// For Stripe.js only; never log it.
     pub client_secret: String,
     pub intent_id: String,
+    /// In cents.
     pub amount: i64,
+    #[schema(example = "usd")]
     pub currency: String,
+    /// Stripe's PaymentIntent status.
+    #[schema(schema_with = payment_status_schema)]
     pub status: String,
 }
 
+/// A string holding one of Stripe's PaymentIntent statuses.
+pub(crate) fn payment_status_schema() -> utoipa::openapi::schema::Object {
+    string_enum(
+        payments_domain::PaymentStatus::ALL
+            .iter()
+            .map(|status| status.as_str()),
+    )
+}
+
+pub(crate) fn string_enum<'a>(
+    values: impl Iterator<Item = &'a str>,
+) -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(values))
+        .build()
+}
+
+/// `POST /payments/create-payment-intent`: a PaymentIntent for one of the
+/// tiers. With the same `Idempotency-Key`, a retry answers the same intent.
+#[utoipa::path(
+    post,
+    path = "/payments/create-payment-intent",
+    tag = "top-up",
+    operation_id = "createPaymentIntent",
+    security(("firebase_id_token" = [])),
+    params((
+        "Idempotency-Key" = Option<String>,
+        Header,
+        description = "Makes a retried create answer the first intent (1 to 255 visible ASCII characters)",
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[!-~]+$",
+    )),
+    request_body(content = CreatePaymentIntentBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The intent, new or (same key) the first one", body = CreatedIntent),
+        (status = 400, response = crate::openapi::MalformedJson),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 409, response = crate::openapi::IdempotencyConflict),
+        (status = 413, response = crate::openapi::TooLarge),
+        (status = 422, response = crate::openapi::Unprocessable),
+        (status = 429, response = crate::openapi::TooManyRequests),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 async fn create_payment_intent(
     State(state): State<Arc<AppState>>,
     user: AuthenticatedUser,
@@ -190,11 +279,17 @@ async fn create_payment_intent(
         Err(TopUpRefusal::Malformed(detail)) => return Err(ApiError::malformed_json(detail)),
         Err(unusable @ TopUpRefusal::Unusable(_)) => (0, Some(unusable)),
     };
+    // Absent is "no key"; present, it must be a key: an empty header is a
+    // client's bug that would otherwise turn retries into new payments.
     let idempotency_key = match headers.get("idempotency-key") {
-        Some(value) => value
-            .to_str()
-            .map_err(|_| ApiError::invalid_request("Idempotency-Key must be visible ASCII"))?
-            .to_owned(),
+        Some(value) => match value.to_str() {
+            Ok(key) if !key.is_empty() => key.to_owned(),
+            _ => {
+                return Err(ApiError::invalid_request(
+                    "Idempotency-Key must be 1 to 255 visible ASCII characters (leave the header out for none)",
+                ));
+            }
+        },
         None => String::new(),
     };
     let request = CreatePaymentIntentRequest {
@@ -228,9 +323,10 @@ async fn create_payment_intent(
 }
 
 /// What `POST /payments/{intent_id}/sync` answers.
-#[derive(Serialize, Deserialize, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Debug, PartialEq, Eq, utoipa::ToSchema)]
 pub struct SyncedBody {
     pub intent_id: String,
+    #[schema(schema_with = payment_status_schema)]
     pub status: String,
     pub amount_cents: i64,
     pub amount_received_cents: i64,
@@ -243,6 +339,21 @@ pub struct SyncedBody {
 /// `stripe.confirmPayment`; payments-grpc re-fetches the intent from Stripe
 /// and applies it (the credit lands now, the webhook later finds nothing to
 /// do). 404 for an intent that is not this user's.
+#[utoipa::path(
+    post,
+    path = "/payments/{intent_id}/sync",
+    tag = "top-up",
+    operation_id = "syncPaymentIntent",
+    security(("firebase_id_token" = [])),
+    params(("intent_id" = String, Path, description = "The `intent_id` create-payment-intent answered")),
+    responses(
+        (status = 200, description = "The payment as Stripe has it now, and the balance after", body = SyncedBody),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 429, response = crate::openapi::TooManyRequests),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 async fn sync_payment(
     State(state): State<Arc<AppState>>,
     user: AuthenticatedUser,
@@ -272,11 +383,16 @@ async fn sync_payment(
     }))
 }
 
-#[derive(Serialize, Deserialize, Debug, PartialEq, Eq)]
+/// A balance, as `GET /balance` and each `balance` event of
+/// `GET /balance/stream` carry it.
+#[derive(Serialize, Deserialize, Debug, PartialEq, Eq, utoipa::ToSchema)]
 pub struct BalanceBody {
+    /// May be below zero after a refund or a dispute of spent credits.
     pub balance_cents: i64,
+    #[schema(example = "usd")]
     pub currency: String,
     /// RFC 3339, or null for a user who never paid.
+    #[schema(format = DateTime)]
     pub updated_at: Option<String>,
 }
 
@@ -291,6 +407,19 @@ impl From<payments_proto::GetBalanceResponse> for BalanceBody {
     }
 }
 
+/// `GET /balance`: the caller's balance (0 for a user who never paid).
+#[utoipa::path(
+    get,
+    path = "/balance",
+    tag = "balance",
+    operation_id = "getBalance",
+    security(("firebase_id_token" = [])),
+    responses(
+        (status = 200, description = "The caller's balance", body = BalanceBody),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 async fn balance(
     State(state): State<Arc<AppState>>,
     user: AuthenticatedUser,
@@ -308,6 +437,44 @@ async fn balance(
     Ok(Json(BalanceBody::from(balance)))
 }
 
+/// What a webhook delivery is answered once handled.
+#[derive(Serialize, Deserialize, Debug, PartialEq, Eq, utoipa::ToSchema)]
+pub struct WebhookReceived {
+    pub received: bool,
+    /// `applied` (it changed a payment or balance), `duplicate` (seen
+    /// before) or `ignored` (a type not acted on).
+    #[schema(schema_with = webhook_outcome_schema)]
+    pub outcome: String,
+}
+
+fn webhook_outcome_schema() -> utoipa::openapi::schema::Object {
+    string_enum(["applied", "duplicate", "ignored"].into_iter())
+}
+
+/// `POST /stripe/webhook`: a Stripe event, verified over the raw bytes
+/// before anything reads them.
+#[utoipa::path(
+    post,
+    path = "/stripe/webhook",
+    tag = "stripe",
+    operation_id = "stripeWebhook",
+    params((
+        "Stripe-Signature" = String,
+        Header,
+        description = "`t=<unix seconds>,v1=<hex HMAC-SHA256 of \"<t>.<body>\">` (several `v1` while secrets rotate)",
+    )),
+    request_body(
+        content = Object,
+        content_type = "application/json",
+        description = "A Stripe event object, exactly as Stripe sent it",
+    ),
+    responses(
+        (status = 200, description = "Applied, a duplicate, or a type not acted on", body = WebhookReceived),
+        (status = 400, response = crate::openapi::InvalidWebhook),
+        (status = 413, response = crate::openapi::TooLarge),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 async fn stripe_webhook(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -386,20 +553,53 @@ async fn stripe_webhook(
     tracing::info!(event_id = %event.id, event_type = %event.event_type, outcome, "webhook handled");
     Ok((
         StatusCode::OK,
-        Json(json!({"received": true, "outcome": outcome})),
+        Json(WebhookReceived {
+            received: true,
+            outcome: outcome.to_owned(),
+        }),
     )
         .into_response())
 }
 
-async fn healthz() -> Json<serde_json::Value> {
-    Json(json!({"status": "ok"}))
+/// What the probes answer.
+#[derive(Serialize, Deserialize, Debug, PartialEq, Eq, utoipa::ToSchema)]
+pub struct Health {
+    /// `ok` (live) or `ready`.
+    pub status: String,
 }
 
-async fn readyz(State(state): State<Arc<AppState>>) -> Result<Json<serde_json::Value>, ApiError> {
+/// `GET /healthz`: the process answers.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    operation_id = "healthz",
+    responses((status = 200, description = "Live", body = Health, example = json!({"status": "ok"})))
+)]
+async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+    })
+}
+
+/// `GET /readyz`: payments-grpc answers its health check.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    operation_id = "readyz",
+    responses(
+        (status = 200, description = "Ready: payments-grpc serves", body = Health, example = json!({"status": "ready"})),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
+async fn readyz(State(state): State<Arc<AppState>>) -> Result<Json<Health>, ApiError> {
     state
         .upstream
         .ready()
         .await
         .map_err(ApiError::unavailable)?;
-    Ok(Json(json!({"status": "ready"})))
+    Ok(Json(Health {
+        status: "ready".into(),
+    }))
 }

@@ -38,6 +38,13 @@ pub fn id_token(project_id: &str, user_id: &str, now: i64) -> String {
     sign(&claims(project_id, user_id, now), KID, PRIVATE_KEY_PEM)
 }
 
+/// A valid ID token for `user_id` that expires `lifetime_secs` after `now`.
+pub fn id_token_lasting(project_id: &str, user_id: &str, now: i64, lifetime_secs: i64) -> String {
+    let mut claims = claims(project_id, user_id, now);
+    claims["exp"] = json!(now + lifetime_secs);
+    sign(&claims, KID, PRIVATE_KEY_PEM)
+}
+
 /// `Stripe-Signature` for `body` at `timestamp`.
 pub fn stripe_signature(secret: &str, timestamp: i64, body: &[u8]) -> String {
     let secret = crate::stripe_signature::WebhookSecret::new(secret).expect("secret");

@@ -1,19 +1,33 @@
-//! Outside tools the tests run, found where `scripts/ensure-promtool`
-//! puts them.
+//! Outside tools the tests run, found where `scripts/ensure-promtool` and
+//! `scripts/ensure-schemathesis` put them.
 
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
-/// `target/tools/promtool` of this workspace (made by
-/// `scripts/ensure-promtool`, which `.ci/run` runs).
-pub fn promtool_path() -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/tools/promtool");
+/// `target/tools/<relative>` of this workspace, made by `script` (which
+/// `.ci/run` runs).
+fn tool(relative: &str, script: &str) -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/tools")
+        .join(relative);
     assert!(
         path.exists(),
-        "{} is missing: run scripts/ensure-promtool",
+        "{} is missing: run scripts/{script}",
         path.display()
     );
     path
+}
+
+pub fn promtool_path() -> PathBuf {
+    tool("promtool", "ensure-promtool")
+}
+
+/// A program of the Schemathesis venv (`schemathesis`, `python`).
+pub fn schemathesis_venv_bin(program: &str) -> PathBuf {
+    tool(
+        &format!("schemathesis-venv/bin/{program}"),
+        "ensure-schemathesis",
+    )
 }
 
 /// Runs promtool with `args`, `stdin` written to it.
