@@ -130,6 +130,7 @@ async fn schemathesis_finds_no_server_error_and_no_answer_off_the_document() {
     let token_url = serve_tokens().await;
     let report_dir =
         std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/schemathesis-report");
+    std::fs::create_dir_all(&report_dir).unwrap();
     let hooks = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("schemathesis");
     let schemathesis = tokio::process::Command::new(schemathesis_venv_bin("schemathesis"))
         .arg("--config-file")
@@ -151,6 +152,9 @@ async fn schemathesis_finds_no_server_error_and_no_answer_off_the_document() {
         ])
         .arg("--report-dir")
         .arg(&report_dir)
+        // Its cache and the hooks' bytecode stay out of the source tree.
+        .current_dir(&report_dir)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
         .env("SCHEMATHESIS_HOOKS", "hooks")
         .env("PYTHONPATH", &hooks)
         .env("EDGE_TOKEN_URL", &token_url)
