@@ -283,3 +283,91 @@ async fn stripe_failing_during_a_pass_loses_and_doubles_nothing_and_the_next_pas
     assert_eq!(world.balance("fay").await, 1000);
     world.check_ledger().await;
 }
+
+/// Sets a payment's row as if recorded paid `ago` (our row says succeeded)
+/// without its top-up: what must never happen, and what the gauge is for.
+async fn recorded_paid_without_top_up(world: &World, intent: &str, ago: &str) {
+    let mut conn = world.db.connection().await;
+    diesel_async::RunQueryDsl::execute(
+        diesel::sql_query(format!(
+            "UPDATE payments SET status = 'succeeded', amount_received_cents = amount_cents,
+                                 updated_at = now() - interval '{ago}'
+              WHERE stripe_intent_id = '{intent}'"
+        )),
+        &mut conn,
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn paid_not_credited_is_counted_from_a_first_look_at_all_then_from_the_last_look_until_credited()
+ {
+    let world = world(A_DAY).await;
+    let paid = world.intent_for("alice", 1000).await;
+    world.stripe.succeed(&paid);
+    world
+        .service
+        .sync_payment_intent("alice", &paid)
+        .await
+        .unwrap();
+    let old = world.intent_for("bob", 500).await;
+    recorded_paid_without_top_up(&world, &old, "3 hours").await;
+
+    // The first look reads every paid payment: the old one is found, and
+    // the next look starts at it (before the overlap).
+    let (first, oldest) = world.service.lifecycle_gauges(None).await.unwrap();
+    assert_eq!(first.count, 1, "{first:?}");
+    assert_eq!(oldest, None, "no payment open");
+    let age = chrono::Utc::now() - first.next_since;
+    assert!(
+        (chrono::Duration::minutes(179)..chrono::Duration::minutes(181)).contains(&age),
+        "next look starts at the uncredited payment: {age}"
+    );
+
+    // Looks from there keep counting it; a new one is added to it.
+    let fresh = world.intent_for("carol", 2000).await;
+    recorded_paid_without_top_up(&world, &fresh, "1 second").await;
+    let (second, _) = world
+        .service
+        .lifecycle_gauges(Some(first.next_since))
+        .await
+        .unwrap();
+    assert_eq!(second.count, 2, "{second:?}");
+    assert_eq!(second.next_since, first.next_since);
+
+    // Once both are credited, the next look starts the overlap before now.
+    for (user, intent) in [("bob", &old), ("carol", &fresh)] {
+        world.stripe.succeed(intent);
+        world
+            .service
+            .sync_payment_intent(user, intent)
+            .await
+            .unwrap();
+    }
+    assert_eq!(world.balance("bob").await, 500);
+    let (third, _) = world
+        .service
+        .lifecycle_gauges(Some(second.next_since))
+        .await
+        .unwrap();
+    assert_eq!(third.count, 0, "{third:?}");
+    let overlap = chrono::Utc::now() - third.next_since;
+    assert!(
+        (chrono::Duration::seconds(590)..chrono::Duration::seconds(610)).contains(&overlap),
+        "{overlap}"
+    );
+    // A look from there does not see the payments before it: an old
+    // uncredited payment is only found by the first look of a process
+    // (or by a look that already holds it).
+    recorded_paid_without_top_up(&world, &world.intent_for("dan", 500).await, "1 hour").await;
+    let (windowed, _) = world
+        .service
+        .lifecycle_gauges(Some(third.next_since))
+        .await
+        .unwrap();
+    assert_eq!(windowed.count, 0);
+    let (all, _) = world.service.lifecycle_gauges(None).await.unwrap();
+    assert_eq!(all.count, 1);
+    world.check_ledger().await;
+}

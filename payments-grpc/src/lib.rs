@@ -153,13 +153,19 @@ impl Application {
             .listen_for_balance_changes(self.database_url.clone());
         let refresh: service_runtime::metrics::Refresh = {
             let (core, metrics) = (self.core.clone(), self.metrics.clone());
+            // Where the next look for paid-not-credited starts; the lock
+            // also keeps scrapes from reading the gauges at once.
+            let paid_since = Arc::new(tokio::sync::Mutex::new(None));
             Arc::new(move || {
                 let (core, metrics) = (core.clone(), metrics.clone());
+                let paid_since = paid_since.clone();
                 Box::pin(async move {
                     core.observe_pool();
-                    match core.lifecycle_gauges().await {
-                        Ok((paid_not_credited, oldest)) => {
-                            metrics.set_lifecycle(paid_not_credited, oldest);
+                    let mut since = paid_since.lock().await;
+                    match core.lifecycle_gauges(*since).await {
+                        Ok((paid, oldest)) => {
+                            metrics.set_lifecycle(paid.count, oldest);
+                            *since = Some(paid.next_since);
                         }
                         Err(err) => tracing::warn!(error = %err, "metrics gauges not read"),
                     }

@@ -81,29 +81,80 @@ pub async fn advance_events_cursor(
     Ok(())
 }
 
-/// What an operator watches: payments Stripe reported paid (our row says
-/// `succeeded`) with no top-up in the ledger, which should always be 0; and
-/// the age in seconds of the oldest payment not final (`None` when none is).
-pub async fn lifecycle_gauges(conn: &mut AsyncPgConnection) -> Result<(i64, Option<f64>), DbError> {
+/// A payment recorded paid this long ago (by `updated_at`, which the
+/// writer sets from its own clock inside its transaction) may still be
+/// committing: a look for uncredited payments starts this much before the
+/// last one ended. Far longer than any transaction lives (statement and
+/// idle-in-transaction timeouts) plus any sane clock skew.
+const PAID_NOT_CREDITED_OVERLAP: &str = "10 minutes";
+
+/// What one look for paid payments without their top-up found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PaidNotCredited {
+    /// Payments our row says `succeeded` whose top-up the ledger lacks
+    /// (should always be 0).
+    pub count: i64,
+    /// Where the next look starts: the overlap before now, or the oldest
+    /// uncredited payment found, whichever is earlier, so that one stays
+    /// counted until it is credited.
+    pub next_since: DateTime<Utc>,
+}
+
+/// Payments our row says `succeeded` with no top-up in the ledger, among
+/// those updated since `since` (all of them when `None`). Scanning every
+/// paid payment grows with the table (half a second at a million on the
+/// bench machine), so the metrics scrape looks once at all of them and then
+/// only at what changed since its last look, through
+/// `payments_succeeded_by_updated_at`.
+pub async fn paid_not_credited(
+    conn: &mut AsyncPgConnection,
+    since: Option<DateTime<Utc>>,
+) -> Result<PaidNotCredited, DbError> {
     #[derive(diesel::QueryableByName)]
-    struct Gauges {
+    struct Found {
         #[diesel(sql_type = diesel::sql_types::BigInt)]
-        paid_not_credited: i64,
-        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Double>)]
-        oldest_open_age_secs: Option<f64>,
+        count: i64,
+        #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+        next_since: DateTime<Utc>,
     }
-    let gauges: Gauges = diesel::sql_query(
-        "SELECT
-           (SELECT count(*) FROM payments p
-             WHERE p.status = 'succeeded'
-               AND NOT EXISTS (SELECT 1 FROM ledger_entries l
-                                WHERE l.user_id = p.user_id
-                                  AND l.stripe_intent_id = p.stripe_intent_id
-                                  AND l.kind = 'top_up')) AS paid_not_credited,
-           (SELECT extract(epoch FROM now() - min(created_at))::float8 FROM payments
-             WHERE status NOT IN ('succeeded', 'canceled')) AS oldest_open_age_secs",
+    let select = format!(
+        "SELECT count(*) AS count,
+                LEAST(now() - interval '{PAID_NOT_CREDITED_OVERLAP}', min(p.updated_at)) AS next_since
+           FROM payments p
+          WHERE p.status = 'succeeded'
+            AND NOT EXISTS (SELECT 1 FROM ledger_entries l
+                             WHERE l.user_id = p.user_id
+                               AND l.stripe_intent_id = p.stripe_intent_id
+                               AND l.kind = 'top_up')"
+    );
+    let found: Found = match since {
+        None => diesel::sql_query(select).get_result(conn).await?,
+        Some(since) => {
+            diesel::sql_query(format!("{select} AND p.updated_at >= $1"))
+                .bind::<diesel::sql_types::Timestamptz, _>(since)
+                .get_result(conn)
+                .await?
+        }
+    };
+    Ok(PaidNotCredited {
+        count: found.count,
+        next_since: found.next_since,
+    })
+}
+
+/// The age in seconds of the oldest payment not final (`None` when none
+/// is), through the partial index of open payments.
+pub async fn oldest_open_payment_age(conn: &mut AsyncPgConnection) -> Result<Option<f64>, DbError> {
+    #[derive(diesel::QueryableByName)]
+    struct Age {
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Double>)]
+        secs: Option<f64>,
+    }
+    let age: Age = diesel::sql_query(
+        "SELECT extract(epoch FROM now() - min(created_at))::float8 AS secs FROM payments
+          WHERE status NOT IN ('succeeded', 'canceled')",
     )
     .get_result(conn)
     .await?;
-    Ok((gauges.paid_not_credited, gauges.oldest_open_age_secs))
+    Ok(age.secs)
 }

@@ -263,12 +263,18 @@ impl<G: PaymentGateway> PaymentsService<G> {
         Ok((events, false))
     }
 
-    /// Payments Stripe reported paid that the ledger has not credited (should
-    /// always be 0), and the age in seconds of the oldest payment not final:
-    /// the two gauges an operator alerts on.
-    pub async fn lifecycle_gauges(&self) -> Result<(i64, Option<f64>), Error> {
+    /// The two gauges an operator alerts on: payments Stripe reported paid
+    /// that the ledger has not credited among those updated since
+    /// `paid_since` (all when `None`; should always be 0), and the age in
+    /// seconds of the oldest payment not final.
+    pub async fn lifecycle_gauges(
+        &self,
+        paid_since: Option<chrono::DateTime<Utc>>,
+    ) -> Result<(reconciliation::PaidNotCredited, Option<f64>), Error> {
         let mut conn = self.connection().await?;
-        Ok(reconciliation::lifecycle_gauges(&mut conn).await?)
+        let paid = reconciliation::paid_not_credited(&mut conn, paid_since).await?;
+        let oldest = reconciliation::oldest_open_payment_age(&mut conn).await?;
+        Ok((paid, oldest))
     }
 
     /// Runs a pass every `interval` on whichever replica holds the advisory

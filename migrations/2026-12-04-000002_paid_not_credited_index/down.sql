@@ -1,0 +1,1 @@
+DROP INDEX payments_succeeded_by_updated_at;
