@@ -80,10 +80,19 @@ fn wants_openmetrics(accept: Option<&hyper::header::HeaderValue>) -> bool {
         .is_some_and(|accept| accept.contains("application/openmetrics-text"))
 }
 
+/// Connections the metrics endpoint serves at once; past them it stops
+/// accepting until one closes (a scraper needs one at a time).
+pub const MAX_CONNECTIONS: usize = 8;
+
 /// Serves `GET /metrics` on `listener` until the task is aborted. Each
-/// connection is closed after its answer, and given 10 s at most.
+/// connection is closed after its answer, and given 10 s at most; at most
+/// [`MAX_CONNECTIONS`] are open at once.
 pub async fn serve(listener: TcpListener, registry: Arc<Registry>, refresh: Option<Refresh>) {
+    let places = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
+        let Ok(place) = places.clone().acquire_owned().await else {
+            return;
+        };
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
@@ -121,6 +130,7 @@ pub async fn serve(listener: TcpListener, registry: Arc<Registry>, refresh: Opti
             .serve_connection(TokioIo::new(stream), service);
         tokio::spawn(async move {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(10), connection).await;
+            drop(place);
         });
     }
 }
@@ -159,6 +169,35 @@ mod tests {
         assert!(answer.contains("example_events_total 3"), "{answer}");
         assert!(answer.trim_end().ends_with("# EOF"), "{answer}");
         assert!(get("/").await.starts_with("HTTP/1.1 404"));
+    }
+
+    #[tokio::test]
+    async fn past_its_connections_the_endpoint_waits_for_one_to_close() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(serve(listener, Arc::new(Registry::default()), None));
+        // Connections that never send a request hold every place (the
+        // kernel queues connections in order, so these are accepted first).
+        let mut silent = Vec::new();
+        for _ in 0..MAX_CONNECTIONS {
+            silent.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+        }
+        let mut scraper = tokio::net::TcpStream::connect(addr).await.unwrap();
+        scraper
+            .write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        let waited = tokio::time::timeout(
+            std::time::Duration::from_millis(300),
+            scraper.read_to_string(&mut answer),
+        )
+        .await;
+        assert!(waited.is_err(), "answered past the limit: {answer}");
+        drop(silent.pop());
+        scraper.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     }
 
     #[test]
