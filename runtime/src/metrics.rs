@@ -96,6 +96,9 @@ pub async fn serve(listener: TcpListener, registry: Arc<Registry>, refresh: Opti
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
+        // The answer leaves in one go, not held back for the scraper's
+        // (delayed) acknowledgement of its first segment.
+        let _ = stream.set_nodelay(true);
         let registry = registry.clone();
         let refresh = refresh.clone();
         let service = hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
