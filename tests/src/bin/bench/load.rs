@@ -122,6 +122,24 @@ pub fn summarize(scenario: &str, mut latencies: Vec<u32>, errors: u64, seconds: 
     }
 }
 
+/// CPU time (user and system, every thread's) a process has used, in
+/// seconds: `/proc/<pid>/stat`'s utime and stime, in the kernel's fixed
+/// 100 ticks per second (USER_HZ).
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces), from field 3.
+    let fields: Vec<&str> = stat
+        .rsplit_once(") ")
+        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+    let ticks = |index: usize| -> f64 {
+        fields
+            .get(index)
+            .and_then(|value| value.parse::<u64>().ok())
+            .map_or(0.0, |ticks| ticks as f64)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 /// Resident set size (and its peak) of a process, in KiB.
 pub fn rss_kib(pid: u32) -> (u64, u64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -148,5 +166,22 @@ mod tests {
             (50.0, 90.0, 99.0)
         );
         assert_eq!(figures.requests_per_sec, 100.0);
+    }
+
+    #[test]
+    fn cpu_seconds_grows_while_this_process_computes() {
+        let pid = std::process::id();
+        let before = cpu_seconds(pid);
+        let started = std::time::Instant::now();
+        let mut spin = 0_u64;
+        while cpu_seconds(pid) < before + 0.05 && started.elapsed().as_secs() < 10 {
+            spin = std::hint::black_box(spin.wrapping_add(1));
+        }
+        let used = cpu_seconds(pid) - before;
+        assert!(
+            (0.05..1.0).contains(&used),
+            "{used} s of CPU after {spin} spins"
+        );
+        assert_eq!(cpu_seconds(u32::MAX), 0.0, "no such process");
     }
 }

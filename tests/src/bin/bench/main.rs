@@ -34,7 +34,9 @@ use crate::data::{check_ledger, preload, seed_balances};
 use crate::load::Figures;
 use crate::pgbench::{pgbench, pgbench_insert, pgbench_reference};
 use crate::report::{print_comparison, print_table};
-use crate::scenarios::{balance_over_grpc, balance_over_rest, create_intents, webhooks};
+use crate::scenarios::{
+    balance_over_grpc, balance_over_rest, create_intents, metrics_cost, webhooks,
+};
 use crate::spends::{pgbench_spend, spends};
 use crate::world::{Setting, World, drop_database, start_world, with_rss};
 
@@ -78,7 +80,7 @@ pub(crate) struct Args {
     /// per server only adds cross-thread wake-ups (see README, Performance).
     #[arg(long, default_value_t = 1)]
     pub(crate) server_threads: usize,
-    /// Run only these scenarios (comma-separated: rest, grpc, webhook, create, spend, watch, pgbench).
+    /// Run only these scenarios (comma-separated: rest, metrics, grpc, webhook, create, spend, watch, pgbench).
     #[arg(long, value_delimiter = ',')]
     pub(crate) only: Vec<String>,
     /// Where to write the figures.
@@ -163,6 +165,7 @@ async fn main() -> anyhow::Result<()> {
 #[derive(Clone, Copy, PartialEq)]
 enum Scenario {
     Rest,
+    Metrics,
     Grpc,
     Webhook,
     Create,
@@ -173,8 +176,9 @@ enum Scenario {
 }
 
 impl Scenario {
-    const ALL: [Scenario; 8] = [
+    const ALL: [Scenario; 9] = [
         Scenario::Rest,
+        Scenario::Metrics,
         Scenario::Grpc,
         Scenario::Webhook,
         Scenario::Create,
@@ -188,6 +192,7 @@ impl Scenario {
     fn name(self) -> &'static str {
         match self {
             Scenario::Rest => "rest",
+            Scenario::Metrics => "metrics",
             Scenario::Grpc => "grpc",
             Scenario::Webhook => "webhook",
             Scenario::Create => "create",
@@ -274,6 +279,26 @@ async fn run_scenario(world: &World, scenario: Scenario, round: &mut Round) -> a
         Scenario::Rest => round
             .scenarios
             .push(with_rss(world, balance_over_rest(world).await)),
+        Scenario::Metrics => {
+            let (runs, cost) = metrics_cost(world).await?;
+            println!(
+                "    metrics ({} database): REST throughput while both /metrics are scraped every second {:+.1} %;\n    \
+                 a scrape takes {:.0} µs of edge-gateway's CPU ({:.2} ms to answer) and {:.0} µs of payments-grpc's ({:.2} ms), \
+                 a REST request {:.0} µs of both; scraped every second at {:.0} req/s: {:.3} % of the servers' CPU",
+                world.label,
+                cost.throughput_change * 100.0,
+                cost.cpu_per_scrape[0] * 1e6,
+                cost.wall_per_scrape[0] * 1e3,
+                cost.cpu_per_scrape[1] * 1e6,
+                cost.wall_per_scrape[1] * 1e3,
+                cost.cpu_per_request * 1e6,
+                cost.plain_rate,
+                cost.cpu_share() * 100.0,
+            );
+            round
+                .scenarios
+                .extend(runs.into_iter().map(|run| with_rss(world, run)));
+        }
         Scenario::Grpc => round
             .scenarios
             .push(with_rss(world, balance_over_grpc(world).await?)),

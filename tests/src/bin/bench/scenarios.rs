@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::ensure;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
@@ -20,7 +20,7 @@ use stripe_sandbox::stripe_event;
 use crate::data::{balances, check_ledger};
 use crate::fast_stripe::{amount_of, paid_intent_id, user_of};
 use crate::load;
-use crate::load::Figures;
+use crate::load::{Figures, cpu_seconds};
 use crate::pgbench::seed_payments;
 use crate::spends::grpc_channels;
 use crate::wire;
@@ -55,6 +55,161 @@ pub(crate) async fn http_call(
 
 /// Scenario 1: `GET /balance` with valid tokens over the users.
 pub(crate) async fn balance_over_rest(world: &World) -> Figures {
+    rest_balances(world, "GET /balance (REST)").await
+}
+
+/// How often the metrics scenario scrapes both `/metrics`: Prometheus's
+/// usual interval is 15 to 60 s, so this is 15 to 60 times the usual cost.
+const SCRAPE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What the metrics endpoints cost the REST path, two ways.
+///
+/// Scenario 1 four times, the middle two while a scraper reads both
+/// servers' `/metrics` every second (A B B A, so that a drift of the
+/// machine over the runs weighs on both sides alike); every scrape must
+/// answer 200 with the metrics in it. On a shared two-core machine runs
+/// differ by more than a scrape costs, so it also measures the servers'
+/// CPU time: per REST request (over the unscraped runs) and per scrape
+/// (over [`SCRAPES_MEASURED`] scrapes of each server with no load).
+pub(crate) async fn metrics_cost(world: &World) -> anyhow::Result<(Vec<Figures>, MetricsCost)> {
+    let http: Client<HttpConnector, Full<Bytes>> =
+        Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let scrapes = [
+        Scrape {
+            url: format!("http://{}/metrics", world.edge_metrics_addr),
+            expected: "edge_http_requests_total",
+            pid: world.edge_pid,
+        },
+        Scrape {
+            url: format!("http://{}/metrics", world.grpc_metrics_addr),
+            expected: "payments_paid_not_credited",
+            pid: world.grpc_pid,
+        },
+    ];
+    let servers_cpu = || cpu_seconds(world.edge_pid) + cpu_seconds(world.grpc_pid);
+    let plain_label = "GET /balance, no scraper";
+    let scraped_label = format!(
+        "GET /balance, /metrics every {} s",
+        SCRAPE_INTERVAL.as_secs()
+    );
+    let before = servers_cpu();
+    let mut runs = vec![rest_balances(world, plain_label).await];
+    let mut plain_cpu = servers_cpu() - before;
+    let scraped = Arc::new(AtomicU64::new(0));
+    let scraper = tokio::spawn(scrape_until_failure(
+        http.clone(),
+        scrapes.clone(),
+        scraped.clone(),
+    ));
+    runs.push(rest_balances(world, &scraped_label).await);
+    runs.push(rest_balances(world, &scraped_label).await);
+    if scraper.is_finished() {
+        anyhow::bail!("a scrape failed: {}", scraper.await?);
+    }
+    scraper.abort();
+    let before = servers_cpu();
+    runs.push(rest_balances(world, plain_label).await);
+    plain_cpu += servers_cpu() - before;
+    let scraped = scraped.load(Ordering::Relaxed);
+    ensure!(scraped >= 2, "only {scraped} scrapes during the scenario");
+
+    let mut cpu_per_scrape = Vec::new();
+    let mut wall_per_scrape = Vec::new();
+    for scrape in &scrapes {
+        let (cpu_before, started) = (cpu_seconds(scrape.pid), Instant::now());
+        for _ in 0..SCRAPES_MEASURED {
+            if let Err(failure) = scrape.once(&http).await {
+                anyhow::bail!("a scrape failed: {failure}");
+            }
+        }
+        cpu_per_scrape.push((cpu_seconds(scrape.pid) - cpu_before) / SCRAPES_MEASURED as f64);
+        wall_per_scrape.push(started.elapsed().as_secs_f64() / SCRAPES_MEASURED as f64);
+    }
+    let rate = |figures: &[&Figures]| {
+        figures.iter().map(|f| f.requests_per_sec).sum::<f64>() / figures.len() as f64
+    };
+    let plain_rate = rate(&[&runs[0], &runs[3]]);
+    let cost = MetricsCost {
+        throughput_change: (rate(&[&runs[1], &runs[2]]) - plain_rate) / plain_rate,
+        cpu_per_request: plain_cpu / (runs[0].requests + runs[3].requests) as f64,
+        plain_rate,
+        cpu_per_scrape: [cpu_per_scrape[0], cpu_per_scrape[1]],
+        wall_per_scrape: [wall_per_scrape[0], wall_per_scrape[1]],
+    };
+    Ok((runs, cost))
+}
+
+/// Scrapes of each server measured for their CPU time, one after another.
+const SCRAPES_MEASURED: u32 = 500;
+
+/// The figures of [`metrics_cost`], in seconds and fractions.
+pub(crate) struct MetricsCost {
+    /// REST throughput while scraped, relative to without (-0.01: 1 % less).
+    pub(crate) throughput_change: f64,
+    /// Both servers' CPU time per REST request, unscraped.
+    pub(crate) cpu_per_request: f64,
+    /// REST requests per second, unscraped.
+    pub(crate) plain_rate: f64,
+    /// CPU time of one scrape: edge-gateway's, payments-grpc's.
+    pub(crate) cpu_per_scrape: [f64; 2],
+    /// Time one scrape takes to answer: edge-gateway's, payments-grpc's.
+    pub(crate) wall_per_scrape: [f64; 2],
+}
+
+impl MetricsCost {
+    /// The servers' CPU share one scrape of each per [`SCRAPE_INTERVAL`]
+    /// takes at the unscraped REST throughput.
+    pub(crate) fn cpu_share(&self) -> f64 {
+        let scraping =
+            (self.cpu_per_scrape[0] + self.cpu_per_scrape[1]) / SCRAPE_INTERVAL.as_secs_f64();
+        scraping / (scraping + self.cpu_per_request * self.plain_rate)
+    }
+}
+
+/// One server's `/metrics`, and a series its answer must hold.
+#[derive(Clone)]
+struct Scrape {
+    url: String,
+    expected: &'static str,
+    pid: u32,
+}
+
+impl Scrape {
+    async fn once(&self, http: &Client<HttpConnector, Full<Bytes>>) -> Result<(), String> {
+        let request = hyper::Request::get(self.url.as_str())
+            .body(Full::new(Bytes::new()))
+            .map_err(|err| err.to_string())?;
+        match http_call(http, request).await {
+            Ok((200, body)) if String::from_utf8_lossy(&body).contains(self.expected) => Ok(()),
+            Ok((status, _)) => Err(format!(
+                "{} answered {status} without {}",
+                self.url, self.expected
+            )),
+            Err(err) => Err(format!("{}: {err}", self.url)),
+        }
+    }
+}
+
+/// Scrapes each server every [`SCRAPE_INTERVAL`] until one answers other
+/// than 200 with its series in it; returns what went wrong.
+async fn scrape_until_failure(
+    http: Client<HttpConnector, Full<Bytes>>,
+    scrapes: [Scrape; 2],
+    done: Arc<AtomicU64>,
+) -> String {
+    let mut every = tokio::time::interval(SCRAPE_INTERVAL);
+    loop {
+        every.tick().await;
+        for scrape in &scrapes {
+            if let Err(failure) = scrape.once(&http).await {
+                return failure;
+            }
+            done.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+async fn rest_balances(world: &World, label: &str) -> Figures {
     let (warmup, duration) = durations(world);
     let http = Arc::new(wire::Http1::new(world.edge_addr, world.args.connections));
     let requests: Arc<Vec<Vec<u8>>> = Arc::new(
@@ -68,7 +223,7 @@ pub(crate) async fn balance_over_rest(world: &World) -> Figures {
             .collect(),
     );
     load::run(
-        "GET /balance (REST)",
+        label,
         world.args.connections,
         warmup,
         duration,

@@ -34,6 +34,9 @@ pub(crate) struct World {
     pub(crate) grpc_pid: u32,
     pub(crate) edge_pid: u32,
     pub(crate) edge_addr: SocketAddr,
+    /// Where each server serves `/metrics`.
+    pub(crate) edge_metrics_addr: SocketAddr,
+    pub(crate) grpc_metrics_addr: SocketAddr,
     pub(crate) grpc_url: String,
     pub(crate) tokens: Arc<Vec<String>>,
     pub(crate) ready: (Duration, Duration),
@@ -60,6 +63,8 @@ pub(crate) async fn start_world(
     let database_url = url_with_path(&setting.maintenance, &database);
     let grpc_addr = free_addr().await?;
     let edge_addr = free_addr().await?;
+    let grpc_metrics_addr = free_addr().await?;
+    let edge_metrics_addr = free_addr().await?;
     let threads = args.server_threads.to_string();
     let grpc_started = Instant::now();
     let mut grpc = spawn_server(
@@ -70,7 +75,7 @@ pub(crate) async fn start_world(
             ("STRIPE_SECRET_KEY", STRIPE_SECRET_KEY),
             ("STRIPE_API_BASE", &setting.stripe_url),
             ("PAYMENTS_GRPC_ADDR", &grpc_addr.to_string()),
-            ("PAYMENTS_METRICS_ADDR", "127.0.0.1:0"),
+            ("PAYMENTS_METRICS_ADDR", &grpc_metrics_addr.to_string()),
             ("PAYMENTS_INTERNAL_TOKEN", INTERNAL_TOKEN),
             ("DATABASE_POOL_SIZE", &args.pool_size.to_string()),
             // The create scenario is a flood from few users by design.
@@ -98,7 +103,7 @@ pub(crate) async fn start_world(
         &setting.log_dir.join(format!("edge-gateway-{label}.log")),
         &[
             ("EDGE_ADDR", &edge_addr.to_string()),
-            ("EDGE_METRICS_ADDR", "127.0.0.1:0"),
+            ("EDGE_METRICS_ADDR", &edge_metrics_addr.to_string()),
             ("PAYMENTS_GRPC_URL", &grpc_url),
             ("PAYMENTS_INTERNAL_TOKEN", INTERNAL_TOKEN),
             ("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET),
@@ -123,6 +128,8 @@ pub(crate) async fn start_world(
         grpc,
         edge,
         edge_addr,
+        edge_metrics_addr,
+        grpc_metrics_addr,
         grpc_url,
         tokens: setting.tokens.clone(),
         ready: (grpc_ready, Duration::ZERO),
