@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Extension, Path, Request, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use service_runtime::now_unix;
 
 use crate::after_payment;
+use crate::browser::{self, Caller};
 use crate::state::{IntentState, Ledger, NewIntent, Replay, Shared, emit, new_intent};
 use crate::{PM_CARD_3DS, PM_CARD_DECLINED, PM_CARD_DISPUTED, PM_CARD_VISA};
 
@@ -34,7 +35,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/disputes", get(after_payment::list_disputes))
         .route("/v1/disputes/{id}", get(after_payment::retrieve_dispute))
         .route("/v1/events", get(after_payment::list_api_events))
-        .layer(middleware::from_fn(require_secret_key))
+        .layer(middleware::from_fn(require_api_key))
         .layer(middleware::from_fn_with_state(
             shared.clone(),
             crate::controls::record_and_inject,
@@ -56,6 +57,11 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             post(after_payment::close_dispute),
         )
         .route("/sandbox/health", get(|| async { "ok" }))
+        // The Stripe.js stand-in, where a page would load Stripe.js from.
+        .route("/v3", get(browser::stripe_js))
+        .route("/v3/", get(browser::stripe_js))
+        .route("/endive/stripe.js", get(browser::stripe_js))
+        .layer(middleware::from_fn(browser::cors))
         .with_state(shared)
 }
 
@@ -80,22 +86,41 @@ fn no_such_intent(id: &str) -> (StatusCode, Value) {
     )
 }
 
-async fn require_secret_key(request: Request, next: Next) -> Response {
-    let authorized = request
+/// A secret key (`sk_test_…`) opens every route; a publishable key
+/// (`pk_test_…`, as Stripe.js sends it) only the routes a browser may call
+/// (see [`browser`]). The handlers learn which from the [`Caller`]
+/// extension.
+async fn require_api_key(request: Request, next: Next) -> Response {
+    let header_key = request
         .headers()
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .and_then(secret_key)
-        .is_some_and(|key| key.starts_with("sk_test_") && key.len() > "sk_test_".len());
-    if authorized {
-        next.run(request).await
+        .and_then(secret_key);
+    let (mut request, key) = match browser::api_key(request, header_key).await {
+        Ok(found) => found,
+        Err(refused) => return refused,
+    };
+    let key = key.unwrap_or_default();
+    let caller = if test_key(&key, "sk_test_") {
+        Caller::Server
+    } else if test_key(&key, "pk_test_") {
+        if !browser::publishable_route(request.method(), request.uri().path()) {
+            return browser::publishable_key_refused();
+        }
+        Caller::Browser
     } else {
-        stripe_error(
+        return stripe_error(
             StatusCode::UNAUTHORIZED,
             json!({"type": "invalid_request_error",
-                   "message": "Invalid API Key provided. The sandbox accepts only sk_test_ keys."}),
-        )
-    }
+                   "message": "Invalid API Key provided. The sandbox accepts only sk_test_ and pk_test_ keys."}),
+        );
+    };
+    request.extensions_mut().insert(caller);
+    next.run(request).await
+}
+
+fn test_key(key: &str, prefix: &str) -> bool {
+    key.starts_with(prefix) && key.len() > prefix.len()
 }
 
 /// The API key of `Bearer sk_…` or, as `curl -u sk_…:` sends it, `Basic …`.
@@ -228,10 +253,22 @@ async fn create_intent(
     )
 }
 
-async fn retrieve_intent(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
+async fn retrieve_intent(
+    State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    uri: Uri,
+) -> Response {
+    let query = form(uri.query().unwrap_or_default().as_bytes());
     let (status, body) = match shared.ledger.lock().unwrap().intents.get(&id) {
-        Some(intent) => (StatusCode::OK, intent.json.clone()),
         None => no_such_intent(&id),
+        Some(intent) if caller == Caller::Browser => {
+            match browser::check_client_secret(&intent.json, &query) {
+                Ok(()) => (StatusCode::OK, browser::client_side(&intent.json)),
+                Err(refused) => refused,
+            }
+        }
+        Some(intent) => (StatusCode::OK, intent.json.clone()),
     };
     (status, Json(body)).into_response()
 }
@@ -283,6 +320,7 @@ fn unexpected_state(intent: &Value) -> (StatusCode, Value) {
 
 async fn confirm_intent(
     State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -294,79 +332,102 @@ async fn confirm_intent(
         &format!("confirm {id}"),
         form(&body),
         move |ledger, params| {
+            if caller == Caller::Server {
+                return confirm(&shared_ref, ledger, &id, params);
+            }
             let Some(intent) = ledger.intents.get(&id) else {
                 return no_such_intent(&id);
             };
-            let mut json = intent.json.clone();
-            let status = json["status"].as_str().unwrap_or_default().to_owned();
-            if !matches!(
-                status.as_str(),
-                "requires_payment_method" | "requires_confirmation" | "requires_action"
-            ) {
-                return unexpected_state(&json);
+            if let Err(refused) = browser::check_client_secret(&intent.json, params) {
+                return refused;
             }
-            let payment_method = param(params, "payment_method")
-                .map(str::to_owned)
-                .or_else(|| json["payment_method"].as_str().map(str::to_owned));
-            let Some(payment_method) = payment_method else {
-                return invalid_request(
-                    "You cannot confirm this PaymentIntent because it's missing a payment method.",
-                    Some("payment_method"),
-                );
-            };
-            json["payment_method"] = json!(payment_method);
-            json["last_payment_error"] = Value::Null;
-            json["next_action"] = Value::Null;
-            let answer = match payment_method.as_str() {
-                PM_CARD_VISA | PM_CARD_DISPUTED => {
-                    let charge = ledger.next_id("ch");
-                    succeed(&mut json, charge);
-                    Outcome::Event("payment_intent.succeeded")
-                }
-                PM_CARD_DECLINED => {
-                    let charge = ledger.next_id("ch");
-                    let error = decline(
-                        &mut json,
-                        charge,
-                        "card_declined",
-                        Some("generic_decline"),
-                        "Your card was declined.",
-                    );
-                    Outcome::Declined(error)
-                }
-                PM_CARD_3DS => {
-                    json["status"] = json!("requires_action");
-                    json["next_action"] = json!({
-                        "type": "use_stripe_sdk",
-                        "use_stripe_sdk": {"type": "three_d_secure_redirect", "stripe_js": format!("{{sandbox}}/sandbox/payment_intents/{id}/authenticate")},
-                    });
-                    Outcome::Event("payment_intent.requires_action")
-                }
-                other => {
-                    return (
-                        StatusCode::BAD_REQUEST,
-                        json!({"error": {"type": "invalid_request_error", "code": "resource_missing", "param": "payment_method",
-                                      "message": format!("No such PaymentMethod: '{other}'")}}),
-                    );
-                }
-            };
-            ledger.intents.get_mut(&id).expect("exists").json = json.clone();
-            match answer {
-                Outcome::Event(event_type) => {
-                    emit(&shared_ref, ledger, event_type, &json);
-                    if payment_method == PM_CARD_DISPUTED {
-                        after_payment::open_dispute(&shared_ref, ledger, &json);
-                    }
-                    (StatusCode::OK, json)
-                }
-                Outcome::Declined(mut error) => {
-                    emit(&shared_ref, ledger, "payment_intent.payment_failed", &json);
-                    error["payment_intent"] = json;
-                    (StatusCode::PAYMENT_REQUIRED, json!({ "error": error }))
-                }
-            }
+            let (status, body) = confirm(&shared_ref, ledger, &id, params);
+            (status, browser::for_browser(body))
         },
     )
+}
+
+/// Confirms the intent with the payment method the call names, as Stripe's
+/// test payment methods behave.
+fn confirm(
+    shared: &Arc<Shared>,
+    ledger: &mut Ledger,
+    id: &str,
+    params: &[(String, String)],
+) -> (StatusCode, Value) {
+    let Some(intent) = ledger.intents.get(id) else {
+        return no_such_intent(id);
+    };
+    let mut json = intent.json.clone();
+    let status = json["status"].as_str().unwrap_or_default().to_owned();
+    if !matches!(
+        status.as_str(),
+        "requires_payment_method" | "requires_confirmation" | "requires_action"
+    ) {
+        return unexpected_state(&json);
+    }
+    let named = match browser::payment_method_of(params) {
+        Ok(named) => named,
+        Err(refused) => return refused,
+    };
+    let payment_method = named.or_else(|| json["payment_method"].as_str().map(str::to_owned));
+    let Some(payment_method) = payment_method else {
+        return invalid_request(
+            "You cannot confirm this PaymentIntent because it's missing a payment method.",
+            Some("payment_method"),
+        );
+    };
+    json["payment_method"] = json!(payment_method);
+    json["last_payment_error"] = Value::Null;
+    json["next_action"] = Value::Null;
+    let answer = match payment_method.as_str() {
+        PM_CARD_VISA | PM_CARD_DISPUTED => {
+            let charge = ledger.next_id("ch");
+            succeed(&mut json, charge);
+            Outcome::Event("payment_intent.succeeded")
+        }
+        PM_CARD_DECLINED => {
+            let charge = ledger.next_id("ch");
+            let error = decline(
+                &mut json,
+                charge,
+                "card_declined",
+                Some("generic_decline"),
+                "Your card was declined.",
+            );
+            Outcome::Declined(error)
+        }
+        PM_CARD_3DS => {
+            json["status"] = json!("requires_action");
+            json["next_action"] = json!({
+                "type": "use_stripe_sdk",
+                "use_stripe_sdk": {"type": "three_d_secure_redirect", "stripe_js": format!("{{sandbox}}/sandbox/payment_intents/{id}/authenticate")},
+            });
+            Outcome::Event("payment_intent.requires_action")
+        }
+        other => {
+            return (
+                StatusCode::BAD_REQUEST,
+                json!({"error": {"type": "invalid_request_error", "code": "resource_missing", "param": "payment_method",
+                              "message": format!("No such PaymentMethod: '{other}'")}}),
+            );
+        }
+    };
+    ledger.intents.get_mut(id).expect("exists").json = json.clone();
+    match answer {
+        Outcome::Event(event_type) => {
+            emit(shared, ledger, event_type, &json);
+            if payment_method == PM_CARD_DISPUTED {
+                after_payment::open_dispute(shared, ledger, &json);
+            }
+            (StatusCode::OK, json)
+        }
+        Outcome::Declined(mut error) => {
+            emit(shared, ledger, "payment_intent.payment_failed", &json);
+            error["payment_intent"] = json;
+            (StatusCode::PAYMENT_REQUIRED, json!({ "error": error }))
+        }
+    }
 }
 
 enum Outcome {

@@ -11,6 +11,7 @@
 
 mod after_payment;
 mod api;
+mod browser;
 mod controls;
 mod delivery;
 pub mod signer;
