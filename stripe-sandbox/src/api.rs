@@ -48,6 +48,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             post(authenticate),
         )
         .route("/sandbox/events", get(list_events))
+        .route("/sandbox/webhooks", get(webhook_state).post(hold_webhooks))
         .route(
             "/sandbox/refunds/{id}/fail",
             post(after_payment::fail_refund),
@@ -542,6 +543,33 @@ async fn authenticate(
     let json = intent.json.clone();
     emit(&shared, &mut ledger, event_type, &json);
     (StatusCode::OK, Json(json)).into_response()
+}
+
+/// Whether webhooks are held, and the delivery counters.
+async fn webhook_state(State(shared): State<Arc<Shared>>) -> Json<Value> {
+    let stats = *shared.stats.borrow();
+    Json(json!({
+        "held": *shared.held.borrow(),
+        "events": stats.events,
+        "delivered": stats.delivered,
+        "pending": *shared.pending.borrow(),
+    }))
+}
+
+/// `held=true` keeps webhooks queued; `held=false` delivers them.
+async fn hold_webhooks(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let held = match param(&form(&body), "held") {
+        Some("true") => true,
+        Some("false") => false,
+        _ => {
+            return stripe_error(
+                StatusCode::BAD_REQUEST,
+                json!({"type": "invalid_request_error", "message": "held must be true or false"}),
+            );
+        }
+    };
+    shared.held.send_replace(held);
+    webhook_state(State(shared)).await.into_response()
 }
 
 async fn list_events(State(shared): State<Arc<Shared>>) -> Json<Value> {

@@ -42,7 +42,10 @@ pub(crate) async fn deliver_events(
     let client: Client<HttpConnector, Full<Bytes>> =
         Client::builder(TokioExecutor::new()).build_http();
     let mut shuffler = Shuffler(shared.config.lock().unwrap().seed | 1);
+    let mut held = shared.held.subscribe();
     while let Some(first) = events.recv().await {
+        // Held webhooks stay queued until released.
+        let _ = held.wait_for(|held| !*held).await;
         let config = shared.config.lock().unwrap().clone();
         let mut batch = vec![first];
         if config.shuffle_events {

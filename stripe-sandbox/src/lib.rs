@@ -116,6 +116,7 @@ impl Sandbox {
             stats: watch::channel(DeliveryStats::default()).0,
             queue,
             pending,
+            held: watch::channel(false).0,
             received: Mutex::default(),
             faults: Mutex::default(),
         });
@@ -135,6 +136,12 @@ impl Sandbox {
 
     pub fn set_webhook(&self, target: Option<WebhookTarget>) {
         self.shared.config.lock().unwrap().webhook = target;
+    }
+
+    /// Holds every webhook back (queued, not delivered) until called with
+    /// `false`: shows what happens before Stripe's webhooks arrive.
+    pub fn hold_webhooks(&self, held: bool) {
+        self.shared.held.send_replace(held);
     }
 
     pub fn set_delivery(&self, duplicate: bool, shuffle: bool) {

@@ -63,6 +63,8 @@ pub(crate) struct Shared {
     pub(crate) queue: mpsc::UnboundedSender<Value>,
     /// Deliveries queued or in flight.
     pub(crate) pending: watch::Sender<u64>,
+    /// While true, events wait in the queue undelivered (`hold_webhooks`).
+    pub(crate) held: watch::Sender<bool>,
     /// API requests received (with `record_requests`), oldest first.
     pub(crate) received: Mutex<Vec<RecordedRequest>>,
     /// Answers queued by tests in place of the API's.

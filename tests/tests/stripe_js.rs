@@ -306,3 +306,55 @@ async fn browsers_of_any_origin_are_answered_and_the_stripe_js_stand_in_is_serve
         assert!(body.contains(api), "{api} missing from the stand-in");
     }
 }
+
+#[tokio::test]
+async fn held_webhooks_wait_in_the_queue_until_released() {
+    let receiver = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", receiver.local_addr().unwrap());
+    tokio::spawn(async move {
+        let app = axum::Router::new().route("/hook", axum::routing::post(|| async { "ok" }));
+        axum::serve(receiver, app).await.unwrap();
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sandbox = Sandbox::start(
+        listener,
+        SandboxConfig {
+            webhook: Some(stripe_sandbox::WebhookTarget {
+                url,
+                secret: "whsec_test".into(),
+            }),
+            ..SandboxConfig::default()
+        },
+    )
+    .await;
+    let http = HttpClient::new();
+    let control = format!("{}/sandbox/webhooks", sandbox.url());
+
+    let (status, state) = http
+        .send("POST", &control, None, &[FORM], b"held=true".to_vec())
+        .await;
+    assert_eq!((status, &state["held"]), (200, &Value::Bool(true)));
+    let intent = create_intent(&http, &sandbox).await;
+    let (status, _) = confirm_with_card(
+        &http,
+        &sandbox,
+        &intent,
+        secret_of(&intent),
+        "4242424242424242",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, state) = http.send("GET", &control, None, &[], Vec::new()).await;
+    assert_eq!(state["events"], 2, "{state}");
+    assert_eq!(state["delivered"], 0, "{state}");
+    assert_eq!(state["pending"], 2, "{state}");
+
+    let (status, _) = http
+        .send("POST", &control, None, &[FORM], b"held=maybe".to_vec())
+        .await;
+    assert_eq!(status, 400);
+    http.send("POST", &control, None, &[FORM], b"held=false".to_vec())
+        .await;
+    let stats = sandbox.wait_for_stats(|s| s.delivered == 2).await;
+    assert_eq!(stats.delivered, 2);
+}
