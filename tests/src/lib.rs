@@ -5,3 +5,4 @@ pub mod cluster;
 pub mod process;
 pub mod stack;
 pub mod tools;
+pub mod web;

@@ -1,7 +1,11 @@
 //! The main job, end to end: brings up payments-grpc and edge-gateway (the
 //! release binaries, as processes), the Stripe sandbox and a local key set,
 //! then walks one top-up: create intent → confirm with the test card → sync
-//! (credited) → signed webhook (nothing left to do) → balance. With --keep-running the stack stays up for manual use.
+//! (credited) → signed webhook (nothing left to do) → balance. With
+//! --keep-running the stack stays up for manual use; with --web it also
+//! serves the web client (`web/dist`, built with `npm run build:sandbox`)
+//! and prints the page's URL. The browser tests start it with --no-walk,
+//! --fresh-database and --any-ports and read its `demo-ready` line.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -47,7 +51,59 @@ struct Args {
     /// Where payments-grpc and edge-gateway are (default: beside this binary).
     #[arg(long)]
     bin_dir: Option<PathBuf>,
+    /// Serve the web client built in this directory (e.g. web/dist).
+    #[arg(long)]
+    web: Option<PathBuf>,
+    #[arg(long, default_value = "127.0.0.1:5173")]
+    web_addr: SocketAddr,
+    /// Skip the walk-through: start the stack and (with --keep-running) wait.
+    #[arg(long)]
+    no_walk: bool,
+    /// A database of its own, made from the migrated template and dropped
+    /// when the demo stops (tests), instead of --database-url.
+    #[arg(long)]
+    fresh_database: bool,
+    /// Every address on a free port, so several demos can run at once.
+    #[arg(long)]
+    any_ports: bool,
+    /// How long the dev sign-in's ID tokens last, in seconds.
+    #[arg(long, default_value_t = payments_tests::web::TOKEN_LIFETIME_SECS)]
+    token_lifetime_secs: i64,
+    /// Print the edge's OpenAPI document and exit (the web client's types
+    /// are generated from it).
+    #[arg(long)]
+    print_openapi: bool,
 }
+
+/// `addr`, or with --any-ports a free port of 127.0.0.1.
+fn address(args: &Args, addr: SocketAddr) -> anyhow::Result<SocketAddr> {
+    if !args.any_ports {
+        return Ok(addr);
+    }
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+/// `<server>.log`, or with --any-ports `<server>-<port>.log`.
+fn log_name(server: &str, args: &Args, addr: SocketAddr) -> String {
+    match args.any_ports {
+        true => format!("{server}-{}.log", addr.port()),
+        false => format!("{server}.log"),
+    }
+}
+
+async fn bind(args: &Args, addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    let addr = if args.any_ports {
+        "127.0.0.1:0".parse()?
+    } else {
+        addr
+    };
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))
+}
+
+/// Where `npm run dev` serves the page (web/vite.config.ts).
+const VITE_DEV_ORIGINS: &str = "http://127.0.0.1:5174,http://localhost:5174";
 
 fn step(n: u32, text: &str) {
     println!("\n[{n}] {text}");
@@ -56,6 +112,19 @@ fn step(n: u32, text: &str) {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.print_openapi {
+        println!("{}", edge_gateway::openapi::document().to_pretty_json()?);
+        return Ok(());
+    }
+    let fresh_database = match args.fresh_database {
+        true => Some(payments_test_support::TestDatabase::create().await),
+        false => None,
+    };
+    let database_url = fresh_database
+        .as_ref()
+        .map_or(args.database_url.clone(), |db| db.url.clone());
+    let grpc_addr = address(&args, args.grpc_addr)?;
+    let edge_addr = address(&args, args.edge_addr)?;
     let bin_dir = match &args.bin_dir {
         Some(dir) => dir.clone(),
         None => sibling_binary_dir()?,
@@ -67,11 +136,9 @@ async fn main() -> anyhow::Result<()> {
         1,
         "Starting the Stripe sandbox, the local Firebase key set, payments-grpc and edge-gateway",
     );
-    let edge_url = format!("http://{}", args.edge_addr);
+    let edge_url = format!("http://{edge_addr}");
     let sandbox = Sandbox::start(
-        tokio::net::TcpListener::bind(args.sandbox_addr)
-            .await
-            .with_context(|| format!("binding {}", args.sandbox_addr))?,
+        bind(&args, args.sandbox_addr).await?,
         SandboxConfig {
             webhook: Some(WebhookTarget {
                 url: format!("{edge_url}/stripe/webhook"),
@@ -81,36 +148,68 @@ async fn main() -> anyhow::Result<()> {
         },
     )
     .await;
-    serve_key_set(
-        tokio::net::TcpListener::bind(args.keys_addr)
-            .await
-            .with_context(|| format!("binding {}", args.keys_addr))?,
-    )
-    .await;
-    let keys_url = format!("http://{}/jwks.json", args.keys_addr);
+    let sandbox_url = sandbox.url();
+    let keys_listener = bind(&args, args.keys_addr).await?;
+    let keys_url = format!("http://{}/jwks.json", keys_listener.local_addr()?);
+    serve_key_set(keys_listener).await;
+    let web_url = match &args.web {
+        Some(dist) => {
+            anyhow::ensure!(
+                dist.join("index.html").exists(),
+                "{} has no index.html: build the web client first (cd web && npm ci && npm run build:sandbox)",
+                dist.display()
+            );
+            let config = payments_tests::web::DevConfig {
+                api_base_url: edge_url.clone(),
+                sandbox_url: sandbox.url(),
+                token_lifetime_secs: args.token_lifetime_secs,
+            };
+            let listener = bind(&args, args.web_addr).await?;
+            let addr = payments_tests::web::serve(listener, dist, config).await;
+            Some(format!("http://{addr}"))
+        }
+        None => None,
+    };
+    let metrics_addr = if args.any_ports { "127.0.0.1:0" } else { "" };
+    let grpc_addr_text = grpc_addr.to_string();
+    let mut grpc_env = vec![
+        ("DATABASE_URL", database_url.as_str()),
+        ("STRIPE_SECRET_KEY", STRIPE_SECRET_KEY),
+        ("STRIPE_API_BASE", sandbox_url.as_str()),
+        ("PAYMENTS_GRPC_ADDR", grpc_addr_text.as_str()),
+        ("PAYMENTS_INTERNAL_TOKEN", INTERNAL_TOKEN),
+    ];
+    let edge_addr_text = edge_addr.to_string();
+    let grpc_url = format!("http://{grpc_addr}");
+    let mut edge_env = vec![
+        ("EDGE_ADDR", edge_addr_text.as_str()),
+        ("PAYMENTS_GRPC_URL", grpc_url.as_str()),
+        ("PAYMENTS_INTERNAL_TOKEN", INTERNAL_TOKEN),
+        ("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET),
+        ("FIREBASE_PROJECT_ID", PROJECT_ID),
+        ("FIREBASE_JWKS_URL", keys_url.as_str()),
+    ];
+    // The page's origin, and Vite's dev server (`npm run dev` in web/).
+    let origins = web_url
+        .as_ref()
+        .map(|origin| format!("{origin},{VITE_DEV_ORIGINS}"));
+    if let Some(origins) = &origins {
+        edge_env.push(("CORS_ALLOWED_ORIGINS", origins.as_str()));
+    }
+    if !metrics_addr.is_empty() {
+        grpc_env.push(("PAYMENTS_METRICS_ADDR", metrics_addr));
+        edge_env.push(("EDGE_METRICS_ADDR", metrics_addr));
+    }
 
     let mut grpc = spawn_server(
         &bin_dir.join("payments-grpc"),
-        &log_dir.join("payments-grpc.log"),
-        &[
-            ("DATABASE_URL", args.database_url.as_str()),
-            ("STRIPE_SECRET_KEY", STRIPE_SECRET_KEY),
-            ("STRIPE_API_BASE", &sandbox.url()),
-            ("PAYMENTS_GRPC_ADDR", &args.grpc_addr.to_string()),
-            ("PAYMENTS_INTERNAL_TOKEN", INTERNAL_TOKEN),
-        ],
+        &log_dir.join(log_name("payments-grpc", &args, grpc_addr)),
+        &grpc_env,
     )?;
     let mut edge = spawn_server(
         &bin_dir.join("edge-gateway"),
-        &log_dir.join("edge-gateway.log"),
-        &[
-            ("EDGE_ADDR", &args.edge_addr.to_string()),
-            ("PAYMENTS_GRPC_URL", &format!("http://{}", args.grpc_addr)),
-            ("PAYMENTS_INTERNAL_TOKEN", INTERNAL_TOKEN),
-            ("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET),
-            ("FIREBASE_PROJECT_ID", PROJECT_ID),
-            ("FIREBASE_JWKS_URL", &keys_url),
-        ],
+        &log_dir.join(log_name("edge-gateway", &args, edge_addr)),
+        &edge_env,
     )?;
     let http = HttpClient::new();
     let started = Instant::now();
@@ -122,14 +221,65 @@ async fn main() -> anyhow::Result<()> {
     );
 
     let token = edge_gateway::testing::id_token(PROJECT_ID, &args.user, now_unix());
+    if !args.no_walk {
+        walk(&http, &edge_url, &sandbox, &args.user, &token).await?;
+    }
+
+    if args.keep_running {
+        print_manual_use(
+            &args,
+            grpc_addr,
+            &edge_url,
+            &token,
+            &sandbox.url(),
+            &log_dir,
+        );
+        if let Some(web_url) = &web_url {
+            println!(
+                "\nThe web client: open {web_url}/ in a browser, sign in with any user id and\n\
+                 top up with the card 4242 4242 4242 4242 (any future expiry, any CVC)."
+            );
+        }
+        // One line for programs that start the demo (the browser tests).
+        println!(
+            "demo-ready {}",
+            serde_json::json!({
+                "web_url": web_url,
+                "edge_url": edge_url,
+                "grpc_addr": grpc_addr.to_string(),
+                "sandbox_url": sandbox.url(),
+                "internal_token": INTERNAL_TOKEN,
+            })
+        );
+        tokio::select! {
+            _ = service_runtime::shutdown_signal() => println!("\nstopping"),
+            status = grpc.wait() => println!("payments-grpc exited: {status:?}"),
+            status = edge.wait() => println!("edge-gateway exited: {status:?}"),
+        }
+    }
+    stop_gracefully(&mut edge).await;
+    stop_gracefully(&mut grpc).await;
+    drop(fresh_database);
+    Ok(())
+}
+
+/// The walk-through: one $20 top-up, step by step, as the SPA and Stripe.js
+/// would make it.
+async fn walk(
+    http: &HttpClient,
+    edge_url: &str,
+    sandbox: &Sandbox,
+    user: &str,
+    token: &str,
+) -> anyhow::Result<()> {
     step(
         2,
         &format!(
             "GET /balance as {:?} (a Firebase-shaped ID token signed by the dev key)",
-            args.user
+            user
         ),
     );
-    let (status, balance) = get_balance(&http, &edge_url, &token).await;
+    let (status, balance) = get_balance(http, edge_url, token).await;
     ensure!(status == 200, "GET /balance answered {status}: {balance}");
     let before = balance["balance_cents"].as_i64().context("balance_cents")?;
     println!("    {status} {balance}");
@@ -142,7 +292,7 @@ async fn main() -> anyhow::Result<()> {
         .send(
             "POST",
             &format!("{edge_url}/payments/create-payment-intent"),
-            Some(&token),
+            Some(token),
             &[],
             br#"{"amount_usd": 20}"#.to_vec(),
         )
@@ -187,7 +337,7 @@ async fn main() -> anyhow::Result<()> {
         .send(
             "POST",
             &format!("{edge_url}/payments/{intent_id}/sync"),
-            Some(&token),
+            Some(token),
             &[],
             Vec::new(),
         )
@@ -224,7 +374,7 @@ async fn main() -> anyhow::Result<()> {
     );
 
     step(7, "GET /balance again");
-    let (status, balance) = get_balance(&http, &edge_url, &token).await;
+    let (status, balance) = get_balance(http, edge_url, token).await;
     println!("    {status} {balance}");
     let after = balance["balance_cents"].as_i64().context("balance_cents")?;
     ensure!(
@@ -234,19 +384,9 @@ async fn main() -> anyhow::Result<()> {
     );
     println!(
         "\nTop-up complete: {:?} went from {before} to {after} cents (+$20.00).",
-        args.user
+        user
     );
 
-    if args.keep_running {
-        print_manual_use(&args, &edge_url, &token, &sandbox.url(), &log_dir);
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => println!("\nstopping"),
-            status = grpc.wait() => println!("payments-grpc exited: {status:?}"),
-            status = edge.wait() => println!("edge-gateway exited: {status:?}"),
-        }
-    }
-    stop_gracefully(&mut edge).await;
-    stop_gracefully(&mut grpc).await;
     Ok(())
 }
 
@@ -290,7 +430,14 @@ async fn get_balance(http: &HttpClient, edge_url: &str, token: &str) -> (u16, se
     .await
 }
 
-fn print_manual_use(args: &Args, edge_url: &str, token: &str, sandbox_url: &str, log_dir: &Path) {
+fn print_manual_use(
+    args: &Args,
+    grpc: SocketAddr,
+    edge_url: &str,
+    token: &str,
+    sandbox_url: &str,
+    log_dir: &Path,
+) {
     println!(
         r#"
 The stack keeps running (ctrl-c stops it). Try:
@@ -309,7 +456,6 @@ The stack keeps running (ctrl-c stops it). Try:
   grpcurl -plaintext -d '{{"service": "payments.v1.PaymentsService"}}' {grpc} grpc.health.v1.Health/Check
 
 A token for another user: rerun with --user <id>. Logs: {logs}"#,
-        grpc = args.grpc_addr,
         user = args.user,
         logs = log_dir.display(),
     );
