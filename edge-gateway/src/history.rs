@@ -347,6 +347,7 @@ pub async fn balance_stream(
         .into_inner();
     let lifetime = u64::try_from(user.expires_at - service_runtime::now_unix()).unwrap_or(0);
     let (sender, events) = tokio::sync::mpsc::channel(4);
+    let mut closing = state.balance_streams.closing();
     tokio::spawn(async move {
         let _held_until_the_stream_ends = (place, connection_place);
         let expired = tokio::time::sleep(std::time::Duration::from_secs(lifetime));
@@ -355,6 +356,8 @@ pub async fn balance_stream(
             let balance = tokio::select! {
                 balance = balances.message() => balance,
                 () = &mut expired => return,
+                // The edge is stopping: the client reconnects elsewhere.
+                _ = closing.wait_for(|closing| *closing) => return,
                 // The client went away.
                 () = sender.closed() => return,
             };
@@ -430,6 +433,9 @@ pub struct StreamPlaces {
     all: Arc<tokio::sync::Semaphore>,
     per_user: usize,
     by_user: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+    /// Set when the edge stops: every stream ends at once, so its client
+    /// reconnects (to another replica) instead of the drain waiting on it.
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 /// A stream's places, given back when it is dropped.
@@ -445,7 +451,17 @@ impl StreamPlaces {
             all: Arc::new(tokio::sync::Semaphore::new(max)),
             per_user,
             by_user: Arc::default(),
+            closing: tokio::sync::watch::channel(false).0,
         }
+    }
+
+    /// Ends every stream, open or opened from now on (the edge is stopping).
+    pub fn close_all(&self) {
+        self.closing.send_replace(true);
+    }
+
+    fn closing(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.closing.subscribe()
     }
 
     pub fn take(&self, user: &str) -> Result<StreamPlace, ApiError> {

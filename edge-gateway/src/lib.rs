@@ -139,6 +139,12 @@ impl Application {
             self.state.metrics.registry(),
             None,
         ));
+        let streams = self.state.clone();
+        let shutdown = async move {
+            shutdown.await;
+            // Open balance streams would hold the drain to its end.
+            streams.balance_streams.close_all();
+        };
         let router = router(self.state, self.settings.request_timeout);
         server::serve(
             self.listener,

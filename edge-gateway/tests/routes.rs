@@ -40,6 +40,9 @@ struct Stack {
     /// Where the edge's `GET /metrics` answers.
     metrics_addr: SocketAddr,
     http: reqwest::Client,
+    /// `true` stops the edge, as SIGTERM does.
+    stop_edge: tokio::sync::watch::Sender<bool>,
+    edge_task: tokio::task::JoinHandle<()>,
 }
 
 impl Stack {
@@ -90,7 +93,10 @@ impl Stack {
         let application = Application::build(config).await.unwrap();
         let edge = format!("http://{}", application.local_addr());
         let metrics_addr = application.metrics_addr();
-        tokio::spawn(application.run_until(std::future::pending()));
+        let (stop_edge, mut stopping) = tokio::sync::watch::channel(false);
+        let edge_task = tokio::spawn(application.run_until(async move {
+            let _ = stopping.wait_for(|stop| *stop).await;
+        }));
         Self {
             db,
             stripe,
@@ -99,6 +105,8 @@ impl Stack {
             edge,
             metrics_addr,
             http: reqwest::Client::new(),
+            stop_edge,
+            edge_task,
         }
     }
 
@@ -1055,6 +1063,29 @@ async fn the_balance_stream_sends_the_balance_then_each_change() {
         .await
         .unwrap();
     problem(unauthenticated, StatusCode::UNAUTHORIZED).await;
+}
+
+/// A stopping edge ends its balance streams at once: their clients
+/// reconnect to another replica, and the drain does not wait its whole
+/// period (request timeout + 1 s, 11 s here) on them.
+#[tokio::test]
+async fn a_stopping_edge_ends_its_balance_streams_at_once() {
+    let stack = Stack::start().await;
+    let mut response = stack.get(&stack.token("ned"), "/balance/stream").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut seen = String::new();
+    let soon = std::time::Duration::from_secs(5);
+    read_until(&mut response, &mut seen, "event: balance", soon)
+        .await
+        .unwrap();
+
+    stack.stop_edge.send_replace(true);
+    let ended = read_until(&mut response, &mut seen, "never sent", soon).await;
+    assert_eq!(ended, None, "{seen:?}");
+    tokio::time::timeout(soon, stack.edge_task)
+        .await
+        .expect("the edge stopped well inside its drain period")
+        .unwrap();
 }
 
 /// Open streams are bounded per user (429) and per edge (503), and each
