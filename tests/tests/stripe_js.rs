@@ -61,6 +61,16 @@ async fn confirm_with_card(
     .await
 }
 
+/// Confirms `intent` with its own client secret.
+async fn confirm_own(
+    http: &HttpClient,
+    sandbox: &Sandbox,
+    intent: &Value,
+    number: &str,
+) -> (u16, Value) {
+    confirm_with_card(http, sandbox, intent, secret_of(intent), number).await
+}
+
 fn secret_of(intent: &Value) -> &str {
     intent["client_secret"].as_str().unwrap()
 }
@@ -79,14 +89,7 @@ async fn the_success_card_confirms_with_the_publishable_key_and_the_answer_shows
     let (sandbox, http) = (sandbox().await, HttpClient::new());
     let intent = create_intent(&http, &sandbox).await;
 
-    let (status, confirmed) = confirm_with_card(
-        &http,
-        &sandbox,
-        &intent,
-        secret_of(&intent),
-        "4242424242424242",
-    )
-    .await;
+    let (status, confirmed) = confirm_own(&http, &sandbox, &intent, "4242424242424242").await;
     assert_eq!(status, 200, "{confirmed}");
     assert_eq!(confirmed["status"], "succeeded");
     assert_client_side(&confirmed);
@@ -199,14 +202,7 @@ async fn stripes_test_card_numbers_decline_ask_for_3ds_or_are_refused_as_stripe_
     let (sandbox, http) = (sandbox().await, HttpClient::new());
 
     let declined = create_intent(&http, &sandbox).await;
-    let (status, answer) = confirm_with_card(
-        &http,
-        &sandbox,
-        &declined,
-        secret_of(&declined),
-        "4000 0000 0000 0002",
-    )
-    .await;
+    let (status, answer) = confirm_own(&http, &sandbox, &declined, "4000 0000 0000 0002").await;
     assert_eq!(status, 402, "{answer}");
     assert_eq!(answer["error"]["type"], "card_error");
     assert_eq!(answer["error"]["code"], "card_declined");
@@ -218,12 +214,10 @@ async fn stripes_test_card_numbers_decline_ask_for_3ds_or_are_refused_as_stripe_
     assert_client_side(&answer["error"]["payment_intent"]);
 
     let typo = create_intent(&http, &sandbox).await;
-    let (status, answer) =
-        confirm_with_card(&http, &sandbox, &typo, secret_of(&typo), "4242424242424241").await;
+    let (status, answer) = confirm_own(&http, &sandbox, &typo, "4242424242424241").await;
     assert_eq!(status, 402, "{answer}");
     assert_eq!(answer["error"]["code"], "incorrect_number");
-    let (status, answer) =
-        confirm_with_card(&http, &sandbox, &typo, secret_of(&typo), "4111111111111111").await;
+    let (status, answer) = confirm_own(&http, &sandbox, &typo, "4111111111111111").await;
     assert_eq!(status, 402, "{answer}");
     assert_eq!(answer["error"]["decline_code"], "test_mode_live_card");
     let typo_id = typo["id"].as_str().unwrap();
@@ -234,14 +228,7 @@ async fn stripes_test_card_numbers_decline_ask_for_3ds_or_are_refused_as_stripe_
     assert_eq!(sandbox.intent_json(typo_id).unwrap()["amount_received"], 0);
 
     let three_ds = create_intent(&http, &sandbox).await;
-    let (status, answer) = confirm_with_card(
-        &http,
-        &sandbox,
-        &three_ds,
-        secret_of(&three_ds),
-        "4000002500003155",
-    )
-    .await;
+    let (status, answer) = confirm_own(&http, &sandbox, &three_ds, "4000002500003155").await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["status"], "requires_action");
     assert_eq!(answer["next_action"]["type"], "use_stripe_sdk");
@@ -335,14 +322,7 @@ async fn held_webhooks_wait_in_the_queue_until_released() {
         .await;
     assert_eq!((status, &state["held"]), (200, &Value::Bool(true)));
     let intent = create_intent(&http, &sandbox).await;
-    let (status, _) = confirm_with_card(
-        &http,
-        &sandbox,
-        &intent,
-        secret_of(&intent),
-        "4242424242424242",
-    )
-    .await;
+    let (status, _) = confirm_own(&http, &sandbox, &intent, "4242424242424242").await;
     assert_eq!(status, 200);
     let (_, state) = http.send("GET", &control, None, &[], Vec::new()).await;
     assert_eq!(state["events"], 2, "{state}");
