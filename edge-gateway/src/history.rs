@@ -336,15 +336,16 @@ pub async fn balance_stream(
 
     // Held until the stream ends, in the task below.
     let place = state.balance_streams.take(&user.user_id)?;
-    let (mut client, connection_place) = state.upstream.watch_client();
+    let (channel, connection_place) = state.upstream.watch_client();
     let request = payments_proto::WatchBalanceRequest {
         user_id: user.user_id,
     };
-    let mut balances = client
-        .watch_balance(state.upstream.request(request, user.request_id.as_deref()))
-        .await
-        .map_err(|status| ApiError::from_grpc(&status))?
-        .into_inner();
+    let mut balances = crate::upstream::watch_balance(
+        channel,
+        state.upstream.request(request, user.request_id.as_deref()),
+    )
+    .await
+    .map_err(|status| ApiError::from_grpc(&status))?;
     let lifetime = u64::try_from(user.expires_at - service_runtime::now_unix()).unwrap_or(0);
     let (sender, events) = tokio::sync::mpsc::channel(4);
     let mut closing = state.balance_streams.closing();

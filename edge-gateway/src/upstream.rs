@@ -92,7 +92,7 @@ impl Upstream {
     /// A client for one balance watch, on a watch connection with a free
     /// place (a new connection when none has one), and that place. The
     /// number of watches is bounded by the caller (`EDGE_MAX_BALANCE_STREAMS`).
-    pub fn watch_client(&self) -> (PaymentsServiceClient<Channel>, WatchPlace) {
+    pub fn watch_client(&self) -> (Channel, WatchPlace) {
         let mut open = self
             .watches
             .open
@@ -100,10 +100,7 @@ impl Upstream {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         for (channel, places) in open.iter() {
             if let Ok(place) = places.clone().try_acquire_owned() {
-                return (
-                    PaymentsServiceClient::new(channel.clone()),
-                    WatchPlace(place),
-                );
+                return (channel.clone(), WatchPlace(place));
             }
         }
         let channel = self.watches.endpoint.connect_lazy();
@@ -113,7 +110,7 @@ impl Upstream {
             .try_acquire_owned()
             .expect("a new connection has free places");
         open.push((channel.clone(), places));
-        (PaymentsServiceClient::new(channel), WatchPlace(place))
+        (channel, WatchPlace(place))
     }
 
     /// A request carrying the internal token and the edge's request id.
@@ -147,6 +144,55 @@ impl Upstream {
             Err(_) => Err("payments-grpc health check timed out".into()),
         }
     }
+}
+
+/// Codec buffers of a balance watch: its messages are a few dozen bytes,
+/// and tonic's default (8 KiB, reserved per call for its whole life) was a
+/// third of an open `GET /balance/stream`'s memory.
+fn watch_buffers() -> tonic::codec::BufferSettings {
+    tonic::codec::BufferSettings::new(256, 4096)
+}
+
+/// Protobuf with [`watch_buffers`].
+struct WatchCodec;
+
+impl tonic::codec::Codec for WatchCodec {
+    type Encode = payments_proto::WatchBalanceRequest;
+    type Decode = payments_proto::GetBalanceResponse;
+    type Encoder = tonic_prost::ProstEncoder<Self::Encode>;
+    type Decoder = tonic_prost::ProstDecoder<Self::Decode>;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        tonic_prost::ProstEncoder::new(watch_buffers())
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        tonic_prost::ProstDecoder::new(watch_buffers())
+    }
+}
+
+/// `PaymentsService.WatchBalance` on `channel`, as the generated client
+/// calls it but with small codec buffers ([`watch_buffers`]).
+pub async fn watch_balance(
+    channel: Channel,
+    request: tonic::Request<payments_proto::WatchBalanceRequest>,
+) -> Result<tonic::codec::Streaming<payments_proto::GetBalanceResponse>, tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready()
+        .await
+        .map_err(|err| tonic::Status::unavailable(format!("payments-grpc: {err}")))?;
+    let mut request = request;
+    request.extensions_mut().insert(tonic::GrpcMethod::new(
+        "payments.v1.PaymentsService",
+        "WatchBalance",
+    ));
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(
+        "/payments.v1.PaymentsService/WatchBalance",
+    );
+    Ok(grpc
+        .server_streaming(request, path, WatchCodec)
+        .await?
+        .into_inner())
 }
 
 #[cfg(test)]

@@ -21,6 +21,37 @@ use crate::world::World;
 
 /// Streams opened at once while connecting them all.
 const OPENING_AT_ONCE: usize = 200;
+/// Streams on one HTTP/2 connection (the edge allows 64).
+const STREAMS_PER_H2_CONNECTION: usize = 64;
+
+/// An open stream: its own HTTP/1.1 connection, or a stream of a shared
+/// HTTP/2 connection.
+enum Watch {
+    Http1(TcpStream),
+    Http2(hyper::body::Incoming),
+}
+
+type H2Sender = hyper::client::conn::http2::SendRequest<http_body_util::Empty<hyper::body::Bytes>>;
+
+/// HTTP/2 connections to the edge (cleartext, prior knowledge), each
+/// carrying up to [`STREAMS_PER_H2_CONNECTION`] streams.
+async fn h2_connections(
+    addr: std::net::SocketAddr,
+    streams: usize,
+) -> anyhow::Result<Vec<H2Sender>> {
+    let mut senders = Vec::new();
+    for _ in 0..streams.div_ceil(STREAMS_PER_H2_CONNECTION) {
+        let tcp = TcpStream::connect(addr).await?;
+        let (sender, connection) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(tcp),
+        )
+        .await?;
+        tokio::spawn(connection);
+        senders.push(sender);
+    }
+    Ok(senders)
+}
 
 /// Opens `streams` streams, one per watch user, each read until its first
 /// event; measures the edge's RSS; then spends 1 cent from sampled
@@ -29,6 +60,7 @@ pub(crate) async fn watchers(
     world: &World,
     streams: usize,
     samples: usize,
+    http2: bool,
 ) -> anyhow::Result<Figures> {
     let users: Vec<String> = (0..streams).map(|n| format!("bench-watch-{n}")).collect();
     fund(&world.database_url, streams).await?;
@@ -36,6 +68,10 @@ pub(crate) async fn watchers(
     // Each reader reports the moment an event comes, after the first.
     let (arrivals, mut arrived) = mpsc::unbounded_channel::<(usize, Instant)>();
     let opened_at = Instant::now();
+    let h2 = match http2 {
+        true => Some(h2_connections(world.edge_addr, streams).await?),
+        false => None,
+    };
     let mut readers = tokio::task::JoinSet::new();
     let mut open = 0;
     for batch in users.chunks(OPENING_AT_ONCE).enumerate() {
@@ -44,11 +80,16 @@ pub(crate) async fn watchers(
         for (n, user) in batch.iter().enumerate() {
             let token = id_token(PROJECT_ID, user, now_unix());
             let addr = world.edge_addr;
+            let index = offset * OPENING_AT_ONCE + n;
+            let sender = h2
+                .as_ref()
+                .map(|senders| senders[index / STREAMS_PER_H2_CONNECTION].clone());
             opening.spawn(async move {
-                (
-                    offset * OPENING_AT_ONCE + n,
-                    open_stream(addr, &token).await,
-                )
+                let stream = match sender {
+                    Some(sender) => open_h2_stream(sender, &token).await,
+                    None => open_stream(addr, &token).await,
+                };
+                (index, stream)
             });
         }
         while let Some(done) = opening.join_next().await {
@@ -62,8 +103,12 @@ pub(crate) async fn watchers(
     let opening_secs = opened_at.elapsed().as_secs_f64();
     let (rss, peak) = rss_kib(world.edge_pid);
     println!(
-        "    {}: {open} streams open in {opening_secs:.1} s; edge RSS {:.1} MiB (was {:.1}, peak {:.1})",
+        "    {}: {open} streams open ({}) in {opening_secs:.1} s; edge RSS {:.1} MiB (was {:.1}, peak {:.1})",
         world.label,
+        match &h2 {
+            Some(senders) => format!("HTTP/2, {} connections", senders.len()),
+            None => "HTTP/1.1, a connection each".into(),
+        },
         rss as f64 / 1024.0,
         rss_before as f64 / 1024.0,
         peak as f64 / 1024.0
@@ -79,7 +124,7 @@ pub(crate) async fn watchers(
         let mut request = tonic::Request::new(SpendCreditsRequest {
             user_id: users[n].clone(),
             amount_cents: 1,
-            idempotency_key: format!("bench-watch-{}-{sample}", world.label),
+            idempotency_key: format!("bench-watch-{}-{http2}-{sample}", world.label),
             reason: "bench".into(),
         });
         request
@@ -105,8 +150,9 @@ pub(crate) async fn watchers(
     }
     let seconds = started.elapsed().as_secs_f64();
     readers.abort_all();
+    let protocol = if h2.is_some() { "HTTP/2" } else { "HTTP/1.1" };
     let mut figures = summarize(
-        &format!("spend → its SSE watcher ({open} streams open)"),
+        &format!("spend → its SSE watcher ({open} {protocol} streams open)"),
         latencies,
         errors,
         seconds,
@@ -141,8 +187,30 @@ async fn fund(database_url: &str, users: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A stream on a shared HTTP/2 connection, read up to the end of its first event.
+async fn open_h2_stream(mut sender: H2Sender, token: &str) -> anyhow::Result<Watch> {
+    use http_body_util::BodyExt;
+    sender.ready().await?;
+    let request = hyper::Request::get("/balance/stream")
+        .header("authorization", format!("Bearer {token}"))
+        .body(http_body_util::Empty::new())?;
+    let response = sender.send_request(request).await?;
+    ensure!(response.status() == 200, "{}", response.status());
+    let mut body = response.into_body();
+    let mut seen = Vec::new();
+    while !first_event(&seen) {
+        let frame = tokio::time::timeout(Duration::from_secs(10), body.frame())
+            .await?
+            .context("ended before the first event")??;
+        if let Some(data) = frame.data_ref() {
+            seen.extend_from_slice(data);
+        }
+    }
+    Ok(Watch::Http2(body))
+}
+
 /// A stream opened and read up to the end of its first event.
-async fn open_stream(addr: std::net::SocketAddr, token: &str) -> anyhow::Result<TcpStream> {
+async fn open_stream(addr: std::net::SocketAddr, token: &str) -> anyhow::Result<Watch> {
     let mut stream = TcpStream::connect(addr).await?;
     let authorization = format!("Bearer {token}");
     let request = wire::request(
@@ -169,7 +237,7 @@ async fn open_stream(addr: std::net::SocketAddr, token: &str) -> anyhow::Result<
         "{}",
         String::from_utf8_lossy(&seen)
     );
-    Ok(stream)
+    Ok(Watch::Http1(stream))
 }
 
 /// Whether the first `event: balance` has been read whole.
@@ -180,18 +248,25 @@ fn first_event(seen: &[u8]) -> bool {
 }
 
 /// Reports each later event of stream `n` (heartbeats are comments, not events).
-async fn read_events(
-    n: usize,
-    mut stream: TcpStream,
-    arrivals: mpsc::UnboundedSender<(usize, Instant)>,
-) {
-    let mut buffer = [0u8; 2048];
-    loop {
-        match stream.read(&mut buffer).await {
-            Ok(0) | Err(_) => return,
-            Ok(read) => {
-                let chunk = &buffer[..read];
-                if chunk.windows(14).any(|w| w == b"event: balance") {
+async fn read_events(n: usize, watch: Watch, arrivals: mpsc::UnboundedSender<(usize, Instant)>) {
+    let is_event = |chunk: &[u8]| chunk.windows(14).any(|w| w == b"event: balance");
+    match watch {
+        Watch::Http1(mut stream) => {
+            let mut buffer = [0u8; 2048];
+            loop {
+                match stream.read(&mut buffer).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(read) if is_event(&buffer[..read]) => {
+                        let _ = arrivals.send((n, Instant::now()));
+                    }
+                    Ok(_) => {}
+                }
+            }
+        }
+        Watch::Http2(mut body) => {
+            use http_body_util::BodyExt;
+            while let Some(Ok(frame)) = body.frame().await {
+                if frame.data_ref().is_some_and(|data| is_event(data)) {
                     let _ = arrivals.send((n, Instant::now()));
                 }
             }
