@@ -726,3 +726,59 @@ fn keyed_statements(body: &str) -> usize {
     }
     checked
 }
+
+#[derive(QueryableByName)]
+struct PlanLine {
+    #[diesel(sql_type = Text, column_name = "QUERY PLAN")]
+    line: String,
+}
+
+/// A spend's key look-up is planned on the key's own index even when the
+/// statistics were taken while the ledger was empty and one user has since
+/// spent thousands of times: no other index of `ledger_entries` shares its
+/// `(user_id, kind)` prefix for a look-up that names no Stripe object.
+#[tokio::test]
+async fn a_spends_key_is_looked_up_by_its_own_index_whatever_the_statistics() {
+    let db = TestDatabase::create().await;
+    let conn = &mut db.connection().await;
+    exec(
+        conn,
+        "ALTER TABLE ledger_entries SET (autovacuum_enabled = false)",
+    )
+    .await
+    .unwrap();
+    exec(conn, "ANALYZE ledger_entries").await.unwrap();
+    exec(
+        conn,
+        "INSERT INTO ledger_entries (user_id, amount_cents, balance_after_cents, currency, kind, idempotency_key)
+         SELECT 'hot', -1, 0, 'usd', 'spend', 'k' || i FROM generate_series(1, 5000) AS i",
+    )
+    .await
+    .unwrap();
+    for mode in ["force_generic_plan", "force_custom_plan"] {
+        exec(conn, &format!("SET plan_cache_mode = {mode}"))
+            .await
+            .unwrap();
+        exec(conn, "DEALLOCATE ALL").await.unwrap();
+        exec(
+            conn,
+            "PREPARE key_lookup(text, text) AS SELECT id FROM ledger_entries
+              WHERE user_id = $1 AND kind = 'spend' AND idempotency_key = $2",
+        )
+        .await
+        .unwrap();
+        let plan: Vec<PlanLine> = diesel::sql_query("EXPLAIN EXECUTE key_lookup('hot', 'k4999')")
+            .load(conn)
+            .await
+            .unwrap();
+        let plan: Vec<String> = plan.into_iter().map(|p| p.line).collect();
+        assert!(
+            plan[0].contains("ledger_one_entry_per_key_and_kind"),
+            "{mode}: {plan:#?}"
+        );
+        assert!(
+            !plan.iter().any(|line| line.contains("Filter")),
+            "{mode}: {plan:#?}"
+        );
+    }
+}
