@@ -84,11 +84,25 @@ async function stopStack(child: ChildProcess): Promise<void> {
   await exited;
 }
 
+/**
+ * Chromium logs every 4xx answer as a console error. One is expected: a
+ * declined card, which Stripe answers on the confirm call with 402 and its
+ * error object (Stripe.js hands it to the page as `{error}`).
+ */
+function expectedDecline(message: ConsoleMessage): boolean {
+  return (
+    message.text().startsWith('Failed to load resource: the server responded with a status of 402') &&
+    /\/v1\/payment_intents\/[^/]+\/confirm$/.test(message.location().url)
+  );
+}
+
 /** Console errors and uncaught page errors, collected for the test to assert none. */
 function watchConsole(page: Page): string[] {
   const errors: string[] = [];
   page.on('console', (message: ConsoleMessage) => {
-    if (message.type() === 'error') errors.push(message.text());
+    if (message.type() === 'error' && !expectedDecline(message)) {
+      errors.push(`${message.text()} (${message.location().url})`);
+    }
   });
   page.on('pageerror', (error) => errors.push(`${error.name}: ${error.message}`));
   return errors;
