@@ -1,7 +1,7 @@
 // What happened to the balance: the payments and the ledger, newest first,
 // a page at a time. Reloaded when the balance changes.
 
-import { useEffect, useState } from 'react';
+import { type ReactNode, useEffect, useState } from 'react';
 
 import { formatCents, formatSignedCents } from '../money';
 import {
@@ -85,6 +85,49 @@ const loadEntries = async (cursor: string | null, limit: number): Promise<Page<L
   return { rows: page.entries, next_cursor: page.next_cursor };
 };
 
+interface SectionProps<T> {
+  id: string;
+  title: string;
+  /** Shown when the first page cannot be loaded. */
+  failed: string;
+  empty: string;
+  more: string;
+  columns: string[];
+  pages: ReturnType<typeof usePages<T>>;
+  row: (item: T) => ReactNode;
+}
+
+/** One list of the history: its table, "nothing yet", its error, "More". */
+function Section<T>({ id, title, failed, empty, more, columns, pages, row }: SectionProps<T>) {
+  return (
+    <section aria-labelledby={id}>
+      <h2 id={id}>{title}</h2>
+      {pages.error && <p role="alert">{failed}</p>}
+      {pages.rows.length === 0 && !pages.error ? (
+        <p className="empty">{empty}</p>
+      ) : (
+        <table aria-labelledby={id}>
+          <thead>
+            <tr>
+              {columns.map((column) => (
+                <th key={column} scope="col">
+                  {column}
+                </th>
+              ))}
+            </tr>
+          </thead>
+          <tbody>{pages.rows.map(row)}</tbody>
+        </table>
+      )}
+      {pages.next && (
+        <button type="button" onClick={() => void pages.more()}>
+          {more}
+        </button>
+      )}
+    </section>
+  );
+}
+
 export function History() {
   const { balanceCents, updatedAt } = useBalanceStore();
   const reloadOn = `${balanceCents}-${updatedAt}`;
@@ -93,80 +136,48 @@ export function History() {
 
   return (
     <div className="history">
-      <section aria-labelledby="payments-heading">
-        <h2 id="payments-heading">Payments</h2>
-        {payments.error && <p role="alert">The payments could not be loaded.</p>}
-        {payments.rows.length === 0 && !payments.error ? (
-          <p className="empty">No payments yet.</p>
-        ) : (
-          <table aria-labelledby="payments-heading">
-            <thead>
-              <tr>
-                <th scope="col">Date</th>
-                <th scope="col">Amount</th>
-                <th scope="col">Status</th>
-              </tr>
-            </thead>
-            <tbody>
-              {payments.rows.map((payment) => (
-                <tr key={payment.intent_id} data-intent-id={payment.intent_id}>
-                  <td>{when(payment.created_at)}</td>
-                  <td>{formatCents(payment.amount_cents, payment.currency)}</td>
-                  <td>
-                    {PAYMENT_STATUS[payment.status] ?? payment.status}
-                    {payment.amount_refunded_cents > 0 && ` (refunded ${formatCents(payment.amount_refunded_cents)})`}
-                    {payment.failure_message && payment.status !== 'succeeded' && (
-                      <span className="failure"> — {payment.failure_message}</span>
-                    )}
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
+      <Section
+        id="payments-heading"
+        title="Payments"
+        failed="The payments could not be loaded."
+        empty="No payments yet."
+        more="More payments"
+        columns={['Date', 'Amount', 'Status']}
+        pages={payments}
+        row={(payment) => (
+          <tr key={payment.intent_id} data-intent-id={payment.intent_id}>
+            <td>{when(payment.created_at)}</td>
+            <td>{formatCents(payment.amount_cents, payment.currency)}</td>
+            <td>
+              {PAYMENT_STATUS[payment.status] ?? payment.status}
+              {payment.amount_refunded_cents > 0 && ` (refunded ${formatCents(payment.amount_refunded_cents)})`}
+              {payment.failure_message && payment.status !== 'succeeded' && (
+                <span className="failure"> — {payment.failure_message}</span>
+              )}
+            </td>
+          </tr>
         )}
-        {payments.next && (
-          <button type="button" onClick={() => void payments.more()}>
-            More payments
-          </button>
+      />
+      <Section
+        id="ledger-heading"
+        title="Credits history"
+        failed="The credits history could not be loaded."
+        empty="Nothing yet."
+        more="More entries"
+        columns={['Date', 'What', 'Amount', 'Balance after']}
+        pages={ledger}
+        row={(entry) => (
+          <tr key={entry.entry_id}>
+            <td>{when(entry.created_at)}</td>
+            <td>
+              {ENTRY_KIND[entry.kind] ?? entry.kind}
+              {entry.reason && <span className="reason"> — {entry.reason}</span>}
+            </td>
+            <td>{formatSignedCents(entry.amount_cents, entry.currency)}</td>
+            <td>{formatCents(entry.balance_after_cents, entry.currency)}</td>
+          </tr>
         )}
-      </section>
-
-      <section aria-labelledby="ledger-heading">
-        <h2 id="ledger-heading">Credits history</h2>
-        {ledger.error && <p role="alert">The credits history could not be loaded.</p>}
-        {ledger.rows.length === 0 && !ledger.error ? (
-          <p className="empty">Nothing yet.</p>
-        ) : (
-          <table aria-labelledby="ledger-heading">
-            <thead>
-              <tr>
-                <th scope="col">Date</th>
-                <th scope="col">What</th>
-                <th scope="col">Amount</th>
-                <th scope="col">Balance after</th>
-              </tr>
-            </thead>
-            <tbody>
-              {ledger.rows.map((entry) => (
-                <tr key={entry.entry_id}>
-                  <td>{when(entry.created_at)}</td>
-                  <td>
-                    {ENTRY_KIND[entry.kind] ?? entry.kind}
-                    {entry.reason && <span className="reason"> — {entry.reason}</span>}
-                  </td>
-                  <td>{formatSignedCents(entry.amount_cents, entry.currency)}</td>
-                  <td>{formatCents(entry.balance_after_cents, entry.currency)}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        )}
-        {ledger.next && (
-          <button type="button" onClick={() => void ledger.more()}>
-            More entries
-          </button>
-        )}
-      </section>
+      />
     </div>
   );
 }

@@ -33,8 +33,6 @@ export function friendlyStripeError(error: StripeLikeError): string {
     case 'incorrect_number':
     case 'invalid_number':
       return 'Your card number is incorrect. Check it and try again.';
-    case 'expired_card':
-      return DECLINES.expired_card!;
     default:
       break;
   }
