@@ -19,6 +19,11 @@ pub struct Figures {
     pub p90_ms: f64,
     pub p99_ms: f64,
     pub rss_kib: Vec<(String, u64)>,
+    /// The whole machine's busy CPU time (every core: the load generator,
+    /// the servers and Postgres together) per request answered, in µs:
+    /// what a request costs, steadier than the rate on a machine whose
+    /// speed drifts.
+    pub cpu_us_per_request: Option<f64>,
 }
 
 /// What one request reported: `Ok` for a success, `Err` for an error, and
@@ -42,6 +47,10 @@ where
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let measure_from = started + warmup;
+    let busy_from = tokio::spawn(async move {
+        tokio::time::sleep_until(measure_from.into()).await;
+        machine_busy_seconds()
+    });
     let mut tasks = tokio::task::JoinSet::new();
     for worker in 0..workers {
         let request = request.clone();
@@ -73,6 +82,7 @@ where
     // Until the time is up, or every worker ran out of requests.
     let deadline = tokio::time::Instant::from_std(started + warmup + duration);
     let mut ended_at = None;
+    let mut busy_until = None;
     let mut latencies = Vec::new();
     let mut errors = 0;
     loop {
@@ -89,6 +99,7 @@ where
             () = tokio::time::sleep_until(deadline), if ended_at.is_none() => {
                 stop.store(true, Ordering::Relaxed);
                 ended_at = Some(Instant::now());
+                busy_until = Some(machine_busy_seconds());
             }
         }
     }
@@ -97,7 +108,17 @@ where
         .saturating_duration_since(started + warmup)
         .as_secs_f64()
         .max(1e-9);
-    summarize(scenario, latencies, errors, seconds)
+    let busy_until = busy_until.unwrap_or_else(machine_busy_seconds);
+    let mut figures = summarize(scenario, latencies, errors, seconds);
+    if let Ok(busy_from) = busy_from.await {
+        figures.cpu_us_per_request = per_request(busy_until - busy_from, figures.requests);
+    }
+    figures
+}
+
+/// `busy_seconds` of machine CPU over `requests`, in µs each.
+pub fn per_request(busy_seconds: f64, requests: u64) -> Option<f64> {
+    (requests > 0).then(|| busy_seconds * 1e6 / requests as f64)
 }
 
 pub fn summarize(scenario: &str, mut latencies: Vec<u32>, errors: u64, seconds: f64) -> Figures {
@@ -119,6 +140,7 @@ pub fn summarize(scenario: &str, mut latencies: Vec<u32>, errors: u64, seconds: 
         p90_ms: percentile(90.0),
         p99_ms: percentile(99.0),
         rss_kib: Vec::new(),
+        cpu_us_per_request: None,
     }
 }
 
@@ -138,6 +160,28 @@ pub fn cpu_seconds(pid: u32) -> f64 {
             .map_or(0.0, |ticks| ticks as f64)
     };
     (ticks(11) + ticks(12)) / 100.0
+}
+
+/// CPU time the whole machine has spent busy since boot, every core summed,
+/// in seconds: `/proc/stat`'s user, nice, system, irq and softirq ticks
+/// (not idle, I/O wait or time stolen by the host).
+pub fn machine_busy_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()
+        .and_then(|line| line.strip_prefix("cpu "))
+        .map_or(Vec::new(), |rest| {
+            rest.split_whitespace()
+                .filter_map(|n| n.parse().ok())
+                .collect()
+        });
+    // user nice system idle iowait irq softirq steal ...
+    [0, 1, 2, 5, 6]
+        .iter()
+        .filter_map(|&i| ticks.get(i))
+        .sum::<u64>() as f64
+        / 100.0
 }
 
 /// Resident set size (and its peak) of a process, in KiB.
@@ -166,6 +210,19 @@ mod tests {
             (50.0, 90.0, 99.0)
         );
         assert_eq!(figures.requests_per_sec, 100.0);
+        assert_eq!(per_request(0.5, 1000), Some(500.0));
+        assert_eq!(per_request(0.5, 0), None);
+    }
+
+    #[test]
+    fn the_machine_is_busy_while_this_process_computes() {
+        let before = machine_busy_seconds();
+        let started = std::time::Instant::now();
+        let mut spin = 0u64;
+        while machine_busy_seconds() < before + 0.05 && started.elapsed().as_secs() < 10 {
+            spin = std::hint::black_box(spin + 1);
+        }
+        assert!(machine_busy_seconds() >= before + 0.05, "{spin} spins");
     }
 
     #[test]

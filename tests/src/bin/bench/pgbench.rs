@@ -137,6 +137,7 @@ pub(crate) async fn run_pgbench(
         std::env::temp_dir().join(format!("payments-bench-{}.sql", std::process::id()));
     std::fs::write(&script_path, script)?;
     let total = world.args.warmup_seconds + world.args.seconds;
+    let busy_from = crate::load::machine_busy_seconds();
     let output = tokio::process::Command::new("pgbench")
         .args([
             "-n",
@@ -156,6 +157,7 @@ pub(crate) async fn run_pgbench(
         .output()
         .await
         .context("running pgbench (install postgresql-client / postgresql-contrib)")?;
+    let busy = crate::load::machine_busy_seconds() - busy_from;
     let stdout = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {
         // The script stays, to be run by hand.
@@ -189,5 +191,7 @@ pub(crate) async fn run_pgbench(
         p90_ms: 0.0,
         p99_ms: 0.0,
         rss_kib: Vec::new(),
+        // Warm-up included: pgbench counts its transactions over the whole run.
+        cpu_us_per_request: crate::load::per_request(busy, transactions),
     })
 }

@@ -6,8 +6,16 @@ use crate::load::Figures;
 
 pub(crate) fn print_table(figures: &[Figures], ceilings: &[&Figures]) {
     println!(
-        "\n{:<40} {:>10} {:>9} {:>9} {:>9} {:>7} {:>10} {:>10}",
-        "scenario", "req/s", "p50 ms", "p90 ms", "p99 ms", "errors", "grpc MiB", "edge MiB"
+        "\n{:<40} {:>10} {:>9} {:>9} {:>9} {:>7} {:>10} {:>10} {:>10}",
+        "scenario",
+        "req/s",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "errors",
+        "grpc MiB",
+        "edge MiB",
+        "CPU µs/req"
     );
     for f in figures {
         let mib = |name: &str| {
@@ -18,7 +26,7 @@ pub(crate) fn print_table(figures: &[Figures], ceilings: &[&Figures]) {
                 .unwrap_or(0.0)
         };
         println!(
-            "{:<40} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>7} {:>10.1} {:>10.1}",
+            "{:<40} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>7} {:>10.1} {:>10.1} {:>10}",
             f.scenario,
             f.requests_per_sec,
             f.p50_ms,
@@ -26,16 +34,32 @@ pub(crate) fn print_table(figures: &[Figures], ceilings: &[&Figures]) {
             f.p99_ms,
             f.errors,
             mib("payments-grpc"),
-            mib("edge-gateway")
+            mib("edge-gateway"),
+            cpu(f)
         );
     }
     for ceiling in ceilings {
         println!(
-            "{:<40} {:>10.0} {:>9.2} {:>9} {:>9} {:>7}",
-            ceiling.scenario, ceiling.requests_per_sec, ceiling.p50_ms, "-", "-", ceiling.errors
+            "{:<40} {:>10.0} {:>9.2} {:>9} {:>9} {:>7} {:>10} {:>10} {:>10}",
+            ceiling.scenario,
+            ceiling.requests_per_sec,
+            ceiling.p50_ms,
+            "-",
+            "-",
+            ceiling.errors,
+            "",
+            "",
+            cpu(ceiling)
         );
     }
     println!("(pgbench reports the average latency, shown under p50)");
+}
+
+/// The machine's CPU per request, as printed.
+fn cpu(figures: &Figures) -> String {
+    figures
+        .cpu_us_per_request
+        .map_or_else(|| "-".into(), |us| format!("{us:.0}"))
 }
 
 /// Every scenario, then the pgbench ceilings: those show how much the
