@@ -48,6 +48,7 @@ pub(crate) async fn spends(world: &World, hot: bool) -> anyhow::Result<Figures> 
     let authorization: tonic::metadata::MetadataValue<_> =
         format!("Bearer {INTERNAL_TOKEN}").parse()?;
     let spent = Arc::new(AtomicU64::new(0));
+    let cpu_before = CpuSplit::take(world).await?;
     let name = if hot {
         "SpendCredits (gRPC, one hot user)"
     } else {
@@ -87,6 +88,7 @@ pub(crate) async fn spends(world: &World, hot: bool) -> anyhow::Result<Figures> 
         )
         .await
     };
+    let cpu = CpuSplit::take(world).await?.since(&cpu_before);
     let mut conn = AsyncPgConnection::establish(&world.database_url).await?;
     let booked: Count = diesel::sql_query(
         "SELECT count(*) AS n FROM ledger_entries WHERE kind = 'spend' AND idempotency_key LIKE $1",
@@ -110,7 +112,57 @@ pub(crate) async fn spends(world: &World, hot: bool) -> anyhow::Result<Figures> 
         "    {}: checked {spent} spends, each booked once, none overdrew, ledger sums equal",
         world.label
     );
+    println!(
+        "    {}: CPU per spend (warm-up included): load generator {:.0} µs, payments-grpc {:.0} µs, \
+         its Postgres backends {:.0} µs",
+        world.label,
+        cpu.load_generator * 1e6 / spent as f64,
+        cpu.payments_grpc * 1e6 / spent as f64,
+        cpu.postgres * 1e6 / spent as f64,
+    );
     Ok(figures)
+}
+
+/// CPU seconds used so far by this process, by payments-grpc and by the
+/// Postgres backends serving this stack's database (payments-grpc's pool
+/// and listener, which stay connected through a scenario).
+struct CpuSplit {
+    load_generator: f64,
+    payments_grpc: f64,
+    postgres: f64,
+}
+
+#[derive(QueryableByName)]
+struct Backend {
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    pid: i32,
+}
+
+impl CpuSplit {
+    async fn take(world: &World) -> anyhow::Result<Self> {
+        let mut conn = AsyncPgConnection::establish(&world.database_url).await?;
+        let backends: Vec<Backend> = diesel::sql_query(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        .load(&mut conn)
+        .await?;
+        Ok(Self {
+            load_generator: crate::load::cpu_seconds(std::process::id()),
+            payments_grpc: crate::load::cpu_seconds(world.grpc_pid),
+            postgres: backends
+                .iter()
+                .map(|b| crate::load::cpu_seconds(b.pid as u32))
+                .sum(),
+        })
+    }
+
+    fn since(&self, before: &Self) -> Self {
+        Self {
+            load_generator: self.load_generator - before.load_generator,
+            payments_grpc: self.payments_grpc - before.payments_grpc,
+            postgres: self.postgres - before.postgres,
+        }
+    }
 }
 
 #[derive(QueryableByName)]
