@@ -334,52 +334,53 @@ pub async fn balance_stream(
 > {
     use axum::response::sse::{Event, KeepAlive, Sse};
 
-    // Held until the stream ends, in the task below.
+    // Held until the stream ends, in `Watching`.
     let place = state.balance_streams.take(&user.user_id)?;
     let (channel, connection_place) = state.upstream.watch_client();
     let request = payments_proto::WatchBalanceRequest {
         user_id: user.user_id,
     };
-    let mut balances = crate::upstream::watch_balance(
+    let balances = crate::upstream::watch_balance(
         channel,
         state.upstream.request(request, user.request_id.as_deref()),
     )
     .await
     .map_err(|status| ApiError::from_grpc(&status))?;
     let lifetime = u64::try_from(user.expires_at - service_runtime::now_unix()).unwrap_or(0);
-    let (sender, events) = tokio::sync::mpsc::channel(4);
-    let mut closing = state.balance_streams.closing();
-    tokio::spawn(async move {
-        let _held_until_the_stream_ends = (place, connection_place);
-        let expired = tokio::time::sleep(std::time::Duration::from_secs(lifetime));
-        tokio::pin!(expired);
-        loop {
-            let balance = tokio::select! {
-                balance = balances.message() => balance,
-                () = &mut expired => return,
-                // The edge is stopping: the client reconnects elsewhere.
-                _ = closing.wait_for(|closing| *closing) => return,
-                // The client went away.
-                () = sender.closed() => return,
-            };
-            let Ok(Some(balance)) = balance else {
-                // payments-grpc stopped or failed: the client reconnects.
-                return;
-            };
-            let body = crate::routes::BalanceBody::from(balance);
-            let event = Event::default().event("balance").json_data(&body);
-            let Ok(event) = event else { return };
-            if sender.send(Ok(event)).await.is_err() {
-                return;
-            }
-        }
+    let watching = Watching {
+        balances,
+        expired: Box::pin(tokio::time::sleep(std::time::Duration::from_secs(lifetime))),
+        closing: state.balance_streams.closing(),
+        _held_until_the_stream_ends: (place, connection_place),
+    };
+    // Pulled by the response body as it is written: no task or channel of
+    // its own (2.5 KiB a stream). When the client goes away, hyper drops
+    // the body and with it the upstream watch and the places.
+    let events = futures_util::stream::unfold(watching, |mut watching| async move {
+        let balance = tokio::select! {
+            balance = watching.balances.message() => balance,
+            () = &mut watching.expired => return None,
+            // The edge is stopping: the client reconnects elsewhere.
+            _ = watching.closing.wait_for(|closing| *closing) => return None,
+        };
+        // payments-grpc stopped or failed: the client reconnects.
+        let Ok(Some(balance)) = balance else {
+            return None;
+        };
+        let body = crate::routes::BalanceBody::from(balance);
+        let event = Event::default().event("balance").json_data(&body).ok()?;
+        Some((Ok(event), watching))
     });
-    Ok(
-        Sse::new(tonic::codegen::tokio_stream::wrappers::ReceiverStream::new(
-            events,
-        ))
-        .keep_alive(KeepAlive::new().interval(HEARTBEAT).text("heartbeat")),
-    )
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(HEARTBEAT).text("heartbeat")))
+}
+
+/// What one balance stream holds while it is open.
+struct Watching {
+    balances: tonic::codec::Streaming<payments_proto::GetBalanceResponse>,
+    /// The ID token's expiry: the stream ends then.
+    expired: std::pin::Pin<Box<tokio::time::Sleep>>,
+    closing: tokio::sync::watch::Receiver<bool>,
+    _held_until_the_stream_ends: (StreamPlace, crate::upstream::WatchPlace),
 }
 
 /// One event of `GET /balance/stream`, as Server-Sent Events fields:

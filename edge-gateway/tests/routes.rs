@@ -1117,6 +1117,42 @@ async fn balance_streams_are_bounded_per_user_and_per_edge() {
     assert_eq!(stack.balance(&nora).await.status(), StatusCode::OK);
 }
 
+/// A stream's places are given back when its client goes away: a closed
+/// tab does not keep the user's place until its next heartbeat fails.
+#[tokio::test]
+async fn a_balance_stream_whose_client_left_gives_its_place_back() {
+    let stack = Stack::start_configured(JWKS_JSON, 0, |config| {
+        config.edge_max_balance_streams_per_user = 1;
+    })
+    .await;
+    let nora = stack.token("nora");
+    let mut first = stack.get(&nora, "/balance/stream").await;
+    assert_eq!(first.status(), StatusCode::OK);
+    let mut seen = String::new();
+    let wait = std::time::Duration::from_secs(5);
+    read_until(&mut first, &mut seen, "event: balance", wait)
+        .await
+        .unwrap();
+    let held = stack.get(&nora, "/balance/stream").await;
+    problem(held, StatusCode::TOO_MANY_REQUESTS).await;
+
+    // Dropping a response mid-body closes its connection.
+    drop(first);
+    let deadline = tokio::time::Instant::now() + wait;
+    let again = loop {
+        let response = stack.get(&nora, "/balance/stream").await;
+        if response.status() != StatusCode::TOO_MANY_REQUESTS {
+            break response;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the place was not given back within {wait:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(again.status(), StatusCode::OK);
+}
+
 #[tokio::test]
 async fn the_balance_stream_sends_heartbeats_and_ends_when_the_token_expires() {
     let stack = Stack::start().await;
