@@ -17,6 +17,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // Small starting buffers for every call (src/codec.rs).
+        .codec_path("crate::SmallBuffersCodec")
         .compile_fds(descriptors)?;
     Ok(())
 }

@@ -146,51 +146,15 @@ impl Upstream {
     }
 }
 
-/// Codec buffers of a balance watch: its messages are a few dozen bytes,
-/// and tonic's default (8 KiB, reserved per call for its whole life) was a
-/// third of an open `GET /balance/stream`'s memory.
-fn watch_buffers() -> tonic::codec::BufferSettings {
-    tonic::codec::BufferSettings::new(256, 4096)
-}
-
-/// Protobuf with [`watch_buffers`].
-struct WatchCodec;
-
-impl tonic::codec::Codec for WatchCodec {
-    type Encode = payments_proto::WatchBalanceRequest;
-    type Decode = payments_proto::GetBalanceResponse;
-    type Encoder = tonic_prost::ProstEncoder<Self::Encode>;
-    type Decoder = tonic_prost::ProstDecoder<Self::Decode>;
-
-    fn encoder(&mut self) -> Self::Encoder {
-        tonic_prost::ProstEncoder::new(watch_buffers())
-    }
-
-    fn decoder(&mut self) -> Self::Decoder {
-        tonic_prost::ProstDecoder::new(watch_buffers())
-    }
-}
-
-/// `PaymentsService.WatchBalance` on `channel`, as the generated client
-/// calls it but with small codec buffers ([`watch_buffers`]).
+/// `PaymentsService.WatchBalance` on `channel` (a watch connection of its
+/// own, [`Upstream::watch_client`]). Its codec buffers start small
+/// (`payments_proto::codec`), as an open stream keeps them for its life.
 pub async fn watch_balance(
     channel: Channel,
     request: tonic::Request<payments_proto::WatchBalanceRequest>,
 ) -> Result<tonic::codec::Streaming<payments_proto::GetBalanceResponse>, tonic::Status> {
-    let mut grpc = tonic::client::Grpc::new(channel);
-    grpc.ready()
-        .await
-        .map_err(|err| tonic::Status::unavailable(format!("payments-grpc: {err}")))?;
-    let mut request = request;
-    request.extensions_mut().insert(tonic::GrpcMethod::new(
-        "payments.v1.PaymentsService",
-        "WatchBalance",
-    ));
-    let path = tonic::codegen::http::uri::PathAndQuery::from_static(
-        "/payments.v1.PaymentsService/WatchBalance",
-    );
-    Ok(grpc
-        .server_streaming(request, path, WatchCodec)
+    Ok(PaymentsServiceClient::new(channel)
+        .watch_balance(request)
         .await?
         .into_inner())
 }

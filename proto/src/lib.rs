@@ -10,4 +10,7 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 /// The fully qualified service name, as health checks ask for it.
 pub const SERVICE_NAME: &str = "payments.v1.PaymentsService";
 
+pub mod codec;
 pub mod error_reason;
+
+pub use codec::SmallBuffersCodec;
