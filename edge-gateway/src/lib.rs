@@ -12,6 +12,7 @@ pub mod openapi;
 pub mod rate_limit;
 mod routes;
 pub mod server;
+mod stream_http1;
 pub mod stripe_signature;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -1,9 +1,12 @@
 //! The HTTP server around the router: hyper with a header-read timeout,
 //! bounded HTTP/2 streams and header sizes, and connections that are capped
-//! in number and closed when silent (`service_runtime::connections`).
+//! in number and closed when silent (`service_runtime::connections`). An
+//! HTTP/1.1 connection opened for a balance stream is served without hyper
+//! (`stream_http1`), for its memory.
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -12,12 +15,17 @@ use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use service_runtime::connections::LimitedListener;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use service_runtime::connections::{LimitedListener, LimitedStream};
+use tokio::net::TcpStream;
 use tower::ServiceExt;
+
+use crate::stream_http1::{self, Opening, Rewound};
 
 /// Request headers larger than this are answered 431.
 pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+/// Request header fields at most; more are answered 431.
+pub const MAX_HEADERS: usize = 64;
 /// Concurrent HTTP/2 streams per connection.
 pub const MAX_STREAMS_PER_CONNECTION: u32 = 64;
 
@@ -39,7 +47,7 @@ pub async fn serve(
         .header_read_timeout(header_read_timeout)
         // The read buffer bounds a request head: larger heads get 431.
         .max_buf_size(MAX_HEADER_BYTES)
-        .max_headers(64);
+        .max_headers(MAX_HEADERS);
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -47,6 +55,7 @@ pub async fn serve(
         .max_header_list_size(MAX_HEADER_BYTES as u32)
         .max_pending_accept_reset_streams(Some(32))
         .max_local_error_reset_streams(Some(64));
+    let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -54,22 +63,14 @@ pub async fn serve(
             accepted = listener.accept() => accepted,
             () = &mut shutdown => break,
         };
-        let router = router.clone();
-        let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
-            request
-                .extensions_mut()
-                .insert(ConnectInfo::<SocketAddr>(peer));
-            router.clone().oneshot(request.map(Body::new))
-        });
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(err) = connection.await {
-                tracing::debug!(error = %err, %peer, "connection ended with an error");
-            }
-        });
+        tokio::spawn(serve_connection(
+            stream,
+            peer,
+            router.clone(),
+            builder.clone(),
+            header_read_timeout,
+            graceful.watcher(),
+        ));
     }
     drop(listener);
     if tokio::time::timeout(drain, graceful.shutdown())
@@ -77,5 +78,52 @@ pub async fn serve(
         .is_err()
     {
         tracing::warn!("connections still open after the drain period; closing them");
+    }
+}
+
+/// Reads a connection's first bytes, then serves it: a balance stream
+/// over HTTP/1.1 without hyper, anything else with hyper. The drain waits
+/// for both, through `watcher`.
+async fn serve_connection(
+    mut stream: LimitedStream<TcpStream>,
+    peer: SocketAddr,
+    router: Router,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    header_read_timeout: Duration,
+    watcher: Watcher,
+) {
+    // The opening is at most 20 bytes and hyper's own header timer starts
+    // after it, so a head that stalls in them is cut within twice the timeout.
+    let head_deadline = tokio::time::Instant::now() + header_read_timeout;
+    let opening = tokio::time::timeout_at(head_deadline, Opening::read(&mut stream)).await;
+    let Ok(Ok(opening)) = opening else {
+        return;
+    };
+    if opening.is_stream_request() {
+        // Held, not watched: the stream ends as soon as the edge stops
+        // (`StreamPlaces::close_all`), and the drain waits for that.
+        let _draining = watcher;
+        Box::pin(stream_http1::serve(
+            stream,
+            opening,
+            router,
+            peer,
+            head_deadline,
+        ))
+        .await;
+        return;
+    }
+    let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+        request
+            .extensions_mut()
+            .insert(ConnectInfo::<SocketAddr>(peer));
+        router.clone().oneshot(request.map(Body::new))
+    });
+    let connection = builder
+        .serve_connection_with_upgrades(TokioIo::new(Rewound::new(opening, stream)), service)
+        .into_owned();
+    // Boxed: the task's own state stays as small as a stream needs.
+    if let Err(err) = Box::pin(watcher.watch(connection)).await {
+        tracing::debug!(error = %err, %peer, "connection ended with an error");
     }
 }

@@ -1153,6 +1153,156 @@ async fn a_balance_stream_whose_client_left_gives_its_place_back() {
     assert_eq!(again.status(), StatusCode::OK);
 }
 
+/// A raw connection to the edge, for what an HTTP client would tidy away.
+async fn raw_connection(stack: &Stack) -> tokio::net::TcpStream {
+    let address = stack.edge.trim_start_matches("http://");
+    let stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    stream
+}
+
+/// What `stream` sends until `wanted` is in it, or until it closes when
+/// `wanted` is `None`; within 5 s.
+async fn raw_read(stream: &mut tokio::net::TcpStream, wanted: Option<&str>) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = String::from_utf8_lossy(&seen).into_owned();
+        if wanted.is_some_and(|wanted| text.contains(wanted)) {
+            return text;
+        }
+        let read = tokio::time::timeout_at(deadline, stream.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("{wanted:?} did not come in time; got {text:?}"))
+            .unwrap();
+        if read == 0 {
+            assert!(wanted.is_none(), "closed before {wanted:?}; got {text:?}");
+            return text;
+        }
+        seen.extend_from_slice(&buf[..read]);
+    }
+}
+
+/// Over HTTP/1.1 a connection opened for a balance stream is served
+/// without hyper's buffers: its head may come in pieces, its answer is
+/// delimited by the connection's close (no chunking), with the same events.
+#[tokio::test]
+async fn an_http1_balance_stream_is_delimited_by_its_connections_close() {
+    use tokio::io::AsyncWriteExt;
+    let stack = Stack::start().await;
+    let token = stack.token("vera");
+    let mut stream = raw_connection(&stack).await;
+    let authorization = format!("zation: Bearer {token}\r\n\r\n");
+    for piece in [
+        "GET /bal",
+        "ance/stream?from=tab HTTP/1.1\r\nHost: edge\r\nAuthori",
+        &authorization,
+    ] {
+        stream.write_all(piece.as_bytes()).await.unwrap();
+    }
+    let seen = raw_read(&mut stream, Some("\"balance_cents\":0,")).await;
+    let (head, events) = seen.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    let head = head.to_lowercase();
+    assert!(head.contains("content-type: text/event-stream"), "{head}");
+    assert!(head.contains("connection: close"), "{head}");
+    assert!(head.contains("date: "), "{head}");
+    assert!(!head.contains("transfer-encoding"), "{head}");
+    assert!(!head.contains("content-length"), "{head}");
+    assert!(
+        events.starts_with("event: balance\ndata: {\"balance_cents\":0,"),
+        "{events:?}"
+    );
+
+    stack.paid_top_up(&token, 10, "evt_raw_stream_1").await;
+    raw_read(&mut stream, Some("\"balance_cents\":1000,")).await;
+}
+
+/// A stream request's head that cannot be read is answered as hyper
+/// answers one (400 or 431, no body, closed), before any handler; one
+/// without a token as every route answers it.
+#[tokio::test]
+async fn bad_http1_stream_requests_are_refused_before_any_handler() {
+    use tokio::io::AsyncWriteExt;
+    let stack = Stack::start().await;
+    // Exactly the 32 KiB a head may take, with no end: all of it is read.
+    let opening = "GET /balance/stream HTTP/1.1\r\nX-Big: ";
+    let endless = format!("{opening}{}", "a".repeat(32 * 1024 - opening.len()));
+    let too_many = format!(
+        "GET /balance/stream HTTP/1.1\r\n{}\r\n",
+        (0..65).map(|n| format!("X-{n}: 1\r\n")).collect::<String>()
+    );
+    for (head, status) in [
+        (endless.as_str(), "431"),
+        (too_many.as_str(), "431"),
+        ("GET /balance/stream HTTP/1.1\r\nBad Name: 1\r\n\r\n", "400"),
+        (
+            "GET /balance/stream HTTP/1.1\r\nContent-Length: 3\r\n\r\n",
+            "400",
+        ),
+        (
+            "GET /balance/stream HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "400",
+        ),
+        ("GET /balance/stream HTTP/9.9\r\n\r\n", "400"),
+    ] {
+        let mut stream = raw_connection(&stack).await;
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let answer = raw_read(&mut stream, None).await;
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{answer:?} to {:?}",
+            &head[..head.len().min(80)]
+        );
+        assert!(
+            answer.ends_with("content-length: 0\r\nconnection: close\r\n\r\n"),
+            "{answer:?}"
+        );
+    }
+
+    let mut stream = raw_connection(&stack).await;
+    stream
+        .write_all(b"GET /balance/stream HTTP/1.1\r\nHost: edge\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = raw_read(&mut stream, None).await;
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 401 Unauthorized\r\n"), "{head}");
+    assert!(
+        head.contains("content-type: application/problem+json"),
+        "{head}"
+    );
+    assert!(
+        head.contains(&format!("content-length: {}\r\n", body.len())),
+        "{head}"
+    );
+    let problem: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(problem["status"], 401, "{problem}");
+}
+
+/// A connection that starts a stream request and stalls is cut at the
+/// header-read timeout, as hyper cuts any other.
+#[tokio::test]
+async fn a_stalled_http1_stream_request_is_cut_at_the_header_read_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let stack = Stack::start_configured(JWKS_JSON, 0, |config| {
+        config.edge_header_read_timeout_ms = 300;
+    })
+    .await;
+    for stalled in [
+        "GET /balance/str",
+        "GET /balance/stream HTTP/1.1\r\nHost: e",
+    ] {
+        let mut stream = raw_connection(&stack).await;
+        stream.write_all(stalled.as_bytes()).await.unwrap();
+        let started = tokio::time::Instant::now();
+        assert_eq!(raw_read(&mut stream, None).await, "", "{stalled:?}");
+        assert!(started.elapsed() < Duration::from_secs(2), "{stalled:?}");
+    }
+}
+
 #[tokio::test]
 async fn the_balance_stream_sends_heartbeats_and_ends_when_the_token_expires() {
     let stack = Stack::start().await;

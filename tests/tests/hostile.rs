@@ -61,10 +61,10 @@ async fn healthz(stack: &Stack, edge: SocketAddr) -> Result<(u16, serde_json::Va
         .await
 }
 
-/// Slowloris: 300 clients sending their headers a line at a time, against
-/// an edge allowed 256 file descriptors. The edge caps its connections
-/// below that, cuts each slow client at the header-read timeout, and keeps
-/// answering a normal client.
+/// Slowloris: 300 clients sending their headers a line at a time (half of
+/// them for `/balance/stream`), against an edge allowed 256 file
+/// descriptors. The edge caps its connections below that, cuts each slow
+/// client at the header-read timeout, and keeps answering a normal client.
 #[tokio::test]
 async fn slow_headers_cannot_exhaust_the_edges_descriptors_or_hold_connections() {
     let stack = Stack::start(SandboxConfig::default()).await;
@@ -79,16 +79,19 @@ async fn slow_headers_cannot_exhaust_the_edges_descriptors_or_hold_connections()
         .await;
     let pid = edge.id().expect("edge pid");
 
-    let slow_clients = (0..300).map(|_| async move {
+    // Half of them open a balance stream, whose heads the edge reads itself.
+    let slow_clients = (0..300).map(|n| async move {
         let Ok(mut stream) = TcpStream::connect(addr).await else {
             return (false, Duration::ZERO);
         };
         let started = Instant::now();
-        if stream
-            .write_all(b"GET /healthz HTTP/1.1\r\nHost: edge\r\n")
-            .await
-            .is_err()
-        {
+        let path = if n % 2 == 0 {
+            "/healthz"
+        } else {
+            "/balance/stream"
+        };
+        let request_line = format!("GET {path} HTTP/1.1\r\nHost: edge\r\n");
+        if stream.write_all(request_line.as_bytes()).await.is_err() {
             return (true, started.elapsed());
         }
         // One more header line every 200 ms, for at most 10 s.
