@@ -328,8 +328,9 @@ enum Next {
 }
 
 /// The body's next frame, or the client's leaving, whichever comes first.
-/// The client has nothing more to send: its side closing (or failing, or
-/// staying silent past the idle timeout) is how a stream learns it left.
+/// The client has nothing more to send: its side closing or failing (or
+/// the connection's idle timeout, when neither side has moved) is how a
+/// stream learns it left.
 fn poll_next(
     cx: &mut Context<'_>,
     io: &mut (impl AsyncRead + Unpin),

@@ -1161,8 +1161,8 @@ async fn raw_connection(stack: &Stack) -> tokio::net::TcpStream {
     stream
 }
 
-/// What `stream` sends until `wanted` is in it, or until it closes when
-/// `wanted` is `None`; within 5 s.
+/// What `stream` sends until `wanted` is in it, or until it closes (or is
+/// reset) when `wanted` is `None`; within 5 s.
 async fn raw_read(stream: &mut tokio::net::TcpStream, wanted: Option<&str>) -> String {
     use tokio::io::AsyncReadExt;
     let mut seen = Vec::new();
@@ -1176,7 +1176,7 @@ async fn raw_read(stream: &mut tokio::net::TcpStream, wanted: Option<&str>) -> S
         let read = tokio::time::timeout_at(deadline, stream.read(&mut buf))
             .await
             .unwrap_or_else(|_| panic!("{wanted:?} did not come in time; got {text:?}"))
-            .unwrap();
+            .unwrap_or(0);
         if read == 0 {
             assert!(wanted.is_none(), "closed before {wanted:?}; got {text:?}");
             return text;
@@ -1218,6 +1218,61 @@ async fn an_http1_balance_stream_is_delimited_by_its_connections_close() {
 
     stack.paid_top_up(&token, 10, "evt_raw_stream_1").await;
     raw_read(&mut stream, Some("\"balance_cents\":1000,")).await;
+}
+
+/// An HTTP/1.1 stream served without hyper ends when its client closes its
+/// side or keeps sending, and gives its place back either way.
+#[tokio::test]
+async fn an_http1_balance_stream_whose_client_left_or_kept_sending_gives_its_place_back() {
+    use tokio::io::AsyncWriteExt;
+    let stack = Stack::start_configured(JWKS_JSON, 0, |config| {
+        config.edge_max_balance_streams_per_user = 1;
+    })
+    .await;
+    let head = format!(
+        "GET /balance/stream HTTP/1.1\r\nAuthorization: Bearer {}\r\n\r\n",
+        stack.token("wes")
+    );
+    let open = || async {
+        let mut stream = raw_connection(&stack).await;
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream
+    };
+    let mut first = open().await;
+    raw_read(&mut first, Some("event: balance")).await;
+    let mut held = open().await;
+    assert!(raw_read(&mut held, None).await.starts_with("HTTP/1.1 429 "));
+
+    // The client's side closed.
+    first.shutdown().await.unwrap();
+    let mut second = open_when_given_back(&open).await;
+    // More than 4 KiB after its head: cut off.
+    second.write_all(&[b'x'; 5000]).await.unwrap();
+    // Closed by the edge well before its first heartbeat (15 s).
+    raw_read(&mut second, None).await;
+    open_when_given_back(&open).await;
+}
+
+/// A stream once the user's place is free again, within 5 s.
+async fn open_when_given_back<F, O>(open: &F) -> tokio::net::TcpStream
+where
+    F: Fn() -> O,
+    O: std::future::Future<Output = tokio::net::TcpStream>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut stream = open().await;
+        let seen = raw_read(&mut stream, Some("\r\n")).await;
+        if seen.starts_with("HTTP/1.1 200 ") {
+            return stream;
+        }
+        assert!(seen.starts_with("HTTP/1.1 429 "), "{seen:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the place was not given back"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// A stream request's head that cannot be read is answered as hyper
