@@ -141,12 +141,7 @@ pub(crate) async fn list_refunds(State(shared): State<Arc<Shared>>, uri: Uri) ->
         .rev()
         .filter(|(_, r)| payment_intent.is_none_or(|pi| r["payment_intent"] == pi))
         .map(|(id, r)| (id.as_str(), r));
-    list_page(
-        refunds,
-        param(&query, "starting_after"),
-        limit,
-        "/v1/refunds",
-    )
+    list_page(refunds, &query, limit, "/v1/refunds")
 }
 
 /// A list request's query parameters and its `limit`: 10 when absent, 1 to
@@ -168,22 +163,55 @@ fn list_query(uri: &Uri) -> Result<ListQuery, (StatusCode, Value)> {
     Ok((query, limit))
 }
 
-/// A page of `items` (newest first) after `starting_after`, as Stripe's
-/// list object.
+/// A page of `items` (newest first) as Stripe's list object: after
+/// `starting_after` (older items), or the `limit` items right before
+/// `ending_before` (newer ones, still newest first), as Stripe pages; a
+/// cursor that names no item of the list is refused as Stripe refuses it.
 fn list_page<'a>(
     items: impl Iterator<Item = (&'a str, &'a Value)>,
-    starting_after: Option<&str>,
+    query: &[(String, String)],
     limit: usize,
     url: &str,
 ) -> Response {
-    let mut page: Vec<&Value> = items
-        .skip_while(|(id, _)| starting_after.is_some_and(|after| *id != after))
-        .skip(usize::from(starting_after.is_some()))
-        .map(|(_, item)| item)
-        .take(limit + 1)
-        .collect();
-    let has_more = page.len() > limit;
-    page.truncate(limit);
+    let items: Vec<(&str, &Value)> = items.collect();
+    // A cursor's place in the list, or the (parameter, id) naming none.
+    let cursor = |name: &'static str| match param(query, name) {
+        None => Ok(None),
+        Some(id) => items
+            .iter()
+            .position(|(item, _)| *item == id)
+            .map(Some)
+            .ok_or((name, id)),
+    };
+    let (after, before) = match (cursor("starting_after"), cursor("ending_before")) {
+        (Ok(after), Ok(before)) => (after, before),
+        (Err((name, id)), _) | (_, Err((name, id))) => {
+            return stripe_error(
+                StatusCode::BAD_REQUEST,
+                json!({"type": "invalid_request_error", "code": "resource_missing", "param": name,
+                       "message": format!("No such object: '{id}'")}),
+            );
+        }
+    };
+    let (page, has_more) = match (after, before) {
+        (Some(_), Some(_)) => {
+            return invalid_request(
+                "Received both starting_after and ending_before parameters. Please pass in only one.",
+                None,
+            )
+            .into_stripe();
+        }
+        (None, Some(before)) => {
+            let from = before.saturating_sub(limit);
+            (&items[from..before], from > 0)
+        }
+        (after, None) => {
+            let from = after.map_or(0, |at| at + 1);
+            let to = (from + limit).min(items.len());
+            (&items[from..to], to < items.len())
+        }
+    };
+    let page: Vec<&Value> = page.iter().map(|(_, item)| *item).collect();
     Json(json!({"object": "list", "data": page, "has_more": has_more, "url": url})).into_response()
 }
 
@@ -201,17 +229,12 @@ pub(crate) async fn list_disputes(State(shared): State<Arc<Shared>>, uri: Uri) -
         .rev()
         .filter(|(_, d)| payment_intent.is_none_or(|pi| d["payment_intent"] == pi))
         .map(|(id, d)| (id.as_str(), d));
-    list_page(
-        disputes,
-        param(&query, "starting_after"),
-        limit,
-        "/v1/disputes",
-    )
+    list_page(disputes, &query, limit, "/v1/disputes")
 }
 
 /// `GET /v1/events`: newest first; `type` or `types[]` (not both, at most
 /// 20), `created` exact or `created[gt|gte|lt|lte]`, `limit`,
-/// `starting_after`.
+/// `starting_after` or `ending_before`.
 pub(crate) async fn list_api_events(State(shared): State<Arc<Shared>>, uri: Uri) -> Response {
     let (query, limit) = match list_query(&uri) {
         Ok(read) => read,
@@ -274,7 +297,7 @@ pub(crate) async fn list_api_events(State(shared): State<Arc<Shared>>, uri: Uri)
         .filter(|e| matches_type(e["type"].as_str().unwrap_or_default()))
         .filter(|e| in_bounds(e["created"].as_i64().unwrap_or_default()))
         .map(|e| (e["id"].as_str().unwrap_or_default(), e));
-    list_page(events, param(&query, "starting_after"), limit, "/v1/events")
+    list_page(events, &query, limit, "/v1/events")
 }
 
 fn no_such(kind: &str, id: &str) -> Response {

@@ -134,6 +134,8 @@ impl Fault {
 
 pub(crate) struct QueuedFault {
     method: String,
+    /// Only requests whose path starts with this.
+    path_prefix: String,
     remaining: u64,
     fault: Fault,
 }
@@ -165,6 +167,7 @@ pub(crate) async fn record_and_inject(
     next: Next,
 ) -> Response {
     let method = request.method().as_str().to_owned();
+    let parts_path = request.uri().path().to_owned();
     let request = if shared.config.lock().unwrap().record_requests {
         let (parts, body) = request.into_parts();
         let Ok(body) = axum::body::to_bytes(body, MAX_RECORDED_BODY).await else {
@@ -183,9 +186,11 @@ pub(crate) async fn record_and_inject(
     };
     let fault = {
         let mut faults = shared.faults.lock().unwrap();
-        let found = faults
-            .iter_mut()
-            .find(|queued| queued.method == method && queued.remaining > 0);
+        let found = faults.iter_mut().find(|queued| {
+            queued.method == method
+                && parts_path.starts_with(&queued.path_prefix)
+                && queued.remaining > 0
+        });
         found.map(|queued| {
             queued.remaining -= 1;
             queued.fault.clone()
@@ -291,8 +296,15 @@ impl Sandbox {
 
     /// Answers the next `times` API requests with `method` with `fault`.
     pub async fn fail_next(&self, method: &str, times: u64, fault: Fault) {
+        self.fail_next_on(method, "/", times, fault).await;
+    }
+
+    /// Answers the next `times` API requests with `method` to a path that
+    /// starts with `path_prefix` with `fault`.
+    pub async fn fail_next_on(&self, method: &str, path_prefix: &str, times: u64, fault: Fault) {
         self.shared.faults.lock().unwrap().push(QueuedFault {
             method: method.to_owned(),
+            path_prefix: path_prefix.to_owned(),
             remaining: times,
             fault,
         });
