@@ -32,6 +32,8 @@ SELECT create_distributed_table('ledger_entries', 'user_id', colocate_with => 'p
 
 -- Events that concern no user: spread by their own id, joined with nothing.
 SELECT create_distributed_table('ignored_stripe_events', 'event_id', colocate_with => 'none');
+-- Events parked until they can be applied (docs/parked-events.md), the same way.
+SELECT create_distributed_table('parked_stripe_events', 'event_id', colocate_with => 'ignored_stripe_events');
 
 -- The webhook's write (db/apply.rs) runs where its user's rows are: the
 -- coordinator hands each call whole to that worker (one round trip, a plain

@@ -251,6 +251,9 @@ impl ApiError {
             error_reason::DATABASE_UNAVAILABLE
             | error_reason::STRIPE_UNAVAILABLE
             | error_reason::UNAVAILABLE
+            // A webhook whose event was parked: 503, so that Stripe delivers
+            // it again (payments-grpc retries it too, with backoff).
+            | error_reason::EVENT_PARKED
             | error_reason::DEADLINE_EXCEEDED => {
                 tracing::warn!(%reason, %message, "payments-grpc unavailable");
                 Self::unavailable("try again shortly")
@@ -367,6 +370,7 @@ mod tests {
             (error_reason::DATABASE_UNAVAILABLE, 503, "unavailable"),
             (error_reason::STRIPE_UNAVAILABLE, 503, "unavailable"),
             (error_reason::UNAVAILABLE, 503, "unavailable"),
+            (error_reason::EVENT_PARKED, 503, "unavailable"),
             (error_reason::UNAUTHENTICATED, 500, "internal"),
             (error_reason::ADMIN_DISABLED, 500, "internal"),
             (error_reason::INTERNAL, 500, "internal"),

@@ -38,6 +38,21 @@ pub enum Error {
     /// A bug or a broken invariant; details are logged, not returned.
     #[error(transparent)]
     Internal(Cause),
+    /// A Stripe event failed for a reason that will not go away by itself
+    /// and was parked (`service::parked`): it is retried with backoff, and
+    /// an operator sees it (`ListParkedEvents`). The cause is the failure.
+    #[error("the event could not be applied and was parked: {0}")]
+    EventParked(Cause),
+}
+
+impl Error {
+    /// Whether trying again later may succeed with nothing changed: a
+    /// dependency down, a payment that kept changing. Anything else (a
+    /// Stripe object the service cannot read, a request Stripe refuses, a
+    /// row the database refuses) needs a fix first.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Error::Unavailable(_))
+    }
 }
 
 /// What went wrong, for the log: a message, and the error that caused it
@@ -135,7 +150,8 @@ impl From<GatewayError> for Error {
             GatewayError::IdempotencyConflict(_) => Error::IdempotencyConflict(err.to_string()),
             GatewayError::NotFound
             | GatewayError::Rejected(_)
-            | GatewayError::UnexpectedState(_) => Error::Internal(Cause::from_error(err)),
+            | GatewayError::UnexpectedState(_)
+            | GatewayError::Undecodable { .. } => Error::Internal(Cause::from_error(err)),
         }
     }
 }

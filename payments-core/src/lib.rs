@@ -15,5 +15,5 @@ pub use error::Error;
 pub use service::{
     ACTED_ON_EVENT_TYPES, Adjusted, Balance, BalanceWatch, CreatedIntent, DEFAULT_PAGE_SIZE,
     EventOutcome, LedgerEntry, MAX_PAGE_SIZE, OpenIntentLimit, Page, PaymentsService,
-    ReconcileSettings, Reconciled, Spent, Synced,
+    ReconcileSettings, Reconciled, Retried, Spent, Synced, retry_pause,
 };

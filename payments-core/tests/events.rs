@@ -611,7 +611,7 @@ async fn an_event_recorded_ignored_is_applied_when_delivered_again_after_the_cau
 }
 
 #[tokio::test]
-async fn our_intent_whose_currency_was_changed_at_stripe_is_not_credited_and_not_recorded() {
+async fn our_intent_whose_currency_was_changed_at_stripe_is_not_credited_not_recorded_but_parked() {
     let world = World::new().await;
     let intent = world.intent_for("dora", 1000).await;
     let mut edited = world.stripe.intent(&intent).unwrap();
@@ -622,8 +622,18 @@ async fn our_intent_whose_currency_was_changed_at_stripe_is_not_credited_and_not
         .apply("evt_jpy", "payment_intent.succeeded", &intent)
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Internal(_)), "{err:?}");
+    // It will not go away by itself: parked for an operator (and still
+    // refused to Stripe, which delivers it again).
+    assert!(matches!(err, Error::EventParked(_)), "{err:?}");
     assert_eq!(world.balance("dora").await, 0);
+    let parked = world.service.list_parked_events(0, "").await.unwrap();
+    assert_eq!(parked.items.len(), 1);
+    assert_eq!(parked.items[0].event_id, "evt_jpy");
+    assert!(
+        parked.items[0].last_error.contains("is in jpy at Stripe"),
+        "{}",
+        parked.items[0].last_error
+    );
     let mut conn = world.db.connection().await;
     assert!(
         stripe_events::find(&mut conn, "evt_jpy")

@@ -533,7 +533,7 @@ async fn every_money_column_is_bigint_with_a_currency_beside_it() {
 /// they are reference tables or distributed by their own key (deploy/citus).
 const GLOBAL_TABLES: &str =
     "'__diesel_schema_migrations', 'deployment', 'intent_owners', 'ignored_stripe_events',
-     'reconciliation_cursor'";
+     'parked_stripe_events', 'reconciliation_cursor'";
 
 #[tokio::test]
 async fn every_foreign_key_is_indexed_and_every_table_carries_user_id() {

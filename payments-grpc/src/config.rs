@@ -103,6 +103,9 @@ pub struct Config {
     /// Seconds an unfinished payment goes without an update before reconciliation re-fetches it from Stripe.
     #[arg(long, env = "RECONCILE_AFTER_SECS", default_value_t = 300)]
     pub reconcile_after_secs: u64,
+    /// Events asked of Stripe's Events API per page by reconciliation (1 to 100); a pass reads at most 50 pages and the next goes on from there.
+    #[arg(long, env = "RECONCILE_EVENTS_PAGE_SIZE", default_value_t = 100)]
+    pub reconcile_events_page_size: u8,
     /// Seconds after its creation an intent still waiting for the customer is cancelled at Stripe as abandoned.
     #[arg(long, env = "STALE_INTENT_AFTER_SECS", default_value_t = 86_400)]
     pub stale_intent_after_secs: u64,
@@ -235,6 +238,12 @@ impl Config {
             1,
             30 * 86_400,
         )?;
+        check_range(
+            "RECONCILE_EVENTS_PAGE_SIZE",
+            self.reconcile_events_page_size.into(),
+            1,
+            100,
+        )?;
         // Not before the customer had a fair chance to pay; not after
         // Stripe stops keeping the intent's events (30 days).
         check_range(
@@ -353,6 +362,8 @@ impl Config {
         ReconcileSettings {
             after: Duration::from_secs(self.reconcile_after_secs),
             stale_after: Duration::from_secs(self.stale_intent_after_secs),
+            events_page_size: self.reconcile_events_page_size,
+            ..ReconcileSettings::default()
         }
     }
 
@@ -426,6 +437,7 @@ mod tests {
             "PAYMENTS_COALESCE_SPENDS",
             "RECONCILE_INTERVAL_SECS",
             "RECONCILE_AFTER_SECS",
+            "RECONCILE_EVENTS_PAGE_SIZE",
             "STALE_INTENT_AFTER_SECS",
             "STRIPE_EVENT_PAYLOAD_RETENTION_DAYS",
             "PAYMENTS_TLS_CERT_FILE",
@@ -450,9 +462,12 @@ mod tests {
     #[test]
     fn bad_values_stop_the_start_with_one_line_naming_the_variable() {
         type Change = fn(&mut Config);
-        let cases: [(&str, Change); 11] = [
+        let cases: [(&str, Change); 12] = [
             ("STALE_INTENT_AFTER_SECS must be between 3600", |c| {
                 c.stale_intent_after_secs = 60
+            }),
+            ("RECONCILE_EVENTS_PAGE_SIZE must be between 1", |c| {
+                c.reconcile_events_page_size = 0
             }),
             ("RECONCILE_AFTER_SECS must be between 1", |c| {
                 c.reconcile_after_secs = 0

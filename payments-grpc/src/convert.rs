@@ -146,6 +146,15 @@ pub fn to_status(err: Error) -> Status {
             };
             plain(Code::Unavailable, cause.message, reason)
         }
+        // Logged where it was parked.
+        Error::EventParked(cause) => plain(
+            Code::Unavailable,
+            format!(
+                "the event could not be applied and was parked (see ListParkedEvents): {}",
+                cause.message
+            ),
+            error_reason::EVENT_PARKED,
+        ),
         Error::Internal(cause) => {
             tracing::error!(error = %cause.chain(), "internal error");
             plain(
@@ -186,6 +195,30 @@ pub fn reconciled(done: payments_core::Reconciled) -> proto::RunReconciliationRe
         credited: done.credited,
         canceled: done.canceled,
         events_backfilled: done.events_backfilled,
+        events_parked: done.events_parked,
+        parked_events_applied: done.parked_events_applied,
+    }
+}
+
+pub fn parked_page(
+    page: Page<payments_core::db::parked_events::ParkedEvent>,
+) -> proto::ListParkedEventsResponse {
+    proto::ListParkedEventsResponse {
+        events: page
+            .items
+            .into_iter()
+            .map(|parked| proto::ParkedEvent {
+                event_id: parked.event_id,
+                event_type: parked.event_type,
+                object_id: parked.object_id.unwrap_or_default(),
+                attempts: parked.attempts,
+                last_error: parked.last_error,
+                first_failed_at: Some(timestamp(parked.first_failed_at)),
+                last_failed_at: Some(timestamp(parked.last_failed_at)),
+                next_attempt_at: Some(timestamp(parked.next_attempt_at)),
+            })
+            .collect(),
+        next_page_token: page.next_cursor.unwrap_or_default(),
     }
 }
 
@@ -226,6 +259,24 @@ mod tests {
                 "{code:?} has no reason"
             );
         }
+    }
+
+    #[test]
+    fn a_parked_event_is_unavailable_with_its_reason_and_why() {
+        let status = to_status(Error::EventParked(
+            "Stripe's answer could not be read (retrieve_dispute): missing field".into(),
+        ));
+        assert_eq!(status.code(), Code::Unavailable);
+        assert_eq!(
+            error_reason::of(&status).unwrap().0,
+            error_reason::EVENT_PARKED
+        );
+        assert!(
+            status.message().contains("ListParkedEvents")
+                && status.message().contains("retrieve_dispute"),
+            "{}",
+            status.message()
+        );
     }
 
     #[test]

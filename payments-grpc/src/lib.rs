@@ -169,6 +169,10 @@ impl Application {
                         }
                         Err(err) => tracing::warn!(error = %err, "metrics gauges not read"),
                     }
+                    match core.parked_event_count().await {
+                        Ok(parked) => metrics.set_parked_events(parked),
+                        Err(err) => tracing::warn!(error = %err, "parked events not counted"),
+                    }
                 })
             })
         };

@@ -1,8 +1,8 @@
 //! payments-grpc's Prometheus metrics (served on `PAYMENTS_METRICS_ADDR` by
 //! `service_runtime::metrics`): calls by method and status code with their
 //! latency, and, read from the database at each scrape,
-//! `payments_paid_not_credited` (should always read 0) and the age of the
-//! oldest payment not final. A method label is one this server serves
+//! `payments_paid_not_credited` (should always read 0), the age of the
+//! oldest payment not final and `payments_parked_events`. A method label is one this server serves
 //! (read from its descriptors), else `unknown`: a caller cannot make labels.
 
 use std::collections::HashSet;
@@ -42,6 +42,7 @@ pub struct GrpcMetrics {
     latency: HistogramFamily<MethodLabels>,
     paid_not_credited: Gauge,
     oldest_open_age: Gauge<f64, std::sync::atomic::AtomicU64>,
+    parked_events: Gauge,
     /// `/package.Service/Method` of every method served.
     methods: HashSet<Arc<str>>,
     unknown: Arc<str>,
@@ -115,12 +116,19 @@ impl GrpcMetrics {
             Unit::Seconds,
             oldest_open_age.clone(),
         );
+        let parked_events = Gauge::default();
+        registry.register(
+            "payments_parked_events",
+            "Stripe events parked because their apply failed for a reason that will not go away by itself; retried with backoff, listed by AdminService.ListParkedEvents",
+            parked_events.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             calls,
             latency,
             paid_not_credited,
             oldest_open_age,
+            parked_events,
             methods: methods_of(&[
                 crate::proto::FILE_DESCRIPTOR_SET,
                 tonic_health::pb::FILE_DESCRIPTOR_SET,
@@ -138,6 +146,11 @@ impl GrpcMetrics {
         self.paid_not_credited.set(paid_not_credited);
         self.oldest_open_age
             .set(oldest_open_age_secs.unwrap_or(0.0));
+    }
+
+    /// The parked events' count, before a scrape.
+    pub fn set_parked_events(&self, parked: i64) {
+        self.parked_events.set(parked);
     }
 
     fn method(&self, path: &str) -> Arc<str> {

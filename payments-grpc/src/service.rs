@@ -224,4 +224,29 @@ impl<G: PaymentGateway> AdminServiceRpc for GrpcAdminService<G> {
         let done = self.core.run_reconciliation().await.map_err(to_status)?;
         Ok(Response::new(convert::reconciled(done)))
     }
+
+    async fn list_parked_events(
+        &self,
+        request: Request<proto::ListParkedEventsRequest>,
+    ) -> Result<Response<proto::ListParkedEventsResponse>, Status> {
+        let request = request.into_inner();
+        let page = self
+            .core
+            .list_parked_events(request.page_size, &request.page_token)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(convert::parked_page(page)))
+    }
+
+    async fn retry_parked_event(
+        &self,
+        request: Request<proto::RetryParkedEventRequest>,
+    ) -> Result<Response<proto::ApplyStripeEventResponse>, Status> {
+        let outcome = self
+            .core
+            .retry_parked_event(&request.into_inner().event_id)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(convert::event_outcome(outcome)))
+    }
 }

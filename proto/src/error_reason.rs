@@ -32,6 +32,10 @@ pub const STRIPE_UNAVAILABLE: &str = "STRIPE_UNAVAILABLE";
 /// Unavailable for another passing reason (a payment kept changing under
 /// concurrent events); retry with the same key.
 pub const UNAVAILABLE: &str = "UNAVAILABLE";
+/// The Stripe event failed for a reason that will not go away by itself
+/// and was parked: retried with backoff, listed by `ListParkedEvents`
+/// (UNAVAILABLE, so that Stripe delivers it again too).
+pub const EVENT_PARKED: &str = "EVENT_PARKED";
 /// AdminService is off: no `PAYMENTS_ADMIN_TOKEN` is configured.
 pub const ADMIN_DISABLED: &str = "ADMIN_DISABLED";
 /// The bearer token (internal, or admin for AdminService) is missing or wrong.
@@ -48,7 +52,7 @@ pub const MESSAGE_TOO_LARGE: &str = "MESSAGE_TOO_LARGE";
 pub const MALFORMED_MESSAGE: &str = "MALFORMED_MESSAGE";
 
 /// Every reason above, for tests that must cover each.
-pub const ALL: [&str; 17] = [
+pub const ALL: [&str; 18] = [
     INVALID_ARGUMENT,
     NOT_A_TIER,
     IDEMPOTENCY_KEY_REUSED,
@@ -59,6 +63,7 @@ pub const ALL: [&str; 17] = [
     DATABASE_UNAVAILABLE,
     STRIPE_UNAVAILABLE,
     UNAVAILABLE,
+    EVENT_PARKED,
     ADMIN_DISABLED,
     UNAUTHENTICATED,
     INTERNAL,

@@ -12,6 +12,7 @@ pub mod history;
 pub mod intent_owners;
 pub mod keyed_moves;
 pub mod ledger;
+pub mod parked_events;
 pub mod payment_inserts;
 pub mod payments;
 pub mod reconciliation;

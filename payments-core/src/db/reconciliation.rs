@@ -52,30 +52,62 @@ pub async fn waiting_since(
         .await?)
 }
 
-/// The creation time (Unix seconds) of the newest event reconciliation has
-/// applied; `None` before its first pass.
-pub async fn events_cursor(conn: &mut AsyncPgConnection) -> Result<Option<i64>, DbError> {
-    Ok(reconciliation_cursor::table
-        .select(reconciliation_cursor::events_created_at)
-        .first(conn)
-        .await
-        .optional()?)
+/// Where reconciliation's read of Stripe's Events API stands.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct EventsCursor {
+    /// Walking forward: the newest event the backfill has handled (applied,
+    /// found applied, or parked); the next read starts right after it.
+    pub last_id: Option<String>,
+    /// While finding where to begin (walking back from the newest event):
+    /// the oldest event handled so far; the walk goes on below it.
+    pub seek_id: Option<String>,
+    /// The walk back reaches down to events created at this time (Unix
+    /// seconds); once it has, the creation time of `last_id`, from where a
+    /// walk back starts again should Stripe no longer know `last_id`.
+    pub created_at: i64,
 }
 
-/// Moves the cursor to `created` (Unix seconds); never backwards, so two
-/// passes at once leave the later one's.
-pub async fn advance_events_cursor(
+/// The cursor; `None` before the first pass.
+pub async fn events_cursor(conn: &mut AsyncPgConnection) -> Result<Option<EventsCursor>, DbError> {
+    Ok(reconciliation_cursor::table
+        .select((
+            reconciliation_cursor::events_last_id,
+            reconciliation_cursor::events_seek_id,
+            reconciliation_cursor::events_created_at,
+        ))
+        .first::<(Option<String>, Option<String>, i64)>(conn)
+        .await
+        .optional()?
+        .map(|(last_id, seek_id, created_at)| EventsCursor {
+            last_id,
+            seek_id,
+            created_at,
+        }))
+}
+
+/// Stores the cursor whole. Two passes at once each write a cursor behind
+/// which everything was handled, so whichever writes last, nothing is
+/// skipped (at worst some events are read again, and are duplicates).
+pub async fn store_events_cursor(
     conn: &mut AsyncPgConnection,
-    created: i64,
+    cursor: &EventsCursor,
+    now: DateTime<Utc>,
 ) -> Result<(), DbError> {
+    // Only excluded values in DO UPDATE SET: Citus refuses now() there.
     diesel::sql_query(
-        "INSERT INTO reconciliation_cursor AS c (singleton, events_created_at, updated_at)
-         VALUES (true, $1, now())
+        "INSERT INTO reconciliation_cursor AS c
+                (singleton, events_created_at, events_last_id, events_seek_id, updated_at)
+         VALUES (true, $1, $2, $3, $4)
          ON CONFLICT (singleton) DO UPDATE
-            SET events_created_at = GREATEST(c.events_created_at, excluded.events_created_at),
-                updated_at = now()",
+            SET events_created_at = excluded.events_created_at,
+                events_last_id = excluded.events_last_id,
+                events_seek_id = excluded.events_seek_id,
+                updated_at = excluded.updated_at",
     )
-    .bind::<diesel::sql_types::BigInt, _>(created)
+    .bind::<diesel::sql_types::BigInt, _>(cursor.created_at)
+    .bind::<diesel::sql_types::Nullable<diesel::sql_types::Text>, _>(cursor.last_id.as_deref())
+    .bind::<diesel::sql_types::Nullable<diesel::sql_types::Text>, _>(cursor.seek_id.as_deref())
+    .bind::<diesel::sql_types::Timestamptz, _>(now)
     .execute(conn)
     .await?;
     Ok(())

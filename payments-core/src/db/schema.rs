@@ -56,6 +56,20 @@ diesel::table! {
 }
 
 diesel::table! {
+    parked_stripe_events (event_id) {
+        event_id -> Text,
+        event_type -> Text,
+        object_id -> Nullable<Text>,
+        payload -> Text,
+        attempts -> Int4,
+        last_error -> Text,
+        first_failed_at -> Timestamptz,
+        last_failed_at -> Timestamptz,
+        next_attempt_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     payments (user_id, stripe_intent_id) {
         stripe_intent_id -> Text,
         user_id -> Text,
@@ -78,6 +92,8 @@ diesel::table! {
         singleton -> Bool,
         events_created_at -> Int8,
         updated_at -> Timestamptz,
+        events_last_id -> Nullable<Text>,
+        events_seek_id -> Nullable<Text>,
     }
 }
 
@@ -98,6 +114,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     ignored_stripe_events,
     intent_owners,
     ledger_entries,
+    parked_stripe_events,
     payments,
     reconciliation_cursor,
     stripe_events,

@@ -15,11 +15,15 @@ use crate::stripe::{EventKind, PaymentGateway, StripeEvent, StripeIntent};
 impl<G: PaymentGateway> PaymentsService<G> {
     /// Applies one verified Stripe event, at most once per event id. The
     /// PaymentIntent is re-fetched from Stripe: the event's own numbers are
-    /// never trusted, so a forged or stale event cannot mint credits.
+    /// never trusted, so a forged or stale event cannot mint credits. What
+    /// fails for good is parked by the caller (`service::parked`).
     #[tracing::instrument(skip_all, fields(event_id, event_type, intent_id, user_id))]
-    pub async fn apply_stripe_event(&self, event_json: &str) -> Result<EventOutcome, Error> {
+    pub(super) async fn apply_event_now(
+        &self,
+        event: &StripeEvent,
+        event_json: &str,
+    ) -> Result<EventOutcome, Error> {
         let received_at = Utc::now();
-        let event = StripeEvent::parse(event_json)?;
         let span = tracing::Span::current();
         span.record("event_id", event.id.as_str());
         span.record("event_type", event.event_type.as_str());
@@ -39,7 +43,7 @@ impl<G: PaymentGateway> PaymentsService<G> {
         };
         if matches!(event.kind(), EventKind::Refund | EventKind::Dispute) {
             return self
-                .apply_clawback_event(&event, &payload, received_at, &ignored)
+                .apply_clawback_event(event, &payload, received_at, &ignored)
                 .await;
         }
         let intent_id = match (event.kind(), event.object_id()) {
@@ -198,8 +202,8 @@ impl<G: PaymentGateway> PaymentsService<G> {
 
     /// Logs every way Stripe's copy of one of our intents disagrees with our
     /// row. Only a changed currency stops the event (amounts in another
-    /// currency are not cents of ours): it fails, so Stripe retries and an
-    /// operator can look; nothing is recorded.
+    /// currency are not cents of ours): it fails and is parked, so Stripe
+    /// and the pass retry it and an operator sees it; nothing is recorded.
     pub(super) async fn check_against_our_row(
         &self,
         row: &payments::PaymentRow,

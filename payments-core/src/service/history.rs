@@ -135,7 +135,7 @@ impl<G: PaymentGateway> PaymentsService<G> {
 
 /// 0 asks for the default (proto3 cannot tell it from unset); below 0 or
 /// above the most is refused.
-fn page_size_of(page_size: i32) -> Result<i64, Error> {
+pub(super) fn page_size_of(page_size: i32) -> Result<i64, Error> {
     match page_size {
         0 => Ok(DEFAULT_PAGE_SIZE.into()),
         1..=MAX_PAGE_SIZE => Ok(page_size.into()),

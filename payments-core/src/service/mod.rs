@@ -3,10 +3,12 @@
 
 mod adjust;
 mod apply_event;
+mod backfill;
 mod balance;
 mod clawbacks;
 mod create_intent;
 mod history;
+mod parked;
 mod reconcile;
 mod spend;
 mod sync;
@@ -26,6 +28,7 @@ use crate::stripe::PaymentGateway;
 pub use adjust::Adjusted;
 pub use create_intent::CreatedIntent;
 pub use history::{DEFAULT_PAGE_SIZE, LedgerEntry, MAX_PAGE_SIZE, Page};
+pub use parked::{Retried, retry_pause};
 pub use reconcile::{ACTED_ON_EVENT_TYPES, ReconcileSettings, Reconciled};
 pub use spend::Spent;
 pub use sync::Synced;

@@ -7,8 +7,9 @@
 //! 2. cancels at Stripe the intents still waiting for the customer after
 //!    `stale_after` (`cancellation_reason=abandoned`, an Idempotency-Key);
 //!    one that succeeded meanwhile is applied (credited) instead;
-//! 3. reads Stripe's Events API from a stored cursor and applies every
-//!    acted-on event not yet in the registry.
+//! 3. reads Stripe's Events API forward from a stored cursor and applies
+//!    every acted-on event not yet in the registry (`backfill`);
+//! 4. retries the parked events whose next try is due (`parked`).
 //!
 //! Everything a pass does is once per intent, refund, dispute or event
 //! whoever does it, so passes on several replicas at once double nothing;
@@ -20,7 +21,7 @@ use std::time::Duration;
 use chrono::Utc;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
-use super::{EventOutcome, PaymentsService};
+use super::PaymentsService;
 use crate::Error;
 use crate::db::payments::PaymentRow;
 use crate::db::reconciliation;
@@ -36,6 +37,11 @@ pub struct ReconcileSettings {
     /// `STALE_INTENT_AFTER_SECS`: an intent waiting for the customer this
     /// long after its creation is cancelled.
     pub stale_after: Duration,
+    /// `RECONCILE_EVENTS_PAGE_SIZE`: events asked of Stripe per page (1 to 100).
+    pub events_page_size: u8,
+    /// Pages of events one pass reads at most; the next pass goes on from
+    /// where this one stopped.
+    pub event_pages_per_pass: u32,
 }
 
 impl Default for ReconcileSettings {
@@ -43,6 +49,8 @@ impl Default for ReconcileSettings {
         Self {
             after: Duration::from_secs(300),
             stale_after: Duration::from_secs(86_400),
+            events_page_size: 100,
+            event_pages_per_pass: 50,
         }
     }
 }
@@ -58,6 +66,11 @@ pub struct Reconciled {
     pub canceled: i32,
     /// Events from Stripe's Events API this pass applied (not duplicates).
     pub events_backfilled: i32,
+    /// Events this pass could not apply for a reason that will not go away
+    /// by itself, parked (or parked still) and passed over.
+    pub events_parked: i32,
+    /// Parked events this pass retried and applied.
+    pub parked_events_applied: i32,
     /// Payments or events that failed (Stripe or the database); the next
     /// pass tries them again.
     pub failed: i32,
@@ -66,16 +79,6 @@ pub struct Reconciled {
 /// Payments each of steps 1 and 2 takes per pass, oldest first; the rest
 /// wait for the next pass.
 const PAYMENTS_PER_PASS: i64 = 500;
-/// Event pages (100 events each) read per pass.
-const EVENT_PAGES_PER_PASS: usize = 50;
-/// Where the first pass starts reading events: Stripe retries a webhook for
-/// three days, so older events were delivered or given up long ago.
-const FIRST_EVENTS_LOOKBACK_SECS: i64 = 3 * 86_400;
-/// Stripe keeps events 30 days; an older cursor reads from there.
-const EVENTS_KEPT_SECS: i64 = 30 * 86_400;
-/// When more events wait than a pass reads, the span of history (from the
-/// cursor) one pass reads instead.
-const EVENTS_WINDOW_SECS: i64 = 3_600;
 pub use crate::domain::stripe_event::ACTED_ON_EVENT_TYPES;
 /// The advisory lock the background loop holds during a pass.
 const RECONCILE_LOCK: i64 = 0x7265_636f_6e63_696c; // "reconcil"
@@ -100,11 +103,16 @@ impl<G: PaymentGateway> PaymentsService<G> {
         self.reconcile_open_payments(&mut done).await?;
         self.cancel_abandoned_intents(&mut done).await?;
         self.backfill_events(&mut done).await?;
+        let retried = self.retry_due_parked_events().await?;
+        done.parked_events_applied += retried.unparked;
+        done.events_parked += retried.still_parked;
         tracing::info!(
             intents_checked = done.intents_checked,
             credited = done.credited,
             canceled = done.canceled,
             events_backfilled = done.events_backfilled,
+            events_parked = done.events_parked,
+            parked_events_applied = done.parked_events_applied,
             failed = done.failed,
             "reconciliation pass"
         );
@@ -181,86 +189,6 @@ impl<G: PaymentGateway> PaymentsService<G> {
     async fn sync_owned(&self, payment: PaymentRow) -> Result<super::sync::SyncOutcome, Error> {
         let owner = UserId::parse(&payment.user_id).map_err(|err| Error::Internal(err.0.into()))?;
         self.sync_payment(&owner, payment).await
-    }
-
-    /// Step 3: the events created since the cursor, oldest first, each
-    /// applied as its webhook would have been (a duplicate of one applied
-    /// before is a no-op). Stripe lists newest first, so a read that stops
-    /// at the pass's page limit has missed the oldest events: the pass then
-    /// reads only the cursor's next `EVENTS_WINDOW_SECS` and moves the
-    /// cursor to that window's end. The cursor stops at the first event that
-    /// failed instead, to read again from there.
-    async fn backfill_events(&self, done: &mut Reconciled) -> Result<(), Error> {
-        let now = Utc::now().timestamp();
-        let mut conn = self.connection().await?;
-        let from = reconciliation::events_cursor(&mut conn)
-            .await?
-            .unwrap_or(now - FIRST_EVENTS_LOOKBACK_SECS)
-            .max(now - EVENTS_KEPT_SECS);
-        drop(conn);
-        let (mut events, mut cursor) = match self.read_events(from, None).await? {
-            (events, true) => {
-                let newest = events.iter().map(|event| event.created).max();
-                (events, newest)
-            }
-            (_, false) => {
-                let until = from + EVENTS_WINDOW_SECS;
-                match self.read_events(from, Some(until)).await? {
-                    (events, true) => (events, Some(until)),
-                    (events, false) => {
-                        tracing::error!(
-                            from,
-                            until,
-                            "more acted-on events in one window than a pass reads; the cursor stays"
-                        );
-                        (events, None)
-                    }
-                }
-            }
-        };
-        events.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
-        for event in &events {
-            match self.apply_stripe_event(&event.json).await {
-                Ok(EventOutcome::Applied) => done.events_backfilled += 1,
-                Ok(EventOutcome::Duplicate | EventOutcome::Ignored) => {}
-                Err(err) => {
-                    done.failed += 1;
-                    tracing::warn!(event_id = %event.id, error = %err, "reconciliation could not apply an event");
-                    // Read again from here next pass (`created` is
-                    // inclusive; what was applied is a duplicate then).
-                    cursor = cursor.map(|_| event.created);
-                    break;
-                }
-            }
-        }
-        if let Some(cursor) = cursor {
-            let mut conn = self.connection().await?;
-            reconciliation::advance_events_cursor(&mut conn, cursor).await?;
-        }
-        Ok(())
-    }
-
-    /// The acted-on events created from `from` (and before `before`), up to
-    /// the pass's page limit; true when that was all of them.
-    async fn read_events(
-        &self,
-        from: i64,
-        before: Option<i64>,
-    ) -> Result<(Vec<crate::stripe::ListedEvent>, bool), Error> {
-        let mut events = Vec::new();
-        let mut after: Option<String> = None;
-        for _ in 0..EVENT_PAGES_PER_PASS {
-            let page = self
-                .gateway
-                .list_events(&ACTED_ON_EVENT_TYPES, from, before, after.as_deref())
-                .await?;
-            after = page.events.last().map(|event| event.id.clone());
-            events.extend(page.events);
-            if !page.has_more || after.is_none() {
-                return Ok((events, true));
-            }
-        }
-        Ok((events, false))
     }
 
     /// The two gauges an operator alerts on: payments Stripe reported paid

@@ -14,8 +14,9 @@ use stripe_shared::{ApiErrorsType, Dispute, PaymentIntent, Refund};
 
 use super::http::PooledStripeClient;
 use super::{
-    CREATED_BY_MARKER, EventsPage, GatewayError, ListedEvent, NewIntent, PaymentError,
-    PaymentGateway, StripeDispute, StripeIntent, StripeRefund, is_intent_id, is_object_id,
+    CREATED_BY_MARKER, EventsPage, EventsPosition, EventsQuery, GatewayError, ListedEvent,
+    NewIntent, PaymentError, PaymentGateway, StripeDispute, StripeIntent, StripeRefund,
+    is_intent_id, is_object_id,
 };
 use crate::metrics::{CoreMetrics, StripeOperation};
 
@@ -97,6 +98,7 @@ impl StripeGateway {
             Err(GatewayError::UnexpectedState(_)) => "unexpected_state",
             Err(GatewayError::IdempotencyConflict(_)) => "idempotency_conflict",
             Err(GatewayError::Rejected(_)) => "rejected",
+            Err(GatewayError::Undecodable { .. }) => "decode_error",
         };
         self.metrics
             .stripe_call(operation, result, started.elapsed());
@@ -126,7 +128,7 @@ impl StripeGateway {
                 .request_strategy(strategy.clone())
                 .send(&self.client);
             let result = match tokio::time::timeout_at(deadline, send).await {
-                Ok(result) => result.map_err(classify),
+                Ok(result) => result.map_err(|err| classify(operation, err)),
                 Err(_) => Err(Failure::Transient("the call's deadline passed".into())),
             };
             match result {
@@ -153,7 +155,7 @@ enum Failure {
     Final(GatewayError),
 }
 
-fn classify(err: StripeError) -> Failure {
+fn classify(operation: StripeOperation, err: StripeError) -> Failure {
     match err {
         StripeError::Stripe(api, status) => {
             let code = api
@@ -181,9 +183,14 @@ fn classify(err: StripeError) -> Failure {
         }
         StripeError::Timeout => Failure::Transient("timed out".into()),
         StripeError::ClientError(reason) => Failure::Transient(reason),
-        // An error body that is not Stripe JSON is a proxy or an outage page.
-        StripeError::JSONDeserialize(reason) => {
-            Failure::Transient(format!("unexpected response: {reason}"))
+        // A success whose body the service cannot read (http.rs answers a
+        // failure that is not Stripe JSON as a ClientError).
+        StripeError::JSONDeserialize(detail) => {
+            tracing::error!(operation = operation.as_str(), %detail, "Stripe's answer could not be read");
+            Failure::Final(GatewayError::Undecodable {
+                operation: operation.as_str(),
+                detail,
+            })
         }
         StripeError::ConfigError(reason) => Failure::Final(GatewayError::Rejected(reason)),
     }
@@ -323,26 +330,34 @@ impl PaymentGateway for StripeGateway {
         )
     }
 
-    #[tracing::instrument(skip_all, fields(created_from, created_before, starting_after))]
-    async fn list_events(
-        &self,
-        types: &[&str],
-        created_from: i64,
-        created_before: Option<i64>,
-        starting_after: Option<&str>,
-    ) -> Result<EventsPage, GatewayError> {
-        let window = stripe_types::RangeQueryTs::Bounds(stripe_types::RangeBoundsTs {
-            gte: Some(created_from),
-            lt: created_before,
-            ..Default::default()
-        });
-        let mut request = ListEvent::new()
-            .types(types.iter().map(|t| (*t).to_owned()).collect::<Vec<_>>())
-            .created(window)
-            .limit(100);
-        if let Some(after) = starting_after {
-            request = request.starting_after(after);
-        }
+    #[tracing::instrument(skip_all, fields(position = ?query.position))]
+    async fn list_events(&self, query: &EventsQuery<'_>) -> Result<EventsPage, GatewayError> {
+        let request = ListEvent::new()
+            .types(
+                query
+                    .types
+                    .iter()
+                    .map(|t| (*t).to_owned())
+                    .collect::<Vec<_>>(),
+            )
+            .limit(i64::from(query.limit.clamp(1, 100)));
+        let request = match query.position {
+            EventsPosition::Back {
+                created_from,
+                starting_after,
+            } => {
+                let window = stripe_types::RangeQueryTs::Bounds(stripe_types::RangeBoundsTs {
+                    gte: Some(created_from),
+                    ..Default::default()
+                });
+                let request = request.created(window);
+                match starting_after {
+                    Some(after) => request.starting_after(after),
+                    None => request,
+                }
+            }
+            EventsPosition::After { ending_before } => request.ending_before(ending_before),
+        };
         let page = self
             .send_with_retries(StripeOperation::ListEvents, &request, None)
             .await?;

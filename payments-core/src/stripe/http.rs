@@ -132,7 +132,9 @@ impl StripeClient for PooledStripeClient {
         Err(
             match miniserde::json::from_str::<stripe_shared::Error>(text) {
                 Ok(error) => StripeError::Stripe(error.error, status.as_u16()),
-                Err(_) => StripeError::JSONDeserialize(format!(
+                // A proxy's or an outage's page: passing. (JSONDeserialize
+                // is kept for a success the service cannot read.)
+                Err(_) => StripeError::ClientError(format!(
                     "HTTP {status} with a body that is not a Stripe error"
                 )),
             },

@@ -142,6 +142,14 @@ pub enum GatewayError {
     /// Anything else Stripe refused; not worth retrying as is.
     #[error("Stripe refused the request: {0}")]
     Rejected(String),
+    /// Stripe answered with success, but the service cannot read what it
+    /// sent (an API version drift, a body rewritten on the way): retrying
+    /// the same read gives the same answer.
+    #[error("Stripe's answer could not be read ({operation}): {detail}")]
+    Undecodable {
+        operation: &'static str,
+        detail: String,
+    },
 }
 
 /// The Stripe calls the use cases make.
@@ -182,17 +190,35 @@ pub trait PaymentGateway: Send + Sync + 'static {
         idempotency_key: &str,
     ) -> impl Future<Output = Result<StripeIntent, GatewayError>> + Send;
 
-    /// One page of `GET /v1/events` of `types` created at or after
-    /// `created_from` and before `created_before` when given (Unix seconds),
-    /// 100 at most, newest first, after the event `starting_after` of the
-    /// previous page.
+    /// One page of `GET /v1/events` of `types`, newest first within the page.
     fn list_events(
         &self,
-        types: &[&str],
-        created_from: i64,
-        created_before: Option<i64>,
-        starting_after: Option<&str>,
+        query: &EventsQuery<'_>,
     ) -> impl Future<Output = Result<EventsPage, GatewayError>> + Send;
+}
+
+/// Which page of Stripe's Events API to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventsQuery<'a> {
+    pub types: &'a [&'a str],
+    /// 1 to 100.
+    pub limit: u8,
+    pub position: EventsPosition<'a>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventsPosition<'a> {
+    /// Walking back in time: the newest events created at or after
+    /// `created_from`, older than `starting_after` when given
+    /// (`created[gte]`, `starting_after`).
+    Back {
+        created_from: i64,
+        starting_after: Option<&'a str>,
+    },
+    /// Walking forward: the `limit` events right after `ending_before` in
+    /// time (`ending_before`, Stripe's way to read a list in chronological
+    /// order).
+    After { ending_before: &'a str },
 }
 
 /// Whether `id` has the shape of a PaymentIntent id (`pi_…`), so that it can
