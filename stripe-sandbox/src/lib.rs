@@ -16,6 +16,8 @@ mod controls;
 mod delivery;
 pub mod signer;
 mod state;
+#[cfg(test)]
+mod wire_check;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
