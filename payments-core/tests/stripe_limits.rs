@@ -1,12 +1,17 @@
-//! What a slow or hostile Stripe endpoint can do to a call: a hanging
-//! attempt is retried within the call's deadline, and an answer too large
-//! to be Stripe's is refused before it is held in memory.
+//! What a slow, hostile or drifting Stripe endpoint can do to a call: a
+//! hanging attempt is retried within the call's deadline; an answer too
+//! large to be Stripe's is refused before it is held in memory; objects are
+//! read into the fields the service uses, so fields it does not use (gone,
+//! or new enum values) change nothing, and a success it cannot read is a
+//! final error of its own.
 
 use std::time::{Duration, Instant};
 
-use payments_core::Error;
-use payments_core::stripe::MAX_RESPONSE_BYTES;
-use payments_test_support::{TestDatabase, count_rows, service};
+use payments_core::domain::LedgerKind;
+use payments_core::stripe::{MAX_RESPONSE_BYTES, STRIPE_API_VERSION};
+use payments_core::{Error, EventOutcome};
+use payments_test_support::{TestDatabase, World, count_rows, service};
+use serde_json::json;
 use stripe_sandbox::{Fault, Sandbox};
 
 #[tokio::test]
@@ -80,4 +85,143 @@ async fn an_answer_larger_than_a_mebibyte_is_refused_and_nothing_is_written() {
         .unwrap_err();
     assert!(matches!(err, Error::Unavailable(_)), "{err:?}");
     assert_eq!(count_rows(&mut db.connection().await, "payments").await, 0);
+}
+
+/// `object` with only the fields the service reads of it: what a Stripe of
+/// another API version, or an emulator, may send.
+fn only(object: &serde_json::Value, fields: &[&str]) -> serde_json::Value {
+    fields
+        .iter()
+        .filter_map(|field| Some((field.to_string(), object.get(*field)?.clone())))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
+#[tokio::test]
+async fn objects_without_every_field_the_service_does_not_use_still_credit_and_claw_back() {
+    let world = World::new().await;
+    let intent = world.intent_for("ivy", 2000).await;
+    world.stripe.succeed(&intent);
+    let refund = world.stripe.refund(&intent, Some(500)).await;
+    let dispute_id = world.stripe.dispute(&intent);
+    let dispute = world
+        .stripe
+        .events()
+        .into_iter()
+        .find(|event| event["type"] == "charge.dispute.created")
+        .unwrap()["data"]["object"]
+        .clone();
+    // The full objects as the sandbox serves them (Stripe's shape) read too.
+    assert!(dispute["evidence"]["enhanced_evidence"].is_object());
+
+    // Every field the service does not use gone, and Stripe's enum values
+    // past the ones it knows: a refund status, a dispute status.
+    let full_intent = world.stripe.intent_json(&intent).unwrap();
+    let intent_fields = [
+        "id",
+        "amount",
+        "amount_received",
+        "currency",
+        "status",
+        "metadata",
+    ];
+    let bare_intent = only(&full_intent, &intent_fields);
+    let mut bare_refund = only(&refund, &["id", "amount", "currency", "payment_intent"]);
+    bare_refund["status"] = "succeeded".into();
+    let mut bare_dispute = only(&dispute, &["id", "amount", "currency", "payment_intent"]);
+    bare_dispute["status"] = "a_status_stripe_added_later".into();
+    let list =
+        |item: serde_json::Value| json!({"object": "list", "data": [item], "has_more": false});
+    for (path, body) in [
+        (format!("/v1/payment_intents/{intent}"), bare_intent.clone()),
+        ("/v1/refunds".to_owned(), list(bare_refund)),
+        (format!("/v1/disputes/{dispute_id}"), bare_dispute.clone()),
+        ("/v1/disputes".to_owned(), list(bare_dispute)),
+    ] {
+        world
+            .stripe
+            .fail_next_on("GET", &path, 100, Fault::json(200, &body))
+            .await;
+    }
+
+    for (event_id, event_type, object) in [
+        ("evt_paid", "payment_intent.succeeded", intent.as_str()),
+        (
+            "evt_refund",
+            "refund.created",
+            refund["id"].as_str().unwrap(),
+        ),
+        ("evt_dispute", "charge.dispute.created", dispute_id.as_str()),
+    ] {
+        // The event names its object (and a refund its intent); the rest
+        // is re-fetched, stripped as above.
+        let event = json!({"id": event_id, "object": "event", "type": event_type,
+                           "data": {"object": {"id": object, "payment_intent": intent}}});
+        let applied = world.service.apply_stripe_event(&event.to_string()).await;
+        assert_eq!(applied, Ok(EventOutcome::Applied), "{event_type}");
+    }
+    assert_eq!(
+        world.kinds("ivy").await,
+        [LedgerKind::TopUp, LedgerKind::Refund, LedgerKind::Dispute]
+    );
+    assert_eq!(world.balance("ivy").await, 2000 - 500 - 2000);
+
+    // An intent status the service does not know: it cannot tell whether to
+    // credit, so the event is parked with the status named, not credited.
+    let other = world.intent_for("jon", 1000).await;
+    let mut unknown = only(&world.stripe.intent_json(&other).unwrap(), &intent_fields);
+    unknown["status"] = "requires_a_new_thing".into();
+    world
+        .stripe
+        .fail_next_on(
+            "GET",
+            &format!("/v1/payment_intents/{other}"),
+            100,
+            Fault::json(200, &unknown),
+        )
+        .await;
+    let event = json!({"id": "evt_new", "object": "event", "type": "payment_intent.succeeded",
+                       "data": {"object": {"id": other, "object": "payment_intent"}}});
+    let parked = world.service.apply_stripe_event(&event.to_string()).await;
+    assert!(matches!(parked, Err(Error::EventParked(_))), "{parked:?}");
+    let row = &world.service.list_parked_events(0, "").await.unwrap().items[0];
+    assert!(
+        row.last_error.contains("requires_a_new_thing"),
+        "{}",
+        row.last_error
+    );
+    assert_eq!(world.balance("jon").await, 0);
+    world.check_ledger().await;
+}
+
+#[tokio::test]
+async fn every_request_names_the_pinned_api_version_and_a_success_that_cannot_be_read_is_final() {
+    let world = World::new().await;
+    let intent = world.intent_for("kim", 1000).await;
+    let requests = world
+        .stripe
+        .requests_to("POST", "/v1/payment_intents")
+        .await;
+    assert_eq!(
+        requests[0].headers.get("stripe-version").unwrap(),
+        STRIPE_API_VERSION
+    );
+    // A success whose body lacks what the service uses is asked once, not
+    // retried as if Stripe were down.
+    let path = format!("/v1/payment_intents/{intent}");
+    let before = world.stripe.requests_to("GET", &path).await.len();
+    world
+        .stripe
+        .fail_next_on("GET", &path, 100, Fault::json(200, &json!({"id": intent})))
+        .await;
+    let err = world
+        .service
+        .sync_payment_intent("kim", &intent)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Internal(_)), "{err:?}");
+    assert_eq!(
+        world.stripe.requests_to("GET", &path).await.len(),
+        before + 1
+    );
 }

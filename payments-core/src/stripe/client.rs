@@ -1,22 +1,13 @@
-use std::collections::HashMap;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
-use stripe::{IdempotencyKey, RequestStrategy, StripeError, StripeRequest};
-use stripe_core::dispute::{ListDispute, RetrieveDispute};
-use stripe_core::event::ListEvent;
-use stripe_core::payment_intent::{CancelPaymentIntent, CancelPaymentIntentCancellationReason};
-use stripe_core::payment_intent::{
-    CreatePaymentIntent, CreatePaymentIntentAutomaticPaymentMethods, RetrievePaymentIntent,
-};
-use stripe_core::refund::ListRefund;
-use stripe_shared::{ApiErrorsType, Dispute, PaymentIntent, Refund};
+use serde::de::DeserializeOwned;
 
-use super::http::PooledStripeClient;
+use super::http::{Call, Method, PooledStripeClient};
+use super::wire::{self, ErrorBody};
 use super::{
-    CREATED_BY_MARKER, EventsPage, EventsPosition, EventsQuery, GatewayError, ListedEvent,
-    NewIntent, PaymentError, PaymentGateway, StripeDispute, StripeIntent, StripeRefund,
-    is_intent_id, is_object_id,
+    CREATED_BY_MARKER, EventsPage, EventsPosition, EventsQuery, GatewayError, NewIntent,
+    PaymentGateway, StripeDispute, StripeIntent, StripeRefund, is_intent_id, is_object_id,
 };
 use crate::metrics::{CoreMetrics, StripeOperation};
 
@@ -38,8 +29,9 @@ pub struct StripeConfig {
     pub retry_backoff: Duration,
 }
 
-/// The real Stripe API client: async-stripe's request types over a pooled
-/// hyper + rustls client.
+/// The real Stripe API client: the few requests the service makes, over a
+/// pooled hyper + rustls client, each answer read into the fields used
+/// (`wire`).
 #[derive(Clone, Debug)]
 pub struct StripeGateway {
     client: PooledStripeClient,
@@ -75,22 +67,19 @@ impl StripeGateway {
         self
     }
 
-    /// Sends `request` until it succeeds, fails for good, or attempts run
-    /// out; counted and timed as one call of `operation`.
-    async fn send_with_retries<R>(
+    /// Sends `call` until it succeeds, fails for good, or attempts run
+    /// out, and reads the answer as `T`; counted and timed as one call of
+    /// `operation`.
+    async fn send_with_retries<T: DeserializeOwned>(
         &self,
         operation: StripeOperation,
-        request: &R,
-        idempotency_key: Option<&IdempotencyKey>,
-    ) -> Result<R::Output, GatewayError>
-    where
-        R: StripeRequest,
-        R::Output: miniserde::Deserialize,
-    {
+        call: &Call<'_>,
+    ) -> Result<T, GatewayError> {
         let started = std::time::Instant::now();
         let answer = self
-            .send_until_done(operation, request, idempotency_key)
-            .await;
+            .send_until_done(operation, call)
+            .await
+            .and_then(|body| wire::decode(operation.as_str(), &body));
         let result = match &answer {
             Ok(_) => "ok",
             Err(GatewayError::Unavailable(_)) => "unavailable",
@@ -98,42 +87,41 @@ impl StripeGateway {
             Err(GatewayError::UnexpectedState(_)) => "unexpected_state",
             Err(GatewayError::IdempotencyConflict(_)) => "idempotency_conflict",
             Err(GatewayError::Rejected(_)) => "rejected",
-            Err(GatewayError::Undecodable { .. }) => "decode_error",
+            Err(GatewayError::Undecodable { operation, detail }) => {
+                tracing::error!(operation, %detail, "Stripe's answer could not be read");
+                "decode_error"
+            }
         };
         self.metrics
             .stripe_call(operation, result, started.elapsed());
         answer
     }
 
-    async fn send_until_done<R>(
+    /// The body of the first success.
+    async fn send_until_done(
         &self,
         operation: StripeOperation,
-        request: &R,
-        idempotency_key: Option<&IdempotencyKey>,
-    ) -> Result<R::Output, GatewayError>
-    where
-        R: StripeRequest,
-        R::Output: miniserde::Deserialize,
-    {
-        let strategy = match idempotency_key {
-            Some(key) => RequestStrategy::Idempotent(key.clone()),
-            None => RequestStrategy::Once,
-        };
+        call: &Call<'_>,
+    ) -> Result<hyper::body::Bytes, GatewayError> {
+        if let Some(key) = call.idempotency_key
+            && (key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()))
+        {
+            return Err(GatewayError::Rejected(
+                "an Idempotency-Key must be 1 to 255 visible ASCII characters".into(),
+            ));
+        }
         let deadline = tokio::time::Instant::now() + self.deadline;
         let mut backoff = self.retry_backoff.min(MAX_RETRY_BACKOFF);
         let mut attempt = 1;
         loop {
-            let send = request
-                .customize()
-                .request_strategy(strategy.clone())
-                .send(&self.client);
-            let result = match tokio::time::timeout_at(deadline, send).await {
-                Ok(result) => result.map_err(|err| classify(operation, err)),
-                Err(_) => Err(Failure::Transient("the call's deadline passed".into())),
+            let result = match tokio::time::timeout_at(deadline, self.client.send(call)).await {
+                Ok(Ok((status, body))) if status.is_success() => return Ok(body),
+                Ok(Ok((status, body))) => classify(status.as_u16(), &body),
+                Ok(Err(transport)) => Failure::Transient(transport.0),
+                Err(_) => Failure::Transient("the call's deadline passed".into()),
             };
             match result {
-                Ok(answer) => return Ok(answer),
-                Err(Failure::Transient(reason))
+                Failure::Transient(reason)
                     if attempt < self.max_attempts
                         && tokio::time::Instant::now() + backoff < deadline =>
                 {
@@ -143,8 +131,8 @@ impl StripeGateway {
                     backoff = (backoff * 2).min(MAX_RETRY_BACKOFF);
                     attempt += 1;
                 }
-                Err(Failure::Transient(reason)) => return Err(GatewayError::Unavailable(reason)),
-                Err(Failure::Final(err)) => return Err(err),
+                Failure::Transient(reason) => return Err(GatewayError::Unavailable(reason)),
+                Failure::Final(err) => return Err(err),
             }
         }
     }
@@ -155,96 +143,64 @@ enum Failure {
     Final(GatewayError),
 }
 
-fn classify(operation: StripeOperation, err: StripeError) -> Failure {
-    match err {
-        StripeError::Stripe(api, status) => {
-            let code = api
-                .code
-                .as_ref()
-                .map(|c| c.as_str().to_owned())
-                .unwrap_or_default();
-            let message = api.message.clone().unwrap_or_default();
-            match (status, &api.type_) {
-                // 409: a request with this key is still in flight at Stripe.
-                (409 | 429 | 500..=599, _) => {
-                    Failure::Transient(format!("HTTP {status} {code}: {message}"))
-                }
-                (404, _) => Failure::Final(GatewayError::NotFound),
-                (400, _) if code == "payment_intent_unexpected_state" => {
-                    Failure::Final(GatewayError::UnexpectedState(message))
-                }
-                (_, ApiErrorsType::IdempotencyError) => {
-                    Failure::Final(GatewayError::IdempotencyConflict(message))
-                }
-                _ => Failure::Final(GatewayError::Rejected(format!(
-                    "HTTP {status} {code}: {message}"
-                ))),
-            }
+/// A failure Stripe answered: passing (409: a request with this key is
+/// still in flight at Stripe; 429; 5xx) or final. A body that is not
+/// Stripe's error (a proxy's or an outage's page) is passing.
+fn classify(status: u16, body: &[u8]) -> Failure {
+    let Ok(ErrorBody { error }) = serde_json::from_slice::<ErrorBody>(body) else {
+        return Failure::Transient(format!(
+            "HTTP {status} with a body that is not a Stripe error"
+        ));
+    };
+    let code = error.code.unwrap_or_default();
+    let message = error.message.unwrap_or_default();
+    match (status, error.type_.as_deref()) {
+        (409 | 429 | 500..=599, _) => {
+            Failure::Transient(format!("HTTP {status} {code}: {message}"))
         }
-        StripeError::Timeout => Failure::Transient("timed out".into()),
-        StripeError::ClientError(reason) => Failure::Transient(reason),
-        // A success whose body the service cannot read (http.rs answers a
-        // failure that is not Stripe JSON as a ClientError).
-        StripeError::JSONDeserialize(detail) => {
-            tracing::error!(operation = operation.as_str(), %detail, "Stripe's answer could not be read");
-            Failure::Final(GatewayError::Undecodable {
-                operation: operation.as_str(),
-                detail,
-            })
+        (404, _) => Failure::Final(GatewayError::NotFound),
+        (400, _) if code == "payment_intent_unexpected_state" => {
+            Failure::Final(GatewayError::UnexpectedState(message))
         }
-        StripeError::ConfigError(reason) => Failure::Final(GatewayError::Rejected(reason)),
+        (_, Some("idempotency_error")) => {
+            Failure::Final(GatewayError::IdempotencyConflict(message))
+        }
+        _ => Failure::Final(GatewayError::Rejected(format!(
+            "HTTP {status} {code}: {message}"
+        ))),
     }
 }
 
-fn to_stripe_intent(intent: PaymentIntent) -> Result<StripeIntent, GatewayError> {
-    let status = intent
-        .status
-        .as_str()
-        .parse()
-        .map_err(GatewayError::Rejected)?;
-    let last_payment_error = intent.last_payment_error.map(|err| PaymentError {
-        code: err
-            .decline_code
-            .clone()
-            .or_else(|| err.code.as_ref().map(|code| code.as_str().to_owned())),
-        message: err.message.clone(),
-    });
-    Ok(StripeIntent {
-        id: intent.id.as_str().to_owned(),
-        amount: intent.amount,
-        amount_received: intent.amount_received,
-        currency: intent.currency.to_string(),
-        status,
-        client_secret: intent.client_secret.map(SecretString::from),
-        user_id: intent.metadata.get("user_id").cloned(),
-        created_by_us: intent.metadata.get("created_by").map(String::as_str)
-            == Some(CREATED_BY_MARKER),
-        deployment: intent.metadata.get("deployment").cloned(),
-        last_payment_error,
-    })
+impl StripeGateway {
+    async fn intent(
+        &self,
+        operation: StripeOperation,
+        call: &Call<'_>,
+    ) -> Result<StripeIntent, GatewayError> {
+        self.send_with_retries::<wire::Intent>(operation, call)
+            .await?
+            .into_stripe_intent(operation.as_str())
+    }
 }
 
 impl PaymentGateway for StripeGateway {
     #[tracing::instrument(skip_all, fields(user_id = %intent.user_id, amount = intent.tier.cents().get()))]
     async fn create_intent(&self, intent: &NewIntent<'_>) -> Result<StripeIntent, GatewayError> {
-        let key = IdempotencyKey::new(intent.stripe_idempotency_key)
-            .map_err(|err| GatewayError::Rejected(err.to_string()))?;
-        let metadata = HashMap::from([
-            ("user_id".to_owned(), intent.user_id.as_str().to_owned()),
-            ("created_by".to_owned(), CREATED_BY_MARKER.to_owned()),
-            ("deployment".to_owned(), intent.deployment.to_owned()),
-        ]);
-        // Exhaustive: a new currency of ours must name Stripe's here.
-        let currency = match intent.currency {
-            crate::domain::Currency::Usd => stripe_types::Currency::USD,
+        let call = Call {
+            method: Method::Post,
+            path: "/payment_intents".into(),
+            params: vec![
+                ("amount", intent.tier.cents().get().to_string()),
+                ("currency", intent.currency.code().to_owned()),
+                ("automatic_payment_methods[enabled]", "true".into()),
+                ("metadata[user_id]", intent.user_id.as_str().to_owned()),
+                ("metadata[created_by]", CREATED_BY_MARKER.to_owned()),
+                ("metadata[deployment]", intent.deployment.to_owned()),
+            ],
+            idempotency_key: Some(intent.stripe_idempotency_key),
         };
-        let request = CreatePaymentIntent::new(intent.tier.cents().get(), currency)
-            .automatic_payment_methods(CreatePaymentIntentAutomaticPaymentMethods::new(true))
-            .metadata(metadata);
-        to_stripe_intent(
-            self.send_with_retries(StripeOperation::CreatePaymentIntent, &request, Some(&key))
-                .await?,
-        )
+        self.intent(StripeOperation::CreatePaymentIntent, &call)
+            .await
     }
 
     #[tracing::instrument(skip_all, fields(intent_id = %intent_id))]
@@ -252,11 +208,14 @@ impl PaymentGateway for StripeGateway {
         if !is_intent_id(intent_id) {
             return Err(GatewayError::NotFound);
         }
-        let request = RetrievePaymentIntent::new(intent_id);
-        to_stripe_intent(
-            self.send_with_retries(StripeOperation::RetrievePaymentIntent, &request, None)
-                .await?,
-        )
+        let call = Call {
+            method: Method::Get,
+            path: format!("/payment_intents/{intent_id}"),
+            params: Vec::new(),
+            idempotency_key: None,
+        };
+        self.intent(StripeOperation::RetrievePaymentIntent, &call)
+            .await
     }
 
     #[tracing::instrument(skip_all, fields(intent_id = %intent_id))]
@@ -267,19 +226,27 @@ impl PaymentGateway for StripeGateway {
         let mut refunds = Vec::new();
         let mut after: Option<String> = None;
         loop {
-            let mut request = ListRefund::new().payment_intent(intent_id).limit(100);
+            let mut params = vec![
+                ("payment_intent", intent_id.to_owned()),
+                ("limit", "100".to_owned()),
+            ];
             if let Some(after) = after.take() {
-                request = request.starting_after(after);
+                params.push(("starting_after", after));
             }
-            let page = self
-                .send_with_retries(StripeOperation::ListRefunds, &request, None)
+            let call = Call {
+                method: Method::Get,
+                path: "/refunds".into(),
+                params,
+                idempotency_key: None,
+            };
+            let page: wire::List<wire::Refund> = self
+                .send_with_retries(StripeOperation::ListRefunds, &call)
                 .await?;
-            for refund in &page.data {
-                refunds.push(to_stripe_refund(refund));
-            }
-            match page.data.last() {
+            let last = page.data.last().map(|refund| refund.id.clone());
+            refunds.extend(page.data.into_iter().map(StripeRefund::from));
+            match last {
                 Some(last) if page.has_more && refunds.len() < MAX_REFUNDS_PER_INTENT => {
-                    after = Some(last.id.as_str().to_owned());
+                    after = Some(last);
                 }
                 _ => return Ok(refunds),
             }
@@ -291,11 +258,16 @@ impl PaymentGateway for StripeGateway {
         if !is_object_id(dispute_id) {
             return Err(GatewayError::NotFound);
         }
-        let request = RetrieveDispute::new(dispute_id);
-        let dispute = self
-            .send_with_retries(StripeOperation::RetrieveDispute, &request, None)
+        let call = Call {
+            method: Method::Get,
+            path: format!("/disputes/{dispute_id}"),
+            params: Vec::new(),
+            idempotency_key: None,
+        };
+        let dispute: wire::Dispute = self
+            .send_with_retries(StripeOperation::RetrieveDispute, &call)
             .await?;
-        Ok(to_stripe_dispute(&dispute))
+        Ok(dispute.into())
     }
 
     #[tracing::instrument(skip_all, fields(intent_id = %intent_id))]
@@ -304,11 +276,19 @@ impl PaymentGateway for StripeGateway {
             return Err(GatewayError::NotFound);
         }
         // An intent has one charge, and a charge at most one dispute.
-        let request = ListDispute::new().payment_intent(intent_id).limit(100);
-        let page = self
-            .send_with_retries(StripeOperation::ListDisputes, &request, None)
+        let call = Call {
+            method: Method::Get,
+            path: "/disputes".into(),
+            params: vec![
+                ("payment_intent", intent_id.to_owned()),
+                ("limit", "100".to_owned()),
+            ],
+            idempotency_key: None,
+        };
+        let page: wire::List<wire::Dispute> = self
+            .send_with_retries(StripeOperation::ListDisputes, &call)
             .await?;
-        Ok(page.data.iter().map(to_stripe_dispute).collect())
+        Ok(page.data.into_iter().map(StripeDispute::from).collect())
     }
 
     #[tracing::instrument(skip_all, fields(intent_id = %intent_id))]
@@ -320,64 +300,54 @@ impl PaymentGateway for StripeGateway {
         if !is_intent_id(intent_id) {
             return Err(GatewayError::NotFound);
         }
-        let key = IdempotencyKey::new(idempotency_key)
-            .map_err(|err| GatewayError::Rejected(err.to_string()))?;
-        let request = CancelPaymentIntent::new(intent_id)
-            .cancellation_reason(CancelPaymentIntentCancellationReason::Abandoned);
-        to_stripe_intent(
-            self.send_with_retries(StripeOperation::CancelPaymentIntent, &request, Some(&key))
-                .await?,
-        )
+        let call = Call {
+            method: Method::Post,
+            path: format!("/payment_intents/{intent_id}/cancel"),
+            params: vec![("cancellation_reason", "abandoned".to_owned())],
+            idempotency_key: Some(idempotency_key),
+        };
+        self.intent(StripeOperation::CancelPaymentIntent, &call)
+            .await
     }
 
     #[tracing::instrument(skip_all, fields(position = ?query.position))]
     async fn list_events(&self, query: &EventsQuery<'_>) -> Result<EventsPage, GatewayError> {
-        let request = ListEvent::new()
-            .types(
-                query
-                    .types
-                    .iter()
-                    .map(|t| (*t).to_owned())
-                    .collect::<Vec<_>>(),
-            )
-            .limit(i64::from(query.limit.clamp(1, 100)));
-        let request = match query.position {
+        let mut params: Vec<(&str, String)> = Vec::new();
+        // `types[]` as Stripe's own libraries send an array: `types[0]=…`.
+        let names: Vec<String> = (0..query.types.len())
+            .map(|i| format!("types[{i}]"))
+            .collect();
+        for (name, event_type) in names.iter().zip(query.types) {
+            params.push((name.as_str(), (*event_type).to_owned()));
+        }
+        params.push(("limit", query.limit.clamp(1, 100).to_string()));
+        match query.position {
             EventsPosition::Back {
                 created_from,
                 starting_after,
             } => {
-                let window = stripe_types::RangeQueryTs::Bounds(stripe_types::RangeBoundsTs {
-                    gte: Some(created_from),
-                    ..Default::default()
-                });
-                let request = request.created(window);
-                match starting_after {
-                    Some(after) => request.starting_after(after),
-                    None => request,
+                params.push(("created[gte]", created_from.to_string()));
+                if let Some(after) = starting_after {
+                    params.push(("starting_after", after.to_owned()));
                 }
             }
-            EventsPosition::After { ending_before } => request.ending_before(ending_before),
+            EventsPosition::After { ending_before } => {
+                params.push(("ending_before", ending_before.to_owned()));
+            }
+        }
+        let call = Call {
+            method: Method::Get,
+            path: "/events".into(),
+            params,
+            idempotency_key: None,
         };
-        let page = self
-            .send_with_retries(StripeOperation::ListEvents, &request, None)
-            .await?;
+        let operation = StripeOperation::ListEvents;
+        let page: wire::List<wire::Event> = self.send_with_retries(operation, &call).await?;
         let events = page
             .data
-            .iter()
-            .map(|event| ListedEvent {
-                id: event.id.as_str().to_owned(),
-                created: event.created,
-                // What a webhook would carry, enough for `StripeEvent::parse`.
-                json: format!(
-                    r#"{{"id":{},"object":"event","type":{},"created":{},"livemode":{},"data":{{"object":{}}}}}"#,
-                    miniserde::json::to_string(event.id.as_str()),
-                    miniserde::json::to_string(event.type_.as_str()),
-                    event.created,
-                    event.livemode,
-                    miniserde::json::to_string(&event.data.object),
-                ),
-            })
-            .collect();
+            .into_iter()
+            .map(|event| event.into_listed(operation.as_str()))
+            .collect::<Result<_, _>>()?;
         Ok(EventsPage {
             events,
             has_more: page.has_more,
@@ -388,32 +358,3 @@ impl PaymentGateway for StripeGateway {
 /// Refunds of one intent read at most (Stripe pages them 100 at a time); a
 /// card payment has a handful at most.
 const MAX_REFUNDS_PER_INTENT: usize = 1_000;
-
-fn expandable_id<T: stripe_types::Object>(
-    field: Option<&stripe_types::Expandable<T>>,
-) -> Option<String>
-where
-    T::Id: AsRef<str>,
-{
-    field.map(|field| field.id().as_ref().to_owned())
-}
-
-fn to_stripe_refund(refund: &Refund) -> StripeRefund {
-    StripeRefund {
-        id: refund.id.as_str().to_owned(),
-        amount: refund.amount,
-        currency: refund.currency.to_string(),
-        status: refund.status.clone().unwrap_or_default(),
-        intent_id: expandable_id(refund.payment_intent.as_ref()),
-    }
-}
-
-fn to_stripe_dispute(dispute: &Dispute) -> StripeDispute {
-    StripeDispute {
-        id: dispute.id.as_str().to_owned(),
-        amount: dispute.amount,
-        currency: dispute.currency.to_string(),
-        status: dispute.status.as_str().to_owned(),
-        intent_id: expandable_id(dispute.payment_intent.as_ref()),
-    }
-}

@@ -1,26 +1,53 @@
-//! The HTTP client under async-stripe's request types: async-stripe's own
-//! hyper client disables connection reuse (`pool_max_idle_per_host(0)`), so
-//! every Stripe call would pay a TCP and TLS handshake. This one keeps
-//! connections alive; the stale-connection race that made upstream disable
-//! pooling is covered by our retries, which reuse the Idempotency-Key.
+//! One HTTP round trip to Stripe's API: a form-encoded request with the
+//! secret key, the pinned `Stripe-Version` and an optional
+//! `Idempotency-Key`, over a pooled hyper + rustls client, answered with the
+//! status and the body (at most `MAX_RESPONSE_BYTES`). Connections are kept
+//! alive; the stale-connection race is covered by the client's retries,
+//! which reuse the Idempotency-Key. What the body means is `wire`'s.
 
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Full, Limited};
+use hyper::StatusCode;
 use hyper::body::Bytes;
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue, USER_AGENT};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use stripe::StripeError;
-use stripe_client_core::{CustomizedStripeRequest, StripeClient, StripeMethod};
 
+/// The Stripe API version every request names, and the one whose objects
+/// `wire` reads.
+pub const STRIPE_API_VERSION: &str = "2026-09-30.endive";
 /// Idle connections are dropped before Stripe's side would close them.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Stripe's answers to our calls are a few KiB; a larger one (a proxy's
 /// page, a hostile endpoint) is refused before it is held in memory.
 pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
+
+/// One request: `GET` with `query`, or `POST` with `form` as its body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Call<'a> {
+    pub method: Method,
+    /// After `/v1`, starting with `/`; ids in it are checked by the caller.
+    pub path: String,
+    /// `application/x-www-form-urlencoded` pairs: the query of a GET, the
+    /// body of a POST.
+    pub params: Vec<(&'a str, String)>,
+    pub idempotency_key: Option<&'a str>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Post,
+}
+
+/// Nothing came back that could be read as Stripe's: the connection, the
+/// timeout, or the size limit. Always worth another attempt.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct TransportError(pub String);
 
 /// `Debug` shows no key: the authorization header is marked sensitive.
 #[derive(Debug, Clone)]
@@ -29,8 +56,6 @@ pub struct PooledStripeClient {
     /// Ends with `/`.
     api_base: String,
     authorization: HeaderValue,
-    user_agent: HeaderValue,
-    stripe_version: HeaderValue,
     timeout: Duration,
 }
 
@@ -58,86 +83,71 @@ impl PooledStripeClient {
             http,
             api_base,
             authorization,
-            user_agent: HeaderValue::from_static(concat!(
-                "credits-topup/",
-                env!("CARGO_PKG_VERSION"),
-                " (async-stripe)"
-            )),
-            stripe_version: HeaderValue::from_static(stripe_shared::version::VERSION.as_str()),
             timeout,
         })
     }
-}
 
-impl StripeClient for PooledStripeClient {
-    type Err = StripeError;
-
-    async fn execute(&self, request: CustomizedStripeRequest) -> Result<Bytes, StripeError> {
-        let (request, config) = request.into_pieces();
-        let mut uri = format!("{}v1{}", self.api_base, request.path);
-        if let Some(query) = &request.query {
-            uri.push('?');
-            uri.push_str(query);
-        }
-        let method = match request.method {
-            StripeMethod::Get => hyper::Method::GET,
-            StripeMethod::Post => hyper::Method::POST,
-            StripeMethod::Delete => hyper::Method::DELETE,
+    /// Sends `call` once, within the attempt timeout.
+    pub async fn send(&self, call: &Call<'_>) -> Result<(StatusCode, Bytes), TransportError> {
+        let encoded = {
+            let mut form = url::form_urlencoded::Serializer::new(String::new());
+            for (name, value) in &call.params {
+                form.append_pair(name, value);
+            }
+            form.finish()
+        };
+        let mut uri = format!("{}v1{}", self.api_base, call.path);
+        let (method, body) = match call.method {
+            Method::Get => {
+                if !encoded.is_empty() {
+                    uri.push('?');
+                    uri.push_str(&encoded);
+                }
+                (hyper::Method::GET, Bytes::new())
+            }
+            Method::Post => (hyper::Method::POST, Bytes::from(encoded)),
         };
         let mut builder = hyper::Request::builder()
             .method(method)
             .uri(uri)
             .header(AUTHORIZATION, self.authorization.clone())
-            .header(USER_AGENT, self.user_agent.clone())
+            .header(
+                USER_AGENT,
+                concat!("credits-topup/", env!("CARGO_PKG_VERSION")),
+            )
             .header(
                 HeaderName::from_static("stripe-version"),
-                self.stripe_version.clone(),
+                STRIPE_API_VERSION,
             );
-        if let Some(key) = config
-            .request_strategy
-            .as_ref()
-            .and_then(|strategy| strategy.get_key())
-        {
-            builder = builder.header(HeaderName::from_static("idempotency-key"), key.as_str());
+        if call.method == Method::Post {
+            builder = builder.header(CONTENT_TYPE, "application/x-www-form-urlencoded");
         }
-        let body = match request.body {
-            Some(body) => {
-                builder = builder.header(CONTENT_TYPE, "application/x-www-form-urlencoded");
-                Bytes::from(body)
-            }
-            None => Bytes::new(),
-        };
-        let request = builder.body(Full::new(body))?;
+        if let Some(key) = call.idempotency_key {
+            builder = builder.header(HeaderName::from_static("idempotency-key"), key);
+        }
+        let request = builder
+            .body(Full::new(body))
+            .map_err(|err| TransportError(format!("the request could not be built: {err}")))?;
         let attempt = async {
-            let response = self.http.request(request).await?;
+            let response = self
+                .http
+                .request(request)
+                .await
+                .map_err(|err| TransportError(format!("Stripe could not be reached: {err}")))?;
             let status = response.status();
             let bytes = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
                 .collect()
                 .await
                 .map_err(|err| {
-                    StripeError::ClientError(format!(
+                    TransportError(format!(
                         "Stripe's answer was not read whole (at most {MAX_RESPONSE_BYTES} bytes): {err}"
                     ))
                 })?
                 .to_bytes();
-            Ok::<_, StripeError>((status, bytes))
+            Ok((status, bytes))
         };
-        let (status, bytes) = tokio::time::timeout(config.timeout.unwrap_or(self.timeout), attempt)
+        tokio::time::timeout(self.timeout, attempt)
             .await
-            .map_err(|_| StripeError::Timeout)??;
-        if status.is_success() {
-            return Ok(bytes);
-        }
-        let text = std::str::from_utf8(&bytes).unwrap_or_default();
-        Err(
-            match miniserde::json::from_str::<stripe_shared::Error>(text) {
-                Ok(error) => StripeError::Stripe(error.error, status.as_u16()),
-                // A proxy's or an outage's page: passing. (JSONDeserialize
-                // is kept for a success the service cannot read.)
-                Err(_) => StripeError::ClientError(format!(
-                    "HTTP {status} with a body that is not a Stripe error"
-                )),
-            },
-        )
+            .map_err(|_| TransportError("timed out".into()))?
     }
 }

@@ -2,11 +2,12 @@
 
 mod client;
 mod http;
+mod wire;
 
 use std::future::Future;
 
 pub use client::{MAX_RETRY_BACKOFF, StripeConfig, StripeGateway};
-pub use http::MAX_RESPONSE_BYTES;
+pub use http::{MAX_RESPONSE_BYTES, STRIPE_API_VERSION};
 pub use payments_domain::stripe_event::{EventKind, StripeEvent};
 
 use secrecy::SecretString;
