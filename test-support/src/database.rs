@@ -37,11 +37,19 @@ impl TestDatabase {
     /// A fresh database on the server of `server_url` (any database there).
     pub async fn create_on(server_url: &str) -> Self {
         let (maintenance_url, _) = db::maintenance_url(server_url).expect("server URL");
+        let name = format!("payments_test_{}", uuid::Uuid::new_v4().simple());
+        if crate::citus::enabled() {
+            crate::citus::create(&maintenance_url, &name).await;
+            return Self {
+                url: database_url(&maintenance_url, &name),
+                name,
+                maintenance_url,
+            };
+        }
         let mut conn = AsyncPgConnection::establish(&maintenance_url)
             .await
             .expect("connect to the maintenance database (is Postgres running?)");
         let template = template(&mut conn, &maintenance_url).await;
-        let name = format!("payments_test_{}", uuid::Uuid::new_v4().simple());
         diesel::sql_query(format!(
             "CREATE DATABASE {} TEMPLATE {}",
             db::quote_ident(&name),
@@ -99,6 +107,7 @@ impl Drop for TestDatabase {
     fn drop(&mut self) {
         let maintenance_url = self.maintenance_url.clone();
         let sql = self.drop_sql();
+        let name = self.name.clone();
         // Drop may run inside a runtime; a thread of its own can block.
         let dropped = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -106,8 +115,15 @@ impl Drop for TestDatabase {
                 .build()
                 .ok()?;
             runtime.block_on(async {
+                if crate::citus::enabled() {
+                    return crate::citus::drop(&maintenance_url, &name).await;
+                }
                 let mut conn = AsyncPgConnection::establish(&maintenance_url).await.ok()?;
-                diesel::sql_query(sql).execute(&mut conn).await.ok()
+                diesel::sql_query(sql)
+                    .execute(&mut conn)
+                    .await
+                    .ok()
+                    .map(|_| ())
             })
         })
         .join();

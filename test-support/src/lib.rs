@@ -3,6 +3,7 @@
 //! migrated once (as crates.io's `crates_io_test_db`), and the assertions
 //! every money test ends with.
 
+mod citus;
 mod database;
 mod world;
 
@@ -14,6 +15,7 @@ use payments_core::stripe::StripeConfig;
 use serde_json::json;
 use stripe_sandbox::Sandbox;
 
+pub use citus::enabled as on_citus;
 pub use database::{TestDatabase, server_url};
 pub use world::World;
 
@@ -56,6 +58,8 @@ pub async fn service(
         gateway,
         payments_core::domain::Tiers::default(),
     )
+    // Every write on one worker, as payments-grpc does there (docs/citus.md).
+    .on_citus(citus::enabled())
 }
 
 /// Checks the ledger invariants on every user: balance = sum of ledger
