@@ -1,10 +1,10 @@
 -- Distributes the schema over a Citus cluster. Run once, on the coordinator,
 -- after `payments-grpc migrate` has created the tables and before traffic:
 --   psql "$DATABASE_URL" -v ON_ERROR_STOP=1 -f deploy/citus/distribute.sql
--- Checked by hand on Citus 13.2 (a coordinator and two workers, PostgreSQL
--- 15); README, "Running on Citus". Run payments-grpc on Citus with
--- PAYMENTS_COALESCE_SPENDS=false: `spend_credits_batch` spans users, so it
--- is neither distributed here nor to be called there.
+-- Tested by scripts/test-citus on Citus 13.2.2 (a coordinator and two
+-- workers, PostgreSQL 15; docs/citus.md). payments-grpc finds the citus
+-- extension at start and never coalesces spends there:
+-- `spend_credits_batch` spans users, so it is not distributed here.
 BEGIN;
 -- Foreign keys to a reference table need every step over one connection per node.
 SET LOCAL citus.multi_shard_modify_mode TO 'sequential';
@@ -15,10 +15,12 @@ SET LOCAL citus.multi_shard_modify_mode TO 'sequential';
 ALTER TABLE ledger_entries DROP CONSTRAINT ledger_entries_payment_fkey;
 ALTER TABLE payments DROP CONSTRAINT payments_intent_owner_fkey;
 
--- Global, small, written once per intent and read on every worker: copied
--- to every node. payments' foreign key to it keeps an intent with one owner
--- across shards.
-SELECT create_reference_table('intent_owners');
+-- An intent's one owner, spread by intent id: a create claims it first, on
+-- that one worker, and writes the payment row (on the user's worker) only
+-- when the owner is that user (db/payment_inserts.rs), so no create is a
+-- two-phase commit. payments' foreign key to it stays on plain PostgreSQL
+-- only: Citus keeps none between tables distributed by other columns.
+SELECT create_distributed_table('intent_owners', 'stripe_intent_id', colocate_with => 'none');
 SELECT create_reference_table('deployment');
 SELECT create_reference_table('reconciliation_cursor');
 
@@ -56,8 +58,6 @@ SELECT create_distributed_function(
     'apply_clawback(text, text, text, text, bigint, text, timestamptz)',
     'p_user_id', colocate_with => 'payments');
 
-ALTER TABLE payments ADD CONSTRAINT payments_intent_owner_fkey
-    FOREIGN KEY (stripe_intent_id, user_id) REFERENCES intent_owners (stripe_intent_id, user_id);
 ALTER TABLE ledger_entries ADD CONSTRAINT ledger_entries_payment_fkey
     FOREIGN KEY (user_id, stripe_intent_id) REFERENCES payments (user_id, stripe_intent_id);
 

@@ -94,7 +94,7 @@ pub struct Config {
     /// Unpaid intents a user may hold (created within 24 h); 0 = no limit.
     #[arg(long, env = "MAX_OPEN_INTENTS_PER_USER", default_value_t = 20)]
     pub max_open_intents_per_user: u32,
-    /// Whether spends that arrive together share one transaction (true or false); false on Citus, where such a batch would span shards.
+    /// Whether spends that arrive together share one transaction (true or false); never on Citus (found at start), where such a batch would span shards.
     #[arg(long, env = "PAYMENTS_COALESCE_SPENDS", default_value_t = true, action = clap::ArgAction::Set)]
     pub payments_coalesce_spends: bool,
     /// Seconds between reconciliation passes (one replica at a time); 0 = off.

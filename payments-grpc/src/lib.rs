@@ -99,11 +99,20 @@ impl Application {
             .context("configuring the Stripe client")?
             .with_metrics(core_metrics.clone());
         let metrics = Arc::new(metrics::GrpcMetrics::new(&core_metrics));
+        let citus = db::is_citus(&pool)
+            .await
+            .context("asking Postgres whether it is a Citus cluster")?;
+        if citus {
+            tracing::info!(
+                "Citus: every write stays on one worker (spends uncoalesced, owners claimed first)"
+            );
+        }
         let core = Arc::new(
             PaymentsService::new(pool, gateway, config.topup_tiers_usd.clone())
                 .with_metrics(core_metrics)
                 .with_open_intent_limit(config.open_intent_limit())
                 .with_spend_coalescing(config.payments_coalesce_spends)
+                .on_citus(citus)
                 .with_reconciliation(config.reconcile_settings()),
         );
         Ok(Self {

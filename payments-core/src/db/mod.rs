@@ -326,6 +326,23 @@ pub async fn connect_pool(database_url: &str, config: &PoolConfig) -> Result<DbP
         .map_err(|err| DbError::Unavailable(err.to_string()))
 }
 
+/// Whether the database is a Citus cluster's (the `citus` extension is
+/// there): its writes must then each stay on one worker.
+pub async fn is_citus(pool: &DbPool) -> Result<bool, DbError> {
+    #[derive(diesel::QueryableByName)]
+    struct Found {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        citus: bool,
+    }
+    let mut conn = pool.get().await?;
+    let found: Found = diesel::sql_query(
+        "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') AS citus",
+    )
+    .get_result(&mut conn)
+    .await?;
+    Ok(found.citus)
+}
+
 /// Creates the database named in `database_url` when it does not exist, by
 /// connecting to the server's `postgres` database.
 pub async fn create_database_if_missing(database_url: &str) -> Result<(), DbError> {

@@ -1,10 +1,16 @@
-//! New payment rows, coalesced: the creates waiting at once are stored by one
-//! multi-row `INSERT … ON CONFLICT DO NOTHING`, one commit. Each row is one
-//! user's and stands alone: a row that conflicts is skipped, not the batch.
+//! New payment rows. On one Postgres, coalesced: the creates waiting at once
+//! are stored by one multi-row `INSERT … ON CONFLICT DO NOTHING`, one
+//! commit; each row is one user's and stands alone: a row that conflicts is
+//! skipped, not the batch. On Citus, one at a time, each write on one
+//! worker: the intent's owner is claimed first (on the intent's shard of
+//! `intent_owners`), and only an owner who is this user gets the payment
+//! row (on the user's shard); a batch of several users' rows, or one
+//! statement writing both tables, would be a two-phase commit over workers.
 
 use std::collections::HashSet;
 
 use super::coalesce::{Batch, Coalescer};
+use super::intent_owners;
 use super::payments::{self, NewPayment};
 use super::{DbError, DbPool};
 use crate::domain::{Currency, PaymentStatus};
@@ -39,21 +45,42 @@ impl PaymentToStore {
     }
 }
 
-pub struct PaymentInserts(Coalescer<PaymentInsert>);
+pub enum PaymentInserts {
+    Coalesced(Coalescer<PaymentInsert>),
+    OwnerFirst(DbPool),
+}
 
 impl PaymentInserts {
     pub fn new(pool: DbPool) -> Self {
-        Self(Coalescer::new(pool, LANES, MAX_BATCH))
+        Self::Coalesced(Coalescer::new(pool, LANES, MAX_BATCH))
+    }
+
+    /// One at a time, the owner claimed first (Citus).
+    pub fn owner_first(pool: DbPool) -> Self {
+        Self::OwnerFirst(pool)
     }
 
     /// Stores the row unless one with its intent id, or its user and
-    /// idempotency key, exists; true if it was inserted, once committed.
+    /// idempotency key, exists, or the intent is another user's; true if
+    /// it was inserted, once committed.
     pub async fn insert_if_absent(&self, payment: PaymentToStore) -> Result<bool, DbError> {
-        self.0.call(payment).await
+        match self {
+            Self::Coalesced(batches) => batches.call(payment).await,
+            Self::OwnerFirst(pool) => {
+                let mut conn = pool.get().await?;
+                let owner =
+                    intent_owners::claim(&mut conn, &payment.stripe_intent_id, &payment.user_id)
+                        .await?;
+                if owner != payment.user_id {
+                    return Ok(false);
+                }
+                payments::insert_if_absent(&mut conn, &payment.as_new()).await
+            }
+        }
     }
 }
 
-struct PaymentInsert;
+pub struct PaymentInsert;
 
 impl Batch for PaymentInsert {
     type Call = PaymentToStore;

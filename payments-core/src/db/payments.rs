@@ -68,6 +68,20 @@ pub async fn count_open_since(
     Ok(open.len() as i64)
 }
 
+/// Inserts the payment row alone (its owner claimed before) unless it
+/// conflicts with a stored row; true when inserted.
+pub async fn insert_if_absent(
+    conn: &mut AsyncPgConnection,
+    new: &NewPayment<'_>,
+) -> Result<bool, DbError> {
+    let inserted = diesel::insert_into(payments::table)
+        .values(new)
+        .on_conflict_do_nothing()
+        .execute(conn)
+        .await?;
+    Ok(inserted == 1)
+}
+
 /// Inserts every row of `new` that conflicts with no stored row (nor with an
 /// earlier row of `new`), in one statement; returns the inserted intent ids.
 /// Each intent's owner is recorded in `intent_owners` by the same statement;

@@ -341,7 +341,8 @@ async fn read_or_recover(
             status: PaymentStatus::RequiresPaymentMethod,
             idempotency_key: None,
         };
-        payments::insert_all_if_absent(conn, &[new]).await?;
+        // Its owner was claimed before: the row alone, on the user's shard.
+        payments::insert_if_absent(conn, &new).await?;
         found = read(conn).await?;
     }
     match found {

@@ -133,6 +133,18 @@ impl<G: PaymentGateway> PaymentsService<G> {
         self
     }
 
+    /// On a Citus cluster (`on`), every write is one worker's: spends each
+    /// commit alone, and a new payment's owner is claimed first on the
+    /// intent's shard, then its row written on the user's (docs/citus.md).
+    pub fn on_citus(self, on: bool) -> Self {
+        if !on {
+            return self;
+        }
+        let mut service = self.with_spend_coalescing(false);
+        service.payment_inserts = PaymentInserts::owner_first(service.pool.clone());
+        service
+    }
+
     /// A pooled connection; UNAVAILABLE when none comes within the pool's timeout.
     async fn connection(&self) -> Result<CancelOnDrop<'_>, Error> {
         let conn = self.pool.get().await.map_err(crate::db::DbError::from)?;

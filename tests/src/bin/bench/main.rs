@@ -8,6 +8,7 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod baseline;
 mod data;
 mod fast_stripe;
 mod load;
@@ -91,6 +92,10 @@ pub(crate) struct Args {
     /// Where to write the figures.
     #[arg(long, default_value = "target/bench/last.json")]
     pub(crate) out: PathBuf,
+    /// Keep this run's figures as the baseline (tests/bench-baseline.json,
+    /// committed) that later runs are compared with.
+    #[arg(long)]
+    pub(crate) save_baseline: bool,
     /// Where payments-grpc and edge-gateway are (default: beside this binary).
     #[arg(long)]
     pub(crate) bin_dir: Option<PathBuf>,
@@ -163,6 +168,27 @@ async fn main() -> anyhow::Result<()> {
     }
     std::fs::write(&args.out, serde_json::to_vec_pretty(&report)?)?;
     println!("\nfigures written to {}", args.out.display());
+    compare_with_baseline(&args, &report)
+}
+
+/// Prints each figure's ratio to the kept baseline (not for a smoke run:
+/// its seconds are too few to compare), and keeps this run's when asked.
+fn compare_with_baseline(args: &Args, report: &serde_json::Value) -> anyhow::Result<()> {
+    let now = baseline::of_report(report);
+    let path = baseline::path();
+    let mut kept = baseline::read(&path).unwrap_or_default();
+    if !args.smoke {
+        println!("\n== against the baseline ({}) ==", path.display());
+        for line in baseline::compare(&kept, &now) {
+            println!("{line}");
+        }
+    }
+    if args.save_baseline {
+        // A run of some scenarios replaces only theirs.
+        kept.extend(now);
+        std::fs::write(&path, serde_json::to_vec_pretty(&kept)?)?;
+        println!("baseline kept in {}", path.display());
+    }
     Ok(())
 }
 
