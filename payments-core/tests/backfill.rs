@@ -277,3 +277,55 @@ async fn the_events_api_is_walked_forward_over_as_many_passes_as_it_takes() {
     );
     world.check_ledger().await;
 }
+
+/// A parked row as another replica would have written it, retried `in_secs`
+/// from now.
+async fn parked_elsewhere(world: &World, event_id: &str, payload: &str, in_secs: i32) {
+    let mut conn = world.db.connection().await;
+    diesel::sql_query(
+        "INSERT INTO parked_stripe_events (event_id, event_type, object_id, payload, attempts,
+                 last_error, first_failed_at, last_failed_at, next_attempt_at)
+         VALUES ($1, 'payment_intent.succeeded', NULL, $2, 1, 'elsewhere', now(), now(),
+                 now() + make_interval(secs => $3))",
+    )
+    .bind::<diesel::sql_types::Text, _>(event_id)
+    .bind::<diesel::sql_types::Text, _>(payload)
+    .bind::<diesel::sql_types::Integer, _>(in_secs)
+    .execute(&mut conn)
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_parked_row_goes_with_the_delivery_that_applies_it_or_at_its_next_retry() {
+    let world = world(100, 50).await;
+    let intent = paid(&world, "lea", 1000).await;
+    // This process counted no parked event; another replica then parked one.
+    assert_eq!(world.service.parked_event_count().await, Ok(0));
+    let first = payments_test_support::event_json("evt_lea_1", "payment_intent.succeeded", &intent);
+    parked_elsewhere(&world, "evt_lea_1", &first, -1).await;
+    // Stripe's delivery applies it; this process did not know of it, so it
+    // spent no statement on parking, and the row waits for its retry…
+    assert_eq!(
+        world.service.apply_stripe_event(&first).await,
+        Ok(EventOutcome::Applied)
+    );
+    assert_eq!(world.service.parked_event_count().await, Ok(1));
+    // …which finds the event applied and lets it go.
+    let pass = world.service.run_reconciliation().await.unwrap();
+    assert_eq!(pass.parked_events_applied, 1, "{pass:?}");
+    assert_eq!(world.service.parked_event_count().await, Ok(0));
+
+    // Knowing of parked events, the delivery that applies one lets it go at once.
+    let second =
+        payments_test_support::event_json("evt_lea_2", "payment_intent.succeeded", &intent);
+    parked_elsewhere(&world, "evt_lea_2", &second, 3_600).await;
+    assert_eq!(world.service.parked_event_count().await, Ok(1));
+    assert_eq!(
+        world.service.apply_stripe_event(&second).await,
+        Ok(EventOutcome::Applied)
+    );
+    assert_eq!(world.service.parked_event_count().await, Ok(0));
+    assert_eq!(world.balance("lea").await, 1000);
+    world.check_ledger().await;
+}

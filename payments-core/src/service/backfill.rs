@@ -18,9 +18,7 @@ use chrono::Utc;
 use super::{EventOutcome, PaymentsService, Reconciled};
 use crate::Error;
 use crate::db::reconciliation::{self, EventsCursor};
-use crate::stripe::{
-    EventsPage, EventsPosition, EventsQuery, GatewayError, ListedEvent, PaymentGateway,
-};
+use crate::stripe::{EventsPage, EventsPosition, EventsQuery, ListedEvent, PaymentGateway};
 
 /// Where the first walk back stops: Stripe retries a webhook for three
 /// days, so older events were delivered or given up long ago.
@@ -139,7 +137,7 @@ impl<G: PaymentGateway> PaymentsService<G> {
                 .await
             {
                 Ok(page) => page,
-                Err(Error::Unavailable(cause)) => return Err(Error::Unavailable(cause)),
+                Err(err) if err.is_transient() => return Err(err),
                 Err(err) => {
                     // Stripe keeps events 30 days: one older is refused.
                     tracing::warn!(%last_id, error = %err, "Stripe refused the events cursor; walking back from its time");
@@ -199,14 +197,8 @@ impl<G: PaymentGateway> PaymentsService<G> {
             limit: self.reconcile.events_page_size,
             position,
         };
-        self.gateway
-            .list_events(&query)
-            .await
-            .map_err(|err| match err {
-                GatewayError::Unavailable(_) => Error::from(err),
-                // Refused: the caller decides (a cursor Stripe no longer keeps).
-                other => Error::Internal(crate::error::Cause::from_error(other)),
-            })
+        // A refusal is the caller's to read (a cursor Stripe no longer keeps).
+        Ok(self.gateway.list_events(&query).await?)
     }
 
     async fn store_cursor(&self, cursor: &EventsCursor) -> Result<(), Error> {

@@ -71,6 +71,9 @@ pub struct PaymentsService<G> {
     announcer: crate::watch::Announcer,
     reconcile: ReconcileSettings,
     metrics: crate::metrics::CoreMetrics,
+    /// Whether events may be parked, as this process last knew (true until
+    /// the parked events are first counted): `service::parked`.
+    parked_hint: std::sync::atomic::AtomicBool,
 }
 
 /// At most `max` unpaid intents created within `window` per user: against
@@ -106,6 +109,7 @@ impl<G: PaymentGateway> PaymentsService<G> {
             balances: std::sync::Arc::default(),
             reconcile: ReconcileSettings::default(),
             metrics: crate::metrics::CoreMetrics::default(),
+            parked_hint: std::sync::atomic::AtomicBool::new(true),
         }
     }
 

@@ -11,6 +11,7 @@
 //! only stores it.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -56,10 +57,21 @@ impl<G: PaymentGateway> PaymentsService<G> {
     /// for good is parked and answered `EventParked`, so that its sender
     /// (Stripe, or the pass) tries again later.
     pub async fn apply_stripe_event(&self, event_json: &str) -> Result<EventOutcome, Error> {
+        self.apply_or_park(event_json, false).await
+    }
+
+    /// `retrying`: the event is known to be parked, so its row goes once it
+    /// is applied. Otherwise the row is looked for only while this process
+    /// knows of parked events (`parked_hint`): most deliveries of a healthy
+    /// service then cost no statement for parking at all, and a row left by
+    /// a stale hint goes at its next retry, which finds the event applied.
+    async fn apply_or_park(&self, event_json: &str, retrying: bool) -> Result<EventOutcome, Error> {
         let event = StripeEvent::parse(event_json)?;
         match self.apply_event_now(&event, event_json).await {
             Ok(outcome) => {
-                self.forget_parked(&event.id).await;
+                if retrying || self.parked_hint.load(Ordering::Relaxed) {
+                    self.forget_parked(&event.id).await;
+                }
                 Ok(outcome)
             }
             Err(err) if err.is_transient() => Err(err),
@@ -107,6 +119,7 @@ impl<G: PaymentGateway> PaymentsService<G> {
         };
         match parked.await {
             Ok(row) => {
+                self.parked_hint.store(true, Ordering::Relaxed);
                 tracing::error!(
                     event_id = %row.event_id,
                     event_type = %row.event_type,
@@ -135,7 +148,7 @@ impl<G: PaymentGateway> PaymentsService<G> {
         drop(conn);
         let mut retried = Retried::default();
         for parked in due {
-            match self.apply_stripe_event(&parked.payload).await {
+            match self.apply_or_park(&parked.payload, true).await {
                 Ok(_) => retried.unparked += 1,
                 Err(Error::EventParked(_)) => retried.still_parked += 1,
                 // Not an event any more (cannot happen for a stored payload):
@@ -162,7 +175,7 @@ impl<G: PaymentGateway> PaymentsService<G> {
                 "no parked event has this id (it may have been applied since)".into(),
             ));
         };
-        self.apply_stripe_event(&parked.payload).await
+        self.apply_or_park(&parked.payload, true).await
     }
 
     /// A page of parked events by event id (`ListParkedEvents`): `page_size`
@@ -195,10 +208,13 @@ impl<G: PaymentGateway> PaymentsService<G> {
         Ok(Page { items, next_cursor })
     }
 
-    /// How many events are parked (the `payments_parked_events` gauge).
+    /// How many events are parked (the `payments_parked_events` gauge);
+    /// also what this process knows of parked events from then on.
     pub async fn parked_event_count(&self) -> Result<i64, Error> {
         let mut conn = self.connection().await?;
-        Ok(parked_events::count(&mut conn).await?)
+        let count = parked_events::count(&mut conn).await?;
+        self.parked_hint.store(count > 0, Ordering::Relaxed);
+        Ok(count)
     }
 }
 
