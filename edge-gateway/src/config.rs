@@ -69,8 +69,12 @@ pub struct Config {
     #[arg(long, env = "EDGE_MAX_CONNECTIONS", default_value_t = 1024)]
     pub edge_max_connections: usize,
     /// `GET /balance/stream` streams open at once on this edge; past it 503 `overloaded`.
-    #[arg(long, env = "EDGE_MAX_BALANCE_STREAMS", default_value_t = 10_000)]
+    /// At least 64 below `EDGE_MAX_CONNECTIONS`: those places stay for webhooks, health and the API.
+    #[arg(long, env = "EDGE_MAX_BALANCE_STREAMS", default_value_t = 768)]
     pub edge_max_balance_streams: usize,
+    /// `GET /balance/stream` streams one client IP (IPv6: one /64) may hold open; past it 429 `too-many-streams`.
+    #[arg(long, env = "EDGE_MAX_BALANCE_STREAMS_PER_IP", default_value_t = 128)]
+    pub edge_max_balance_streams_per_ip: usize,
     /// `GET /balance/stream` streams one user may hold open at once (tabs, devices); past it 429 `too-many-streams`.
     #[arg(long, env = "EDGE_MAX_BALANCE_STREAMS_PER_USER", default_value_t = 5)]
     pub edge_max_balance_streams_per_user: usize,
@@ -193,18 +197,7 @@ impl Settings {
             1,
             1_000_000,
         )?;
-        check_range(
-            "EDGE_MAX_BALANCE_STREAMS",
-            config.edge_max_balance_streams as u64,
-            1,
-            1_000_000,
-        )?;
-        check_range(
-            "EDGE_MAX_BALANCE_STREAMS_PER_USER",
-            config.edge_max_balance_streams_per_user as u64,
-            1,
-            1_000,
-        )?;
+        check_stream_places(config)?;
         check_range(
             "EDGE_HEADER_READ_TIMEOUT_MS",
             config.edge_header_read_timeout_ms,
@@ -245,6 +238,36 @@ impl Settings {
         })
     }
 }
+
+/// Streams hold their connection (over HTTP/1.1) for as long as the token
+/// lives: their budget stays [`PLACES_KEPT_FROM_STREAMS`] below the
+/// connection limit, so that streams can never take every place.
+fn check_stream_places(config: &Config) -> anyhow::Result<()> {
+    let streams = config.edge_max_balance_streams as u64;
+    check_range("EDGE_MAX_BALANCE_STREAMS", streams, 1, 1_000_000)?;
+    check_range(
+        "EDGE_MAX_BALANCE_STREAMS_PER_USER",
+        config.edge_max_balance_streams_per_user as u64,
+        1,
+        1_000,
+    )?;
+    check_range(
+        "EDGE_MAX_BALANCE_STREAMS_PER_IP",
+        config.edge_max_balance_streams_per_ip as u64,
+        1,
+        1_000_000,
+    )?;
+    let connections = config.edge_max_connections as u64;
+    if streams + PLACES_KEPT_FROM_STREAMS > connections {
+        anyhow::bail!(
+            "EDGE_MAX_BALANCE_STREAMS ({streams}) must be at least {PLACES_KEPT_FROM_STREAMS} below EDGE_MAX_CONNECTIONS ({connections}), so that streams never take the places of webhooks, health checks and the API"
+        );
+    }
+    Ok(())
+}
+
+/// Connection places streams can never take.
+const PLACES_KEPT_FROM_STREAMS: u64 = 64;
 
 fn parse_webhook_secrets(list: &str) -> anyhow::Result<Vec<WebhookSecret>> {
     let secrets = WebhookSecret::parse_list(list);
@@ -355,6 +378,7 @@ mod tests {
             "EDGE_METRICS_ADDR",
             "EDGE_MAX_BALANCE_STREAMS",
             "EDGE_MAX_BALANCE_STREAMS_PER_USER",
+            "EDGE_MAX_BALANCE_STREAMS_PER_IP",
             "EDGE_HEADER_READ_TIMEOUT_MS",
             "EDGE_IDLE_TIMEOUT_SECS",
             "RATE_LIMIT_CREATES_PER_MINUTE",
@@ -400,7 +424,7 @@ mod tests {
     #[test]
     fn bad_values_stop_the_start_with_one_line_naming_the_variable() {
         type Change = fn(&mut Config);
-        let cases: [(&str, Change); 14] = [
+        let cases: [(&str, Change); 16] = [
             ("STRIPE_WEBHOOK_SECRET holds no secret", |c| {
                 c.stripe_webhook_secret = Some(" , ".into())
             }),
@@ -439,6 +463,13 @@ mod tests {
             ("EDGE_MAX_BALANCE_STREAMS_PER_USER must be between", |c| {
                 c.edge_max_balance_streams_per_user = 0
             }),
+            ("EDGE_MAX_BALANCE_STREAMS_PER_IP must be between", |c| {
+                c.edge_max_balance_streams_per_ip = 0
+            }),
+            (
+                "EDGE_MAX_BALANCE_STREAMS (961) must be at least 64 below EDGE_MAX_CONNECTIONS (1024)",
+                |c| c.edge_max_balance_streams = 961,
+            ),
             ("EDGE_IDLE_TIMEOUT_SECS (10) must be longer", |c| {
                 c.edge_idle_timeout_secs = 10
             }),

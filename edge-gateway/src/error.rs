@@ -176,12 +176,13 @@ impl ApiError {
     }
 
     /// The user holds as many balance streams open as one user may.
-    pub fn too_many_streams(max: usize) -> Self {
+    /// `who` ("one user", "one address") holds `max` streams already.
+    pub fn too_many_streams(who: &str, max: usize) -> Self {
         Self::new(
             StatusCode::TOO_MANY_REQUESTS,
             "too-many-streams",
             "Too many balance streams open",
-            format!("one user may hold {max} open; close one first"),
+            format!("{who} may hold {max} open; close one first"),
         )
     }
 

@@ -1,6 +1,7 @@
 //! The public edge: the SPA's REST API (Firebase ID tokens) and Stripe's
 //! webhook (signatures over the raw bytes), forwarded to payments-grpc.
 
+mod balance_stream;
 pub mod caller;
 pub mod config;
 pub mod error;
@@ -13,6 +14,7 @@ pub mod rate_limit;
 mod routes;
 pub mod server;
 mod stream_http1;
+pub mod stream_places;
 pub mod stripe_signature;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -87,9 +89,10 @@ impl Application {
             ),
             client_ip_header: settings.client_ip_header.clone(),
             metrics: Arc::default(),
-            balance_streams: history::StreamPlaces::new(
+            balance_streams: stream_places::StreamPlaces::new(
                 config.edge_max_balance_streams,
                 config.edge_max_balance_streams_per_user,
+                config.edge_max_balance_streams_per_ip,
             ),
         });
         Ok(Self {

@@ -72,7 +72,7 @@ impl RateLimit {
 
 /// IPv6 clients are limited per /64 (one host's usual allocation), so
 /// rotating addresses within it does not reset the limit.
-fn network_of(ip: IpAddr) -> IpAddr {
+pub(crate) fn network_of(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

@@ -58,7 +58,7 @@ pub struct AppState {
     /// Where the client's IP is read when a proxy stands in front.
     pub client_ip_header: Option<HeaderName>,
     /// `GET /balance/stream` places, over all users and per user.
-    pub balance_streams: crate::history::StreamPlaces,
+    pub balance_streams: crate::stream_places::StreamPlaces,
     pub metrics: Arc<crate::metrics::EdgeMetrics>,
 }
 
@@ -86,7 +86,7 @@ pub(crate) fn documented_routes(cors: Option<CorsLayer>) -> OpenApiRouter<Arc<Ap
         .routes(routes!(create_payment_intent))
         .routes(routes!(sync_payment))
         .routes(routes!(balance))
-        .routes(routes!(crate::history::balance_stream))
+        .routes(routes!(crate::balance_stream::balance_stream))
         .routes(routes!(crate::history::ledger))
         .routes(routes!(crate::history::payments));
     let spa = match cors {

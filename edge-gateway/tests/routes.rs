@@ -1380,6 +1380,21 @@ async fn the_balance_stream_sends_heartbeats_and_ends_when_the_token_expires() {
     assert_eq!(ended, None, "{seen:?}");
 }
 
+/// A token past its `exp` but inside the clock leeway still makes calls,
+/// but gets no stream: a 401 at once, not a 200 that ends straight away
+/// (which a reconnecting client would repeat in a loop).
+#[tokio::test]
+async fn a_stream_for_a_token_past_its_exp_is_refused_401() {
+    let stack = Stack::start().await;
+    let mut claims = edge_gateway::testing::claims(PROJECT, "max", now());
+    claims["exp"] = (now() - 2).into();
+    let token = sign(&claims, KID, edge_gateway::testing::PRIVATE_KEY_PEM);
+    assert_eq!(stack.balance(&token).await.status(), StatusCode::OK);
+    let response = stack.get(&token, "/balance/stream").await;
+    let body = problem(response, StatusCode::UNAUTHORIZED).await;
+    assert_eq!(body["detail"], "the token has expired");
+}
+
 impl Stack {
     /// `POST /payments/{intent_id}/sync` with the caller's ID token.
     async fn sync(&self, token: &str, intent_id: &str) -> reqwest::Response {

@@ -372,3 +372,121 @@ async fn unauthenticated_grpc_streams_and_messages_are_bounded() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Opens `GET /balance/stream` over HTTP/1.1 from `source` (a loopback
+/// address of its own) with `token`; the connection and the head of the
+/// answer, lower-cased.
+async fn open_stream(
+    edge: SocketAddr,
+    source: std::net::Ipv4Addr,
+    token: &str,
+) -> (TcpStream, Option<String>) {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(SocketAddr::from((source, 0)))
+        .expect("bind a loopback source address");
+    let mut stream = socket.connect(edge).await.expect("connect");
+    let head = format!(
+        "GET /balance/stream HTTP/1.1\r\nHost: edge\r\nAuthorization: Bearer {token}\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.expect("head");
+    let answer = answer_head(&mut stream, Duration::from_secs(10)).await;
+    (stream, answer)
+}
+
+fn status_of(head: &Option<String>) -> Option<&str> {
+    head.as_deref()?.get(9..12)
+}
+
+/// 1,030 balance streams against an edge with the default limits (1,024
+/// connections, 768 streams, 128 per address, 5 per user): one address gets
+/// its 128 and then 429; from nine other addresses, streams past the budget
+/// are answered 503 `overloaded` with `Retry-After` at once; with every
+/// stream place taken, `/healthz`, a signed webhook and a balance read are
+/// each answered within a second, and the edge's memory stays bounded.
+#[tokio::test]
+async fn streams_past_the_budget_are_shed_and_the_edge_keeps_answering() {
+    use payments_tests::stack::WEBHOOK_SECRET;
+    use std::net::Ipv4Addr;
+
+    let stack = Stack::start(SandboxConfig::default()).await;
+    let (edge, addr) = stack.spawn_edge_process(&[], None).await;
+    let pid = edge.id().expect("edge pid");
+    let before_kib = rss_kib(pid);
+
+    // One address, 26 users × 5 streams: 128 open, then 429.
+    let crowded = Ipv4Addr::new(127, 0, 0, 20);
+    let tokens: Vec<String> = (0..26)
+        .map(|n| stack.token(&format!("crowd-{n}")))
+        .collect();
+    let mut held = Vec::new();
+    let mut too_many = 0;
+    for n in 0..130 {
+        let (stream, head) = open_stream(addr, crowded, &tokens[n / 5]).await;
+        match status_of(&head) {
+            Some("200") => held.push(stream),
+            Some("429") => {
+                assert!(head.as_deref().unwrap().contains("too-many-streams"));
+                too_many += 1;
+            }
+            other => panic!("stream {n} from one address: {other:?} {head:?}"),
+        }
+    }
+    assert_eq!((held.len(), too_many), (128, 2));
+
+    // Nine more addresses, 100 streams each (20 users × 5): 640 places left.
+    let tokens: Vec<String> = (0..180)
+        .map(|n| stack.token(&format!("flood-{n}")))
+        .collect();
+    let flood = (0..900).map(|n| {
+        let source = Ipv4Addr::new(127, 0, 0, 2 + (n / 100) as u8);
+        open_stream(addr, source, &tokens[n / 5])
+    });
+    let started = Instant::now();
+    let answered = join_all(flood).await;
+    let opened_in = started.elapsed();
+    let mut shed = 0;
+    for (stream, head) in answered {
+        match status_of(&head) {
+            Some("200") => held.push(stream),
+            Some("503") => {
+                let head = head.unwrap();
+                assert!(head.contains("\r\nretry-after: 1\r\n"), "{head}");
+                assert!(head.contains("application/problem+json"), "{head}");
+                shed += 1;
+            }
+            other => panic!("a flood stream: {other:?} {head:?}"),
+        }
+    }
+    assert_eq!((held.len(), shed), (768, 260));
+
+    // Every stream place is taken; the rest of the edge is not.
+    let quick = Duration::from_secs(1);
+    let health = timeout(quick, healthz(addr)).await;
+    assert!(matches!(health, Ok(Ok((200, _)))), "/healthz: {health:?}");
+    let body = br#"{"id":"evt_during_streams","object":"event","type":"customer.created","data":{"object":{"id":"cus_1","object":"customer"}}}"#;
+    let signature = stripe_sandbox::signer::signature_header(WEBHOOK_SECRET, now_unix(), body);
+    let (client, webhook_url) = (HttpClient::new(), format!("http://{addr}/stripe/webhook"));
+    let headers = [("stripe-signature", signature.as_str())];
+    let webhook = client.try_send("POST", &webhook_url, None, &headers, body.to_vec());
+    let webhook = timeout(quick, webhook).await;
+    assert!(matches!(webhook, Ok(Ok((200, _)))), "webhook: {webhook:?}");
+    let token = stack.token("reader");
+    let balance_url = format!("http://{addr}/balance");
+    let balance = client.try_send("GET", &balance_url, Some(&token), &[], Vec::new());
+    let balance = timeout(quick, balance).await;
+    assert!(matches!(balance, Ok(Ok((200, _)))), "balance: {balance:?}");
+
+    let peak_kib = peak_rss_kib(pid);
+    assert!(
+        peak_kib < before_kib + 64 * 1024,
+        "the edge grew from {before_kib} KiB to a peak of {peak_kib} KiB"
+    );
+    eprintln!(
+        "stream flood: 1,030 streams from 10 addresses, 768 held, 2 refused 429 (one address), \
+         260 shed 503 in {opened_in:?}; /healthz, a signed webhook and GET /balance each under 1 s; \
+         edge RSS {} MiB → peak {} MiB",
+        before_kib / 1024,
+        peak_kib / 1024
+    );
+}

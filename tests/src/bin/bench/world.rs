@@ -112,8 +112,11 @@ pub(crate) async fn start_world(
             // Throughput, not abuse: the per-user and per-IP limits are off.
             ("RATE_LIMIT_CREATES_PER_MINUTE", "0"),
             ("RATE_LIMIT_CREATES_PER_MINUTE_PER_IP", "0"),
-            // The watch scenario holds 10,000 streams open, each a connection.
+            // The watch scenario holds 10,000 streams open, each a connection,
+            // all from 127.0.0.1.
             ("EDGE_MAX_CONNECTIONS", "12000"),
+            ("EDGE_MAX_BALANCE_STREAMS", "10000"),
+            ("EDGE_MAX_BALANCE_STREAMS_PER_IP", "10000"),
             ("TOKIO_WORKER_THREADS", &threads),
             ("RUST_LOG", "warn"),
         ],
