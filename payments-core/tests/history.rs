@@ -258,3 +258,96 @@ async fn page_sizes_below_zero_or_above_500_are_refused() {
     let no_user = world.service.list_payments("", 10, "").await;
     assert!(matches!(no_user, Err(Error::InvalidArgument(_))));
 }
+
+/// What a forger does to a cursor: its position replaced by a time and an
+/// id of their choosing (any i64, any bytes: NUL, controls, 300 of them),
+/// or by any text, or one character put in anywhere.
+#[derive(Debug, Clone)]
+enum Forgery {
+    Position(i64, String),
+    Text(String),
+    Insert(usize, char),
+}
+
+fn forgery() -> impl proptest::strategy::Strategy<Value = Forgery> {
+    use proptest::prelude::*;
+    // Ids mostly like Stripe's, with what a forger slips in among them.
+    let id_char = prop_oneof![
+        8 => prop::sample::select(('a'..='z').chain('0'..='9').chain(['_']).collect::<Vec<_>>()),
+        1 => prop::sample::select(vec!['\0', '\n', '\u{202e}', '.', '%', 'é', '\u{10ffff}']),
+    ];
+    let id = prop_oneof![
+        prop::collection::vec(id_char, 0..300).prop_map(|c| c.into_iter().collect::<String>()),
+        any::<String>(),
+    ];
+    // Times anywhere, within ours, and past what Postgres holds.
+    let micros = prop_oneof![
+        any::<i64>(),
+        0..=253_402_300_799_999_999i64,
+        9_000_000_000_000_000_000..=i64::MAX,
+        i64::MIN..=-62_000_000_000_000_000,
+    ];
+    prop_oneof![
+        (micros, id).prop_map(|(micros, id)| Forgery::Position(micros, id)),
+        any::<String>().prop_map(Forgery::Text),
+        (0..80usize, any::<char>()).prop_map(|(at, c)| Forgery::Insert(at, c)),
+    ]
+}
+
+fn forge(cursor: &str, forgery: &Forgery) -> String {
+    // `<kind>.<tag>.`: what the forger keeps.
+    let kept = cursor.splitn(3, '.').take(2).collect::<Vec<_>>().join(".");
+    match forgery {
+        Forgery::Position(micros, id) => match cursor.starts_with("L1") {
+            true => format!("{kept}.{micros}"),
+            false => format!("{kept}.{micros}.{}", hex::encode(id)),
+        },
+        Forgery::Text(text) => format!("{kept}.{text}"),
+        Forgery::Insert(at, c) => {
+            let mut forged = cursor.to_owned();
+            let at = (0..=*at.min(&forged.len()))
+                .rev()
+                .find(|i| forged.is_char_boundary(*i))
+                .unwrap_or(0);
+            forged.insert(at, *c);
+            forged
+        }
+    }
+}
+
+/// Cursors forged from real ones, for both lists and against the real
+/// database: each is read as a page of the caller's own list or refused
+/// `InvalidArgument`, never a database error (a NUL in the intent id, a time
+/// Postgres cannot hold once answered 500).
+#[test]
+fn forged_cursors_are_refused_or_read_never_a_failure() {
+    use proptest::test_runner::{Config, TestRunner};
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let world = runtime.block_on(World::new());
+    let cursors = runtime.block_on(async {
+        world.adjustments("fay", "f", 3).await;
+        world.intents("fay", 3).await;
+        let ledger = world.service.list_ledger_entries("fay", 1, "").await;
+        let payments = world.service.list_payments("fay", 1, "").await;
+        [ledger.unwrap().next_cursor, payments.unwrap().next_cursor].map(Option::unwrap)
+    });
+    let mut runner = TestRunner::new(Config {
+        cases: 300,
+        ..Config::default()
+    });
+    let outcome = runner.run(&(0..2usize, forgery()), |(list, forgery)| {
+        let forged = forge(&cursors[list], &forgery);
+        let answer = runtime.block_on(async {
+            match list {
+                0 => (world.service.list_ledger_entries("fay", 2, &forged).await).map(|_| ()),
+                _ => (world.service.list_payments("fay", 2, &forged).await).map(|_| ()),
+            }
+        });
+        proptest::prop_assert!(
+            matches!(answer, Ok(()) | Err(Error::InvalidArgument(_))),
+            "{forged:?}: {answer:?}"
+        );
+        Ok(())
+    });
+    outcome.unwrap();
+}

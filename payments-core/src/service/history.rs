@@ -176,6 +176,17 @@ fn bad_cursor() -> Error {
     Error::InvalidArgument("page_token is not a cursor this list gave to this user".into())
 }
 
+/// The latest time a cursor may hold, 9999-12-31T23:59:59.999999Z: beyond
+/// it (or before 1970) it was not ours, and Postgres may not hold it.
+const LATEST_MICROS: i64 = 253_402_300_799_999_999;
+
+/// An intent id as Stripe makes them (`pi_` and letters and digits); a
+/// cursor holding anything else (a NUL, a control, 300 characters) was not
+/// ours.
+fn is_intent_id(id: &str) -> bool {
+    (1..=255).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
 /// The parts after `<kind>.<tag>.` of a cursor of this user and kind.
 fn cursor_position<'c>(user: &UserId, kind: &str, cursor: &'c str) -> Result<&'c str, Error> {
     if cursor.len() > MAX_CURSOR_LEN {
@@ -188,10 +199,19 @@ fn cursor_position<'c>(user: &UserId, kind: &str, cursor: &'c str) -> Result<&'c
     }
 }
 
+// Each decoder checks every value it reads, and that the cursor is exactly
+// the one the service would write for them (no `+5`, no upper-case hex): a
+// cursor is read only if the service could have issued it.
+
 fn decode_ledger_cursor(user: &UserId, cursor: &str) -> Result<i64, Error> {
-    cursor_position(user, "L1", cursor)?
+    let before_id = cursor_position(user, "L1", cursor)?
         .parse()
-        .map_err(|_| bad_cursor())
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(bad_cursor)?;
+    (ledger_cursor(user, before_id) == cursor)
+        .then_some(before_id)
+        .ok_or_else(bad_cursor)
 }
 
 fn decode_payment_cursor(user: &UserId, cursor: &str) -> Result<(DateTime<Utc>, String), Error> {
@@ -201,12 +221,17 @@ fn decode_payment_cursor(user: &UserId, cursor: &str) -> Result<(DateTime<Utc>, 
     let created_at = micros
         .parse()
         .ok()
+        .filter(|micros| (0..=LATEST_MICROS).contains(micros))
         .and_then(DateTime::from_timestamp_micros)
         .ok_or_else(bad_cursor)?;
     let intent = hex::decode(intent)
         .ok()
         .and_then(|bytes| String::from_utf8(bytes).ok())
+        .filter(|intent| is_intent_id(intent))
         .ok_or_else(bad_cursor)?;
+    if payment_cursor(user, created_at, &intent) != cursor {
+        return Err(bad_cursor());
+    }
     Ok((created_at, intent))
 }
 
@@ -222,10 +247,10 @@ mod tests {
         assert_eq!(decode_ledger_cursor(&ann, &cursor), Ok(42));
         assert_eq!(decode_ledger_cursor(&bob, &cursor), Err(bad_cursor()));
         let at = DateTime::from_timestamp_micros(1_764_000_000_123_456).unwrap();
-        let cursor = payment_cursor(&ann, at, "pi_3Q.x");
+        let cursor = payment_cursor(&ann, at, "pi_3Qx");
         assert_eq!(
             decode_payment_cursor(&ann, &cursor),
-            Ok((at, "pi_3Q.x".to_owned()))
+            Ok((at, "pi_3Qx".to_owned()))
         );
         assert_eq!(decode_payment_cursor(&bob, &cursor), Err(bad_cursor()));
         assert_eq!(decode_ledger_cursor(&ann, &cursor), Err(bad_cursor()));
@@ -235,6 +260,10 @@ mod tests {
             "L1..5",
             "L1.0000000000000000.5",
             "garbage",
+            &format!("L1.{}.+5", tag(&ann, "L1")),
+            &format!("L1.{}.05", tag(&ann, "L1")),
+            &format!("L1.{}.0", tag(&ann, "L1")),
+            &format!("L1.{}.-7", tag(&ann, "L1")),
             &"L".repeat(600),
         ] {
             assert_eq!(
@@ -244,7 +273,26 @@ mod tests {
             );
         }
         let tagged = format!("P1.{}.", tag(&ann, "P1"));
-        for forged in ["x.zz", "99999999999999999999.00", "1.zz", "1"] {
+        let intent = |id: &str| hex::encode(id);
+        for forged in [
+            "x.zz".to_owned(),
+            "99999999999999999999.00".to_owned(),
+            "1.zz".to_owned(),
+            "1".to_owned(),
+            // A NUL, a bidi control, a dot, 300 characters, nothing.
+            format!("1764000000123456.{}", intent("pi_\0")),
+            format!("1764000000123456.{}", intent("pi_\u{202e}")),
+            format!("1764000000123456.{}", intent("pi_3Q.x")),
+            format!("1764000000123456.{}", intent(&"p".repeat(300))),
+            "1764000000123456.".to_owned(),
+            // Times Postgres cannot hold, or that no row of ours has.
+            format!("{}.{}", i64::MAX, intent("pi_1")),
+            format!("{}.{}", LATEST_MICROS + 1, intent("pi_1")),
+            format!("-1.{}", intent("pi_1")),
+            // Not as the service writes it.
+            format!("+1764000000123456.{}", intent("pi_1")),
+            format!("1764000000123456.{}", intent("pi_1").to_uppercase()),
+        ] {
             assert_eq!(
                 decode_payment_cursor(&ann, &format!("{tagged}{forged}")),
                 Err(bad_cursor()),
