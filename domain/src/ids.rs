@@ -68,7 +68,7 @@ impl ClientIdempotencyKey {
 }
 
 /// Why credits moved, in the caller's words: at most 200 characters, no
-/// control characters. Empty means none was given.
+/// control or format characters ([`crate::text`]). Empty means none was given.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Reason(Option<String>);
 
@@ -82,9 +82,9 @@ impl Reason {
                 Self::MAX_CHARS
             )));
         }
-        if raw.chars().any(char::is_control) {
+        if raw.chars().any(crate::text::is_hidden) {
             return Err(InvalidInput(
-                "reason must not contain control characters".into(),
+                "reason must not contain control or format characters (such as U+202E)".into(),
             ));
         }
         Ok(Self((!raw.is_empty()).then(|| raw.to_owned())))
@@ -105,7 +105,7 @@ impl Reason {
 }
 
 /// Who made an adjustment (an operator's name or email): 1 to 128
-/// characters, no control characters.
+/// characters, no control or format characters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Actor(String);
 
@@ -114,9 +114,9 @@ impl Actor {
 
     pub fn parse(raw: &str) -> Result<Self, InvalidInput> {
         let chars = raw.chars().count();
-        if chars == 0 || chars > Self::MAX_CHARS || raw.chars().any(char::is_control) {
+        if chars == 0 || chars > Self::MAX_CHARS || raw.chars().any(crate::text::is_hidden) {
             return Err(InvalidInput(format!(
-                "actor must be 1 to {} characters without control characters",
+                "actor must be 1 to {} characters without control or format characters",
                 Self::MAX_CHARS
             )));
         }
@@ -168,14 +168,22 @@ mod tests {
     }
 
     #[test]
-    fn reasons_are_at_most_200_chars_without_control_characters() {
+    fn reasons_are_at_most_200_chars_without_control_or_format_characters() {
         assert_eq!(Reason::parse_optional("").unwrap().as_deref(), None);
         assert_eq!(
             Reason::parse_optional("render job 7").unwrap().as_deref(),
             Some("render job 7")
         );
         assert!(Reason::parse_optional(&"é".repeat(200)).is_ok());
-        for bad in ["line\nbreak", "nul\0", &"r".repeat(201)] {
+        assert!(Reason::parse_optional("café ☕ 中文 😀").is_ok());
+        for bad in [
+            "line\nbreak",
+            "nul\0",
+            &"r".repeat(201),
+            "refund \u{202E}001$",
+            "zero\u{200B}width",
+            "\u{FEFF}bom",
+        ] {
             assert!(Reason::parse_optional(bad).is_err(), "{bad:?}");
             assert!(Reason::parse_required(bad).is_err(), "{bad:?}");
         }
@@ -184,13 +192,13 @@ mod tests {
     }
 
     #[test]
-    fn actors_are_one_to_128_chars_without_control_characters() {
+    fn actors_are_one_to_128_chars_without_control_or_format_characters() {
         assert_eq!(
             Actor::parse("ops@example.com").unwrap().as_str(),
             "ops@example.com"
         );
         assert!(Actor::parse(&"é".repeat(128)).is_ok());
-        for bad in ["", "tab\there", &"a".repeat(129)] {
+        for bad in ["", "tab\there", &"a".repeat(129), "ops\u{202E}moc.elpmaxe@"] {
             assert!(Actor::parse(bad).is_err(), "{bad:?}");
         }
     }

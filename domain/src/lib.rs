@@ -11,6 +11,7 @@ mod money;
 mod sql;
 mod status;
 pub mod stripe_event;
+pub mod text;
 mod tier;
 pub mod top_up;
 

@@ -1433,15 +1433,25 @@ async fn a_sync_credits_before_the_webhook_and_is_404_for_another_users_intent()
     let balance: Value = stack.balance(&token).await.json().await.unwrap();
     assert_eq!(balance["balance_cents"], 1000);
 
-    // Another user's intent, an unknown one and a malformed id: 404, nothing written.
+    // Another user's intent, an unknown one and malformed ids (a NUL, a
+    // bidi control, 300 characters): 404, nothing written, and the detail
+    // never echoes what the caller sent.
     let other = stack.token("eve");
+    let long = format!("pi_{}", "x".repeat(300));
     for (token, id) in [
         (&other, intent_id.as_str()),
         (&token, "pi_unknown"),
         (&token, "x%20y"),
+        (&token, "pi_%00"),
+        (&token, "pi_%E2%80%AEevil"),
+        (&token, long.as_str()),
     ] {
         let body = problem(stack.sync(token, id).await, StatusCode::NOT_FOUND).await;
         assert_eq!(body["type"], "urn:credits-topup:problem:not-found", "{id}");
+        assert_eq!(
+            body["detail"], "this user has no payment with that id",
+            "{id}"
+        );
     }
     let body = problem(
         stack.sync("not-a-token", &intent_id).await,

@@ -9,7 +9,7 @@ use crate::Error;
 use crate::db::history;
 use crate::db::payments::PaymentRow;
 use crate::domain::{Currency, LedgerKind, UserId};
-use crate::stripe::PaymentGateway;
+use crate::stripe::{PaymentGateway, is_intent_id};
 
 /// Rows per page when the caller asks for none (0).
 pub const DEFAULT_PAGE_SIZE: i32 = 50;
@@ -180,13 +180,6 @@ fn bad_cursor() -> Error {
 /// it (or before 1970) it was not ours, and Postgres may not hold it.
 const LATEST_MICROS: i64 = 253_402_300_799_999_999;
 
-/// An intent id as Stripe makes them (`pi_` and letters and digits); a
-/// cursor holding anything else (a NUL, a control, 300 characters) was not
-/// ours.
-fn is_intent_id(id: &str) -> bool {
-    (1..=255).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-}
-
 /// The parts after `<kind>.<tag>.` of a cursor of this user and kind.
 fn cursor_position<'c>(user: &UserId, kind: &str, cursor: &'c str) -> Result<&'c str, Error> {
     if cursor.len() > MAX_CURSOR_LEN {
@@ -227,6 +220,7 @@ fn decode_payment_cursor(user: &UserId, cursor: &str) -> Result<(DateTime<Utc>, 
     let intent = hex::decode(intent)
         .ok()
         .and_then(|bytes| String::from_utf8(bytes).ok())
+        // A NUL, a control, 300 characters: not an id of ours.
         .filter(|intent| is_intent_id(intent))
         .ok_or_else(bad_cursor)?;
     if payment_cursor(user, created_at, &intent) != cursor {

@@ -39,7 +39,8 @@ impl<G: PaymentGateway> PaymentsService<G> {
         intent_id: &str,
     ) -> Result<Synced, Error> {
         let user = UserId::parse(user_id)?;
-        let not_found = || Error::NotFound(format!("no payment {intent_id} of this user"));
+        // The id is not echoed: it is the caller's text, whatever it holds.
+        let not_found = || Error::NotFound("this user has no payment with that id".into());
         if !is_intent_id(intent_id) {
             return Err(not_found());
         }
