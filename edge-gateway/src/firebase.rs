@@ -4,13 +4,57 @@
 use std::collections::HashMap;
 
 use jsonwebtoken::jwk::JwkSet;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey, DecodingKeyKind, Validation};
 use serde::Deserialize;
 
 /// Google's public keys for Firebase ID tokens, by `kid`.
 #[derive(Clone, Default)]
 pub struct KeySet {
     keys: HashMap<String, DecodingKey>,
+}
+
+/// The `kid` of the repository's test key (`tests/fixtures`).
+pub const TEST_KEY_ID: &str = "test-key-1";
+/// The public halves of the repository's test keys, whose private halves
+/// are in the repository too.
+const TEST_PUBLIC_KEYS_PEM: [&str; 2] = [
+    include_str!("../tests/fixtures/test-key.pub.pem"),
+    include_str!("../tests/fixtures/other-key.pub.pem"),
+];
+
+/// An RSA key's modulus, without leading zero bytes.
+fn rsa_modulus(key: &DecodingKey) -> Option<Vec<u8>> {
+    let modulus = match key.kind() {
+        DecodingKeyKind::RsaModulusExponent { n, .. } => n.as_slice(),
+        // PEM keys and certificates: PKCS#1 `RSAPublicKey ::= SEQUENCE { n, e }`.
+        DecodingKeyKind::SecretOrDer(der) => match der_item(der)? {
+            (0x30, sequence) => match der_item(sequence)? {
+                (0x02, n) => n,
+                _ => return None,
+            },
+            _ => return None,
+        },
+    };
+    let first = modulus.iter().position(|byte| *byte != 0)?;
+    Some(modulus[first..].to_vec())
+}
+
+/// The tag and contents of the first DER item of `bytes`.
+fn der_item(bytes: &[u8]) -> Option<(u8, &[u8])> {
+    let (&tag, rest) = bytes.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = match first {
+        0..=0x7f => (usize::from(first), rest),
+        0x81..=0x84 => {
+            let (len, rest) = rest.split_at_checked(usize::from(first & 0x7f))?;
+            let len = len
+                .iter()
+                .fold(0usize, |len, byte| len << 8 | usize::from(*byte));
+            (len, rest)
+        }
+        _ => return None,
+    };
+    Some((tag, rest.get(..len)?))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -57,6 +101,23 @@ impl KeySet {
 
     pub fn get(&self, kid: &str) -> Option<&DecodingKey> {
         self.keys.get(kid)
+    }
+
+    /// Whether the set holds one of this repository's public test keys (by
+    /// `kid`, or by modulus under any `kid`), whose private halves are
+    /// public too: anyone could sign tokens that such a set accepts.
+    pub fn holds_a_test_key(&self) -> bool {
+        let test_moduli: Vec<Vec<u8>> = TEST_PUBLIC_KEYS_PEM
+            .iter()
+            .filter_map(|pem| DecodingKey::from_rsa_pem(pem.as_bytes()).ok())
+            .filter_map(|key| rsa_modulus(&key))
+            .collect();
+        self.keys.contains_key(TEST_KEY_ID)
+            || self
+                .keys
+                .values()
+                .filter_map(rsa_modulus)
+                .any(|modulus| test_moduli.contains(&modulus))
     }
 
     pub fn len(&self) -> usize {
@@ -262,6 +323,44 @@ impl VerifiedTokens {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const JWKS: &str = include_str!("../tests/fixtures/jwks.json");
+    const X509_MAP: &str = include_str!("../tests/fixtures/x509-map.json");
+
+    /// `json` with every occurrence of `from` replaced by `to`.
+    fn set(json: &str, from: &str, to: &str) -> KeySet {
+        KeySet::parse(json.replace(from, to).as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn the_repositorys_test_keys_are_found_by_kid_and_by_modulus() {
+        // As served in tests, under their own kid: found by kid.
+        assert!(set(JWKS, "", "").holds_a_test_key());
+        assert!(set(X509_MAP, "", "").holds_a_test_key());
+        // Under a kid of Google's shape: found by modulus, as a JWK and in a certificate.
+        assert!(set(JWKS, TEST_KEY_ID, "a1b2c3").holds_a_test_key());
+        assert!(set(X509_MAP, TEST_KEY_ID, "a1b2c3").holds_a_test_key());
+        // The other test key, as a JWK under another kid.
+        let other = DecodingKey::from_rsa_pem(TEST_PUBLIC_KEYS_PEM[1].as_bytes()).unwrap();
+        let n = rsa_modulus(&other).unwrap();
+        let other = KeySet {
+            keys: HashMap::from([(
+                "d4e5".to_owned(),
+                DecodingKey::from_rsa_raw_components(&n, &[1, 0, 1]),
+            )]),
+        };
+        assert!(other.holds_a_test_key());
+        // Another modulus under another kid is not one.
+        let n = JWKS
+            .split("\"n\": \"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        let changed = format!("{}A", &n[..n.len() - 1]);
+        assert!(!set(&JWKS.replace(TEST_KEY_ID, "a1b2c3"), n, &changed).holds_a_test_key());
+    }
 
     fn verified(user: &str, expires_at: i64) -> VerifiedToken {
         VerifiedToken {

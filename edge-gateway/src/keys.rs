@@ -45,6 +45,9 @@ pub struct KeyCache(Arc<Shared>);
 
 struct Shared {
     url: hyper::Uri,
+    /// The URL's host is this machine (tests, the demo): only then may it
+    /// be plain http, and its set hold the repository's public test key.
+    loopback: bool,
     client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
     cached: RwLock<Cached>,
     /// Held while fetching, so concurrent requests make one fetch.
@@ -56,6 +59,16 @@ impl KeyCache {
         let url: hyper::Uri = url
             .parse()
             .map_err(|err| format!("FIREBASE_JWKS_URL: {err}"))?;
+        let loopback = is_loopback(&url);
+        match url.scheme_str() {
+            Some("https") => {}
+            Some("http") if loopback => {}
+            _ => {
+                return Err(format!(
+                    "FIREBASE_JWKS_URL must be https:// (http:// only for a loopback host: tests, the demo), got {url}"
+                ));
+            }
+        }
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_webpki_roots()
             .https_or_http()
@@ -63,6 +76,7 @@ impl KeyCache {
             .build();
         Ok(Self(Arc::new(Shared {
             url,
+            loopback,
             client: Client::builder(TokioExecutor::new()).build(connector),
             cached: RwLock::new(Cached {
                 keys: None,
@@ -96,6 +110,25 @@ impl KeyCache {
             });
         }
         Ok(stale)
+    }
+
+    /// At start, away from loopback: fetches the set once and refuses to go
+    /// on if it holds the repository's public test key (a configuration
+    /// copied from the demo or a test). A set that cannot be fetched now
+    /// only warns: Google may be out of reach for a moment, and every later
+    /// fetch refuses such a set too.
+    pub async fn check_at_start(&self) -> Result<(), String> {
+        if self.0.loopback {
+            return Ok(());
+        }
+        let _one_at_a_time = self.0.fetching.lock().await;
+        match self.0.fetch_and_store().await {
+            Err(KeysUnavailable(reason)) if reason == HOLDS_A_TEST_KEY => Err(format!(
+                "FIREBASE_JWKS_URL {}: {HOLDS_A_TEST_KEY}",
+                self.0.url
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// A refetch because a token names an unknown `kid`: at most once a minute.
@@ -132,6 +165,22 @@ impl KeyCache {
 }
 
 impl Shared {
+    /// A fresh cache for the same URL (tests).
+    #[cfg(test)]
+    fn clone_for_test(&self) -> Self {
+        Self {
+            url: self.url.clone(),
+            loopback: self.loopback,
+            client: self.client.clone(),
+            cached: RwLock::new(Cached {
+                keys: None,
+                refresh_at: Instant::now(),
+                last_fetch: None,
+            }),
+            fetching: Arc::new(Mutex::new(())),
+        }
+    }
+
     /// Fetches the set and keeps it, or keeps the last good one. The caller
     /// holds `fetching`.
     async fn fetch_and_store(&self) -> Result<Arc<KeySet>, KeysUnavailable> {
@@ -185,7 +234,26 @@ impl Shared {
         .map_err(|err| err.to_string())?
         .to_bytes();
         let keys = KeySet::parse(&body).map_err(|err| err.to_string())?;
+        if !self.loopback && keys.holds_a_test_key() {
+            return Err(HOLDS_A_TEST_KEY.to_owned());
+        }
         Ok((keys, max_age))
+    }
+}
+
+/// Why a set holding the repository's test key is refused.
+const HOLDS_A_TEST_KEY: &str = "the key set holds this repository's public test key, with which anyone can sign tokens; refused outside loopback";
+
+/// Whether `url`'s host is this machine.
+fn is_loopback(url: &hyper::Uri) -> bool {
+    match url.host() {
+        Some(host) if host.eq_ignore_ascii_case("localhost") => true,
+        Some(host) => host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback()),
+        None => false,
     }
 }
 
@@ -203,6 +271,71 @@ pub fn max_age(cache_control: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_urls_are_https_unless_their_host_is_loopback() {
+        for url in [
+            GOOGLE_X509_URL,
+            "http://127.0.0.1:9000/jwks",
+            "http://127.8.9.10/jwks",
+            "http://localhost:9000/jwks",
+            "http://[::1]:9000/jwks",
+        ] {
+            assert!(KeyCache::new(url).is_ok(), "{url}");
+        }
+        for url in [
+            "http://www.googleapis.com/robot/v1/metadata/x509/securetoken@system.gserviceaccount.com",
+            "http://10.0.0.1/jwks",
+            "http://localhost.example.com/jwks",
+            "ftp://127.0.0.1/jwks",
+            "/jwks",
+        ] {
+            let refused = KeyCache::new(url).err().unwrap_or_default();
+            assert!(
+                refused.starts_with("FIREBASE_JWKS_URL must be https://"),
+                "{url}: {refused}"
+            );
+        }
+    }
+
+    /// Serves `body` to every request on a loopback port, as a key URL would.
+    async fn serve(body: &'static str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/keys", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut request = [0u8; 4096];
+                let _ = stream.read(&mut request).await;
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(answer.as_bytes()).await;
+            }
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn a_set_holding_the_test_key_is_refused_away_from_loopback() {
+        let url = serve(include_str!("../tests/fixtures/jwks.json")).await;
+        // On loopback (tests, the demo) it is used.
+        let local = KeyCache::new(&url).unwrap();
+        local.check_at_start().await.unwrap();
+        assert_eq!(local.keys().await.map(|keys| keys.len()).ok(), Some(1));
+        // Anywhere else, start stops with one line and no token verifies.
+        let mut shared = Shared::clone_for_test(&local.0);
+        shared.loopback = false;
+        let remote = KeyCache(Arc::new(shared));
+        let refused = remote.check_at_start().await.unwrap_err();
+        assert!(
+            refused.contains("holds this repository's public test key"),
+            "{refused}"
+        );
+        assert!(!refused.contains('\n'));
+        assert!(remote.keys().await.is_err());
+    }
 
     #[test]
     fn max_age_is_read_from_cache_control() {

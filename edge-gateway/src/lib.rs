@@ -53,7 +53,13 @@ impl Application {
         let listener = tokio::net::TcpListener::bind(config.edge_addr)
             .await
             .with_context(|| format!("binding {}", config.edge_addr))?;
-        Self::build_on(config, listener)
+        let app = Self::build_on(config, listener)?;
+        app.state
+            .keys
+            .check_at_start()
+            .await
+            .map_err(anyhow::Error::msg)?;
+        Ok(app)
     }
 
     /// As `build`, on a listener bound already (its address is `EDGE_ADDR`).
