@@ -247,6 +247,12 @@ impl ApiError {
             error_reason::INSUFFICIENT_CREDITS => Self::insufficient_credits(message),
             error_reason::NOT_FOUND => Self::no_such(message),
             error_reason::TOO_MANY_OPEN_INTENTS => Self::too_many_open_intents(message),
+            error_reason::RATE_LIMITED => Self::rate_limited(
+                metadata
+                    .get(error_reason::RETRY_AFTER_SECS)
+                    .and_then(|secs| secs.parse().ok())
+                    .unwrap_or(1),
+            ),
             // payments-grpc holds as many balance watches as it may.
             error_reason::TOO_MANY_OPEN_STREAMS => Self::overloaded(),
             error_reason::DATABASE_UNAVAILABLE
@@ -368,6 +374,7 @@ mod tests {
                 "too-many-open-intents",
             ),
             (error_reason::TOO_MANY_OPEN_STREAMS, 503, "overloaded"),
+            (error_reason::RATE_LIMITED, 429, "rate-limited"),
             (error_reason::DATABASE_UNAVAILABLE, 503, "unavailable"),
             (error_reason::STRIPE_UNAVAILABLE, 503, "unavailable"),
             (error_reason::UNAVAILABLE, 503, "unavailable"),
@@ -431,6 +438,22 @@ mod tests {
         assert_eq!(err.status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(err.kind, "overloaded");
         assert!(err.retry_after_secs.is_some());
+    }
+
+    #[test]
+    fn a_sync_past_its_budget_is_429_with_the_servers_retry_after() {
+        let status = error_reason::status(
+            Code::ResourceExhausted,
+            "too many syncs reach Stripe right now",
+            error_reason::RATE_LIMITED,
+            HashMap::from([(error_reason::RETRY_AFTER_SECS.into(), "2".into())]),
+        );
+        let err = ApiError::from_grpc(&status);
+        assert_eq!(
+            (err.status, err.kind),
+            (StatusCode::TOO_MANY_REQUESTS, "rate-limited")
+        );
+        assert_eq!(err.retry_after_secs, Some(2));
     }
 
     #[test]

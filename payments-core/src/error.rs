@@ -32,6 +32,13 @@ pub enum Error {
     /// What the request names does not exist for this user.
     #[error("{0}")]
     NotFound(String),
+    /// Too many calls of this kind right now (syncs past their budget of
+    /// Stripe calls); nothing was done. Retry after `retry_after_secs`.
+    #[error("{message}")]
+    RateLimited {
+        message: String,
+        retry_after_secs: u32,
+    },
     /// Postgres or Stripe cannot be reached right now; retrying may help.
     #[error(transparent)]
     Unavailable(Cause),

@@ -13,7 +13,8 @@ pub use payments_domain as domain;
 
 pub use error::Error;
 pub use service::{
-    ACTED_ON_EVENT_TYPES, Adjusted, Balance, BalanceWatch, CreatedIntent, DEFAULT_PAGE_SIZE,
-    EventOutcome, LedgerEntry, MAX_PAGE_SIZE, OpenIntentLimit, Page, PaymentsService,
-    ReconcileSettings, Reconciled, Retried, Spent, Synced, retry_pause,
+    ACTED_ON_EVENT_TYPES, Adjusted, Balance, BalanceWatch, CALLS_PER_SYNC, CreatedIntent,
+    DEFAULT_PAGE_SIZE, DEFAULT_SYNC_CALLS_PER_SECOND, EventOutcome, FRESH_FOR, LedgerEntry,
+    MAX_PAGE_SIZE, OpenIntentLimit, Page, PaymentsService, ReconcileSettings, Reconciled, Retried,
+    Spent, Synced, retry_pause,
 };

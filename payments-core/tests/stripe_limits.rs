@@ -225,3 +225,107 @@ async fn every_request_names_the_pinned_api_version_and_a_success_that_cannot_be
         before + 1
     );
 }
+
+/// Stripe requests of any kind the sandbox has received.
+async fn stripe_calls(stripe: &Sandbox) -> usize {
+    stripe.requests_to("GET", "/v1/").await.len() + stripe.requests_to("POST", "/v1/").await.len()
+}
+
+/// A sync reaches Stripe only when the payment could still change there
+/// and was not just synced: a second sync of a paid payment costs no call,
+/// nor a second sync of an unpaid one within `FRESH_FOR`. Syncs that do
+/// reach Stripe draw from a budget of calls (here 9 a second: three syncs);
+/// past it they are refused at once with when to retry, while a webhook's
+/// re-fetch, which does not draw from it, still goes through.
+#[tokio::test]
+async fn syncs_answer_from_the_database_when_they_can_and_stay_within_their_budget() {
+    let world = World::with(|service| service.with_sync_budget(9)).await;
+    let paid = world.intent_for("lea", 1000).await;
+    world.stripe.succeed(&paid);
+    let before = stripe_calls(&world.stripe).await;
+    let synced = world
+        .service
+        .sync_payment_intent("lea", &paid)
+        .await
+        .unwrap();
+    assert_eq!(synced.balance.balance_cents.get(), 1000);
+    assert_eq!(
+        stripe_calls(&world.stripe).await - before,
+        3,
+        "the intent, refunds, disputes"
+    );
+
+    // Paid with nothing clawed back: the database answers, ten times over.
+    let before = stripe_calls(&world.stripe).await;
+    for _ in 0..10 {
+        let again = world
+            .service
+            .sync_payment_intent("lea", &paid)
+            .await
+            .unwrap();
+        assert_eq!(
+            (
+                again.payment.status.as_str(),
+                again.balance.balance_cents.get()
+            ),
+            ("succeeded", 1000)
+        );
+    }
+    assert_eq!(stripe_calls(&world.stripe).await, before);
+
+    // An unpaid one: the first sync asks Stripe, the next within FRESH_FOR does not.
+    let unpaid = world.intent_for("lea", 500).await;
+    world
+        .service
+        .sync_payment_intent("lea", &unpaid)
+        .await
+        .unwrap();
+    let before = stripe_calls(&world.stripe).await;
+    world
+        .service
+        .sync_payment_intent("lea", &unpaid)
+        .await
+        .unwrap();
+    assert_eq!(stripe_calls(&world.stripe).await, before);
+
+    // A flood across twenty users: what is left of the budget (at most a
+    // second's worth, three syncs) reaches Stripe, one call each (the
+    // intents are unpaid); the rest are refused at once.
+    let mut intents = Vec::new();
+    for n in 0..20 {
+        let user = format!("flood-{n}");
+        intents.push((world.intent_for(&user, 500).await, user));
+    }
+    let before = stripe_calls(&world.stripe).await;
+    let started = Instant::now();
+    let mut refused = 0;
+    for (intent, user) in &intents {
+        match world.service.sync_payment_intent(user, intent).await {
+            Ok(_) => {}
+            Err(Error::RateLimited {
+                retry_after_secs, ..
+            }) => {
+                assert!((1..=2).contains(&retry_after_secs), "{retry_after_secs}");
+                refused += 1;
+            }
+            Err(err) => panic!("{err:?}"),
+        }
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "refusals do not wait"
+    );
+    let through = 20 - refused;
+    assert!(through <= 3, "{through} of 20 syncs reached Stripe");
+    assert_eq!(stripe_calls(&world.stripe).await - before, through);
+
+    // With the budget spent, a webhook's re-fetch still credits.
+    let (webhook_intent, webhook_user) = &intents[19];
+    world.stripe.succeed(webhook_intent);
+    let event = json!({"id": "evt_paid_in_the_flood", "object": "event",
+                       "type": "payment_intent.succeeded",
+                       "data": {"object": {"id": webhook_intent, "object": "payment_intent"}}});
+    let applied = world.service.apply_stripe_event(&event.to_string()).await;
+    assert_eq!(applied, Ok(EventOutcome::Applied));
+    assert_eq!(world.balance(webhook_user).await, 500);
+}

@@ -94,6 +94,9 @@ pub struct Config {
     /// Unpaid intents a user may hold (created within 24 h); 0 = no limit.
     #[arg(long, env = "MAX_OPEN_INTENTS_PER_USER", default_value_t = 20)]
     pub max_open_intents_per_user: u32,
+    /// Stripe calls a second `SyncPaymentIntent` may make on this replica (each sync up to 3); past it RESOURCE_EXHAUSTED/RATE_LIMITED.
+    #[arg(long, env = "SYNC_STRIPE_CALLS_PER_SECOND", default_value_t = payments_core::DEFAULT_SYNC_CALLS_PER_SECOND)]
+    pub sync_stripe_calls_per_second: u32,
     /// Whether spends that arrive together share one transaction (true or false); never on Citus (found at start), where such a batch would span shards.
     #[arg(long, env = "PAYMENTS_COALESCE_SPENDS", default_value_t = true, action = clap::ArgAction::Set)]
     pub payments_coalesce_spends: bool,
@@ -226,6 +229,12 @@ impl Config {
                 self.stripe_api_base
             ),
         }
+        check_range(
+            "SYNC_STRIPE_CALLS_PER_SECOND",
+            self.sync_stripe_calls_per_second.into(),
+            payments_core::CALLS_PER_SYNC.into(),
+            10_000,
+        )?;
         check_range(
             "RECONCILE_INTERVAL_SECS",
             self.reconcile_interval_secs,
@@ -434,6 +443,7 @@ mod tests {
             "PAYMENTS_FIRST_BYTE_TIMEOUT_MS",
             "PAYMENTS_IDLE_TIMEOUT_SECS",
             "MAX_OPEN_INTENTS_PER_USER",
+            "SYNC_STRIPE_CALLS_PER_SECOND",
             "PAYMENTS_COALESCE_SPENDS",
             "RECONCILE_INTERVAL_SECS",
             "RECONCILE_AFTER_SECS",

@@ -130,6 +130,18 @@ pub fn to_status(err: Error) -> Status {
             message,
             error_reason::TOO_MANY_OPEN_STREAMS,
         ),
+        Error::RateLimited {
+            message,
+            retry_after_secs,
+        } => error_reason::status(
+            Code::ResourceExhausted,
+            message,
+            error_reason::RATE_LIMITED,
+            HashMap::from([(
+                error_reason::RETRY_AFTER_SECS.to_owned(),
+                retry_after_secs.to_string(),
+            )]),
+        ),
         Error::TooManyOpenIntents(message) => plain(
             Code::ResourceExhausted,
             message,
@@ -287,6 +299,18 @@ mod tests {
         let (reason, metadata) = error_reason::of(&status).unwrap();
         assert_eq!(reason, error_reason::NOT_A_TIER);
         assert_eq!(metadata[error_reason::ALLOWED_TIERS_USD], "5, 10, 20, 50");
+    }
+
+    #[test]
+    fn a_sync_past_its_budget_says_when_to_retry() {
+        let status = to_status(Error::RateLimited {
+            message: "too many syncs reach Stripe right now".into(),
+            retry_after_secs: 2,
+        });
+        assert_eq!(status.code(), Code::ResourceExhausted);
+        let (reason, metadata) = error_reason::of(&status).unwrap();
+        assert_eq!(reason, error_reason::RATE_LIMITED);
+        assert_eq!(metadata[error_reason::RETRY_AFTER_SECS], "2");
     }
 
     #[test]

@@ -111,6 +111,7 @@ impl Application {
             PaymentsService::new(pool, gateway, config.topup_tiers_usd.clone())
                 .with_metrics(core_metrics)
                 .with_open_intent_limit(config.open_intent_limit())
+                .with_sync_budget(config.sync_stripe_calls_per_second)
                 .with_spend_coalescing(config.payments_coalesce_spends)
                 .on_citus(citus)
                 .with_reconciliation(config.reconcile_settings()),

@@ -24,6 +24,9 @@ pub const NOT_FOUND: &str = "NOT_FOUND";
 pub const TOO_MANY_OPEN_INTENTS: &str = "TOO_MANY_OPEN_INTENTS";
 /// Every place for an unauthenticated stream (health watch, reflection) is taken.
 pub const TOO_MANY_OPEN_STREAMS: &str = "TOO_MANY_OPEN_STREAMS";
+/// Too many calls of this kind right now (syncs past their budget of
+/// Stripe calls); metadata `retry_after_secs` says when to retry.
+pub const RATE_LIMITED: &str = "RATE_LIMITED";
 /// Postgres cannot be reached right now; retry with the same key.
 pub const DATABASE_UNAVAILABLE: &str = "DATABASE_UNAVAILABLE";
 /// Stripe cannot be reached (or answers as if misconfigured) right now;
@@ -52,7 +55,7 @@ pub const MESSAGE_TOO_LARGE: &str = "MESSAGE_TOO_LARGE";
 pub const MALFORMED_MESSAGE: &str = "MALFORMED_MESSAGE";
 
 /// Every reason above, for tests that must cover each.
-pub const ALL: [&str; 18] = [
+pub const ALL: [&str; 19] = [
     INVALID_ARGUMENT,
     NOT_A_TIER,
     IDEMPOTENCY_KEY_REUSED,
@@ -60,6 +63,7 @@ pub const ALL: [&str; 18] = [
     NOT_FOUND,
     TOO_MANY_OPEN_INTENTS,
     TOO_MANY_OPEN_STREAMS,
+    RATE_LIMITED,
     DATABASE_UNAVAILABLE,
     STRIPE_UNAVAILABLE,
     UNAVAILABLE,
@@ -75,6 +79,9 @@ pub const ALL: [&str; 18] = [
 
 /// `INSUFFICIENT_CREDITS` metadata: the balance, in cents.
 pub const BALANCE_CENTS: &str = "balance_cents";
+
+/// `RATE_LIMITED` metadata: seconds to wait before retrying.
+pub const RETRY_AFTER_SECS: &str = "retry_after_secs";
 
 /// `NOT_A_TIER` metadata: the tiers in whole dollars, `5, 10, 20, 50`.
 pub const ALLOWED_TIERS_USD: &str = "allowed_tiers_usd";

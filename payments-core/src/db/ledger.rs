@@ -43,3 +43,19 @@ pub async fn for_user(
         .load(conn)
         .await?)
 }
+
+/// Whether the top-up of the user's payment for `intent_id` is booked.
+pub async fn top_up_booked(
+    conn: &mut AsyncPgConnection,
+    user_id: &str,
+    intent_id: &str,
+) -> Result<bool, DbError> {
+    Ok(diesel::select(diesel::dsl::exists(
+        ledger_entries::table
+            .filter(ledger_entries::user_id.eq(user_id))
+            .filter(ledger_entries::stripe_intent_id.eq(intent_id))
+            .filter(ledger_entries::kind.eq(LedgerKind::TopUp)),
+    ))
+    .get_result(conn)
+    .await?)
+}

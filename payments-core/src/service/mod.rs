@@ -12,6 +12,7 @@ mod parked;
 mod reconcile;
 mod spend;
 mod sync;
+mod sync_budget;
 mod watch;
 
 use chrono::{DateTime, Utc};
@@ -32,10 +33,15 @@ pub use parked::{Retried, retry_pause};
 pub use reconcile::{ACTED_ON_EVENT_TYPES, ReconcileSettings, Reconciled};
 pub use spend::Spent;
 pub use sync::Synced;
+pub use sync_budget::{CALLS_PER_SYNC, FRESH_FOR};
 pub use watch::BalanceWatch;
 
 /// The one currency balances are kept in.
 const CURRENCY: Currency = Currency::Usd;
+
+/// Stripe calls a second for syncs on one replica, by default: five syncs,
+/// a sixth of Stripe's live read limit of 100 a second.
+pub const DEFAULT_SYNC_CALLS_PER_SECOND: u32 = 15;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Balance {
@@ -74,6 +80,7 @@ pub struct PaymentsService<G> {
     /// Whether events may be parked, as this process last knew (true until
     /// the parked events are first counted): `service::parked`.
     parked_hint: std::sync::atomic::AtomicBool,
+    sync_budget: sync_budget::SyncBudget,
 }
 
 /// At most `max` unpaid intents created within `window` per user: against
@@ -110,7 +117,15 @@ impl<G: PaymentGateway> PaymentsService<G> {
             reconcile: ReconcileSettings::default(),
             metrics: crate::metrics::CoreMetrics::default(),
             parked_hint: std::sync::atomic::AtomicBool::new(true),
+            sync_budget: sync_budget::SyncBudget::new(DEFAULT_SYNC_CALLS_PER_SECOND),
         }
+    }
+
+    /// At most `calls_per_second` Stripe calls a second for
+    /// `SyncPaymentIntent` on this replica ([`sync_budget`]).
+    pub fn with_sync_budget(mut self, calls_per_second: u32) -> Self {
+        self.sync_budget = sync_budget::SyncBudget::new(calls_per_second);
+        self
     }
 
     /// Counts into `metrics` (registered by the binary) instead of counts

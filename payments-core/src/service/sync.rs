@@ -11,6 +11,7 @@ use super::apply_event::Cause;
 use super::clawbacks::{dispute_clawbacks, refund_clawbacks};
 use super::{Balance, PaymentsService};
 use crate::Error;
+use crate::db::ledger;
 use crate::db::payments::{self, PaymentRow};
 use crate::domain::{PaymentStatus, UserId};
 use crate::stripe::{GatewayError, PaymentGateway, StripeIntent, is_intent_id};
@@ -30,8 +31,10 @@ pub(super) struct SyncOutcome {
 }
 
 impl<G: PaymentGateway> PaymentsService<G> {
-    /// Re-fetches the user's intent from Stripe and applies it now.
-    /// NOT_FOUND for an intent that is not this user's, or not ours at all.
+    /// Re-fetches the user's intent from Stripe and applies it now, unless
+    /// the database can answer ([`super::sync_budget`]). NOT_FOUND for an
+    /// intent that is not this user's, or not ours at all; `RateLimited`
+    /// past the budget of Stripe calls for syncs.
     #[tracing::instrument(skip_all, fields(user_id = %user_id, intent_id = %intent_id))]
     pub async fn sync_payment_intent(
         &self,
@@ -48,7 +51,14 @@ impl<G: PaymentGateway> PaymentsService<G> {
         let payment = payments::find(&mut conn, user.as_str(), intent_id)
             .await?
             .ok_or_else(not_found)?;
+        let credited = payment.status == PaymentStatus::Succeeded
+            && ledger::top_up_booked(&mut conn, user.as_str(), intent_id).await?;
         drop(conn);
+        if self.sync_budget.answer_from_database(&payment, credited) {
+            let balance = self.get_balance(user.as_str()).await?;
+            return Ok(Synced { payment, balance });
+        }
+        self.sync_budget.take(intent_id)?;
         self.sync_payment(&user, payment).await?;
         let mut conn = self.connection().await?;
         let payment = payments::find(&mut conn, user.as_str(), intent_id)
