@@ -73,6 +73,7 @@ async fn slow_headers_cannot_exhaust_the_edges_descriptors_or_hold_connections()
         .spawn_edge_process(
             &[
                 ("EDGE_MAX_CONNECTIONS", "200"),
+                ("EDGE_MAX_BALANCE_STREAMS", "136"),
                 ("EDGE_HEADER_READ_TIMEOUT_MS", "1000"),
             ],
             Some(256),
