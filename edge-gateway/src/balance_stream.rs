@@ -43,6 +43,7 @@ const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(15);
 pub async fn balance_stream(
     State(state): State<Arc<AppState>>,
     ClientIp(client_ip): ClientIp,
+    version: axum::http::Version,
     user: AuthenticatedUser,
 ) -> Result<
     axum::response::sse::Sse<
@@ -60,8 +61,16 @@ pub async fn balance_stream(
         .ok()
         .filter(|secs| *secs > 0)
         .ok_or_else(|| ApiError::unauthorized("the token has expired"))?;
-    // Held until the stream ends, in `Watching`.
-    let place = state.balance_streams.take(&user.user_id, client_ip)?;
+    // Held until the stream ends, in `Watching`. A refused HTTP/1.1 stream
+    // gives its connection back: kept alive, it would hold a place that the
+    // stream budget exists to keep for other calls.
+    let place = state
+        .balance_streams
+        .take(&user.user_id, client_ip)
+        .map_err(|refused| match version {
+            axum::http::Version::HTTP_2 => refused,
+            _ => refused.closing_the_connection(),
+        })?;
     let (channel, connection_place) = state.upstream.watch_client();
     let request = payments_proto::WatchBalanceRequest {
         user_id: user.user_id,

@@ -17,6 +17,9 @@ pub struct ApiError {
     pub detail: String,
     /// Sent as `Retry-After` (seconds) with 429 and 503 answers.
     pub retry_after_secs: Option<u32>,
+    /// Answered with `Connection: close` (HTTP/1.1): the client's
+    /// connection is given back, not kept idle holding a place.
+    pub close_connection: bool,
 }
 
 /// An `application/problem+json` body (RFC 9457), as every error is answered.
@@ -55,11 +58,18 @@ impl ApiError {
             title,
             detail: detail.into(),
             retry_after_secs: None,
+            close_connection: false,
         }
     }
 
     pub fn retry_after(mut self, secs: u32) -> Self {
         self.retry_after_secs = Some(secs);
+        self
+    }
+
+    /// This answer closes an HTTP/1.1 connection after it.
+    pub fn closing_the_connection(mut self) -> Self {
+        self.close_connection = true;
         self
     }
 
@@ -314,6 +324,9 @@ impl IntoResponse for ApiError {
         );
         if let Some(secs) = self.retry_after_secs {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if self.close_connection {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         if self.status == StatusCode::UNAUTHORIZED {
             headers.insert(

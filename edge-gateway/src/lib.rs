@@ -13,7 +13,6 @@ pub mod openapi;
 pub mod rate_limit;
 mod routes;
 pub mod server;
-mod stream_http1;
 pub mod stream_places;
 pub mod stripe_signature;
 #[cfg(feature = "testing")]

@@ -1,8 +1,7 @@
 //! The HTTP server around the router: hyper with a header-read timeout,
 //! bounded HTTP/2 streams and header sizes, and connections that are capped
-//! in number and closed when silent (`service_runtime::connections`). An
-//! HTTP/1.1 connection opened for a balance stream is served without hyper
-//! (`stream_http1`), for its memory.
+//! in number and closed when silent (`service_runtime::connections`). Every
+//! connection, balance streams' too, is hyper's.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -19,8 +18,6 @@ use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use service_runtime::connections::{LimitedListener, LimitedStream};
 use tokio::net::TcpStream;
 use tower::ServiceExt;
-
-use crate::stream_http1::{self, Opening, Rewound};
 
 /// Request headers larger than this are answered 431.
 pub const MAX_HEADER_BYTES: usize = 32 * 1024;
@@ -68,7 +65,6 @@ pub async fn serve(
             peer,
             router.clone(),
             builder.clone(),
-            header_read_timeout,
             graceful.watcher(),
         ));
     }
@@ -81,38 +77,15 @@ pub async fn serve(
     }
 }
 
-/// Reads a connection's first bytes, then serves it: a balance stream
-/// over HTTP/1.1 without hyper, anything else with hyper. The drain waits
-/// for both, through `watcher`.
+/// Serves one connection with hyper; the drain waits for it through
+/// `watcher` (open balance streams end first: `StreamPlaces::close_all`).
 async fn serve_connection(
-    mut stream: LimitedStream<TcpStream>,
+    stream: LimitedStream<TcpStream>,
     peer: SocketAddr,
     router: Router,
     builder: Arc<auto::Builder<TokioExecutor>>,
-    header_read_timeout: Duration,
     watcher: Watcher,
 ) {
-    // The opening is at most 20 bytes and hyper's own header timer starts
-    // after it, so a head that stalls in them is cut within twice the timeout.
-    let head_deadline = tokio::time::Instant::now() + header_read_timeout;
-    let opening = tokio::time::timeout_at(head_deadline, Opening::read(&mut stream)).await;
-    let Ok(Ok(opening)) = opening else {
-        return;
-    };
-    if opening.is_stream_request() {
-        // Held, not watched: the stream ends as soon as the edge stops
-        // (`StreamPlaces::close_all`), and the drain waits for that.
-        let _draining = watcher;
-        Box::pin(stream_http1::serve(
-            stream,
-            opening,
-            router,
-            peer,
-            head_deadline,
-        ))
-        .await;
-        return;
-    }
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
         request
             .extensions_mut()
@@ -120,7 +93,7 @@ async fn serve_connection(
         router.clone().oneshot(request.map(Body::new))
     });
     let connection = builder
-        .serve_connection_with_upgrades(TokioIo::new(Rewound::new(opening, stream)), service)
+        .serve_connection_with_upgrades(TokioIo::new(stream), service)
         .into_owned();
     // Boxed: the task's own state stays as small as a stream needs.
     if let Err(err) = Box::pin(watcher.watch(connection)).await {

@@ -454,6 +454,8 @@ async fn streams_past_the_budget_are_shed_and_the_edge_keeps_answering() {
                 let head = head.unwrap();
                 assert!(head.contains("\r\nretry-after: 1\r\n"), "{head}");
                 assert!(head.contains("application/problem+json"), "{head}");
+                // Its connection is given back, not kept alive holding a place.
+                assert!(head.contains("\r\nconnection: close\r\n"), "{head}");
                 shed += 1;
             }
             other => panic!("a flood stream: {other:?} {head:?}"),

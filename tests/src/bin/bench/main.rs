@@ -84,11 +84,11 @@ pub(crate) struct Args {
     /// Run only these scenarios (comma-separated: rest, metrics, grpc, webhook, create, spend, watch, pgbench).
     #[arg(long, value_delimiter = ',')]
     pub(crate) only: Vec<String>,
-    /// Open the watch scenario's streams over HTTP/2 (cleartext, up to 64
-    /// on a connection, as a proxy or a browser over TLS would) instead of
-    /// one HTTP/1.1 connection each.
+    /// Open the watch scenario's streams over HTTP/1.1, a connection each,
+    /// instead of HTTP/2 (cleartext, up to 64 on a connection, as a proxy
+    /// or a browser over TLS would).
     #[arg(long)]
-    pub(crate) watch_http2: bool,
+    pub(crate) watch_http1: bool,
     /// Where to write the figures.
     #[arg(long, default_value = "target/bench/last.json")]
     pub(crate) out: PathBuf,
@@ -359,9 +359,9 @@ async fn run_scenario(world: &World, scenario: Scenario, round: &mut Round) -> a
             };
             // The smoke run checks both protocols; a measuring run one, as
             // an edge's memory after 10,000 streams closed says little.
-            let protocols = match (world.args.smoke, world.args.watch_http2) {
-                (true, _) => vec![false, true],
-                (false, http2) => vec![http2],
+            let protocols = match (world.args.smoke, world.args.watch_http1) {
+                (true, _) => vec![true, false],
+                (false, http1) => vec![!http1],
             };
             for http2 in protocols {
                 round
