@@ -81,7 +81,7 @@ async fn slow_headers_cannot_exhaust_the_edges_descriptors_or_hold_connections()
         .await;
     let pid = edge.id().expect("edge pid");
 
-    // Half of them open a balance stream, whose heads the edge reads itself.
+    // Half of them open a balance stream, the route that holds its connection.
     let slow_clients = (0..300).map(|n| async move {
         let Ok(mut stream) = TcpStream::connect(addr).await else {
             return (false, Duration::ZERO);
