@@ -6,6 +6,7 @@
 //! `max` stays below the connection limit (`config::check_stream_places`):
 //! webhooks, health checks and the API always find a place.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::IpAddr;
@@ -42,7 +43,10 @@ pub struct StreamPlace {
     held: Arc<Mutex<Held>>,
 }
 
-fn count<K: Hash + Eq>(map: &HashMap<K, usize>, key: &K) -> usize {
+fn count<K: Borrow<Q> + Hash + Eq, Q: Hash + Eq + ?Sized>(
+    map: &HashMap<K, usize>,
+    key: &Q,
+) -> usize {
     map.get(key).copied().unwrap_or(0)
 }
 
@@ -83,7 +87,7 @@ impl StreamPlaces {
     pub fn take(&self, user: &str, client_ip: IpAddr) -> Result<StreamPlace, ApiError> {
         let network = network_of(client_ip);
         let mut held = self.lock();
-        if count(&held.by_user, &user.to_owned()) >= self.per_user {
+        if count(&held.by_user, user) >= self.per_user {
             return Err(ApiError::too_many_streams("one user", self.per_user));
         }
         if count(&held.by_network, &network) >= self.per_ip {

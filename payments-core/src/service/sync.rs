@@ -58,8 +58,9 @@ impl<G: PaymentGateway> PaymentsService<G> {
             let balance = self.get_balance(user.as_str()).await?;
             return Ok(Synced { payment, balance });
         }
-        self.sync_budget.take(intent_id)?;
+        self.sync_budget.take()?;
         self.sync_payment(&user, payment).await?;
+        self.sync_budget.note_synced(intent_id);
         let mut conn = self.connection().await?;
         let payment = payments::find(&mut conn, user.as_str(), intent_id)
             .await?

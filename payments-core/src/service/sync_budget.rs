@@ -68,9 +68,8 @@ impl SyncBudget {
             .is_some_and(|at| at.elapsed() < FRESH_FOR)
     }
 
-    /// Takes a sync's calls from the budget and notes the intent as synced
-    /// now, or says when to retry.
-    pub fn take(&self, intent_id: &str) -> Result<(), Error> {
+    /// Takes a sync's calls from the budget, or says when to retry.
+    pub fn take(&self) -> Result<(), Error> {
         let sync = NonZeroU32::MIN.saturating_add(CALLS_PER_SYNC - 1);
         let refused = match self.calls.check_n(sync) {
             Ok(Ok(())) => None,
@@ -90,6 +89,12 @@ impl SyncBudget {
                 retry_after_secs,
             });
         }
+        Ok(())
+    }
+
+    /// Notes the intent as synced now: a sync that failed is not noted, so
+    /// its retry asks Stripe again rather than reading the database.
+    pub fn note_synced(&self, intent_id: &str) {
         let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
         if recent.len() >= MAX_REMEMBERED {
             recent.retain(|_, at| at.elapsed() < FRESH_FOR);
@@ -97,6 +102,5 @@ impl SyncBudget {
         if recent.len() < MAX_REMEMBERED {
             recent.insert(intent_id.to_owned(), Instant::now());
         }
-        Ok(())
     }
 }
