@@ -12,12 +12,11 @@ use service_runtime::now_unix;
 
 use crate::error::ApiError;
 use crate::firebase::TokenError;
-use crate::routes::{AppState, request_id};
+use crate::state::AppState;
 
 /// The caller, as proven by a valid Firebase ID token.
 pub struct AuthenticatedUser {
     pub user_id: String,
-    pub request_id: Option<String>,
     /// The token's `exp`, in Unix seconds: a stream ends there.
     pub expires_at: i64,
 }
@@ -46,7 +45,6 @@ impl FromRequestParts<Arc<AppState>> for AuthenticatedUser {
         {
             return Ok(Self {
                 user_id: verified.user_id,
-                request_id: request_id(&parts.headers),
                 expires_at: verified.expires_at,
             });
         }
@@ -69,7 +67,6 @@ impl FromRequestParts<Arc<AppState>> for AuthenticatedUser {
         state.verified_tokens.insert(token, verified.clone(), now);
         Ok(Self {
             user_id: verified.user_id,
-            request_id: request_id(&parts.headers),
             expires_at: verified.expires_at,
         })
     }

@@ -1,18 +1,18 @@
 //! The public edge: the SPA's REST API (Firebase ID tokens) and Stripe's
 //! webhook (signatures over the raw bytes), forwarded to payments-grpc.
 
-mod balance_stream;
 pub mod caller;
 pub mod config;
 pub mod error;
 pub mod firebase;
-mod history;
 pub mod keys;
 pub mod metrics;
 pub mod openapi;
 pub mod rate_limit;
+pub mod router;
 mod routes;
 pub mod server;
+pub mod state;
 pub mod stream_places;
 pub mod stripe_signature;
 #[cfg(feature = "testing")]
@@ -27,7 +27,8 @@ use std::time::Duration;
 use anyhow::Context;
 use service_runtime::connections::LimitedListener;
 
-pub use routes::{AppState, router};
+pub use router::router;
+pub use state::AppState;
 
 use crate::config::{Config, Settings};
 use crate::firebase::{TokenVerifier, VerifiedTokens};

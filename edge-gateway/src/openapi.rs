@@ -1,14 +1,8 @@
-//! `GET /openapi.json`: the OpenAPI 3.1 document of every route, made from
-//! the `#[utoipa::path]` attribute each handler carries. Routes are only
-//! registered through [`utoipa_axum::routes!`], which reads the same
-//! attribute, so a route cannot be served without being documented (and a
-//! test checks nothing bypasses it).
+//! The parts of the OpenAPI 3.1 document no one route owns: its title, the
+//! bearer scheme, the shared problem answers and schema helpers. The
+//! document itself is made from the `#[utoipa::path]` attribute each
+//! handler carries ([`crate::router::document`]).
 
-use std::sync::LazyLock;
-
-use axum::body::Bytes;
-use axum::http::header;
-use axum::response::IntoResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToResponse};
 
@@ -157,99 +151,20 @@ pub struct TooManyRequests(#[allow(dead_code)] Problem<'static>);
 )]
 pub struct Unavailable(#[allow(dead_code)] Problem<'static>);
 
-/// This edge's document: every route of [`crate::routes::documented_routes`].
-pub fn document() -> utoipa::openapi::OpenApi {
-    crate::routes::documented_routes(None).into_openapi()
-}
-
-static DOCUMENT_JSON: LazyLock<Bytes> = LazyLock::new(|| {
-    Bytes::from(
-        document()
-            .to_json()
-            .expect("the OpenAPI document serializes"),
-    )
-});
-
-/// The OpenAPI 3.1 document of this API.
-#[utoipa::path(
-    get,
-    path = "/openapi.json",
-    tag = "operations",
-    operation_id = "openapi",
-    responses((
-        status = 200,
-        description = "This document",
-        content_type = "application/json",
-        body = Object,
-    ))
-)]
-pub async fn openapi_json() -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        DOCUMENT_JSON.clone(),
+/// A string holding one of Stripe's PaymentIntent statuses.
+pub(crate) fn payment_status_schema() -> utoipa::openapi::schema::Object {
+    string_enum(
+        payments_domain::PaymentStatus::ALL
+            .iter()
+            .map(|status| status.as_str()),
     )
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A route registered with axum's own `route`, `route_service` or
-    /// `nest` would be served without a document: none may be.
-    #[test]
-    fn every_route_is_registered_through_its_document() {
-        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-        let mut files = 0;
-        for file in std::fs::read_dir(&src).unwrap() {
-            let path = file.unwrap().path();
-            let source = std::fs::read_to_string(&path).unwrap();
-            for method in [".route", ".route_service", ".nest", ".nest_service"] {
-                // Spelt apart so that this file does not match itself.
-                let bypass = format!("{method}(");
-                assert!(
-                    !source.contains(&bypass),
-                    "{} registers a route with `{bypass}`: use `.routes(routes!(handler))` \
-                     with a #[utoipa::path] on the handler",
-                    path.display()
-                );
-            }
-            files += 1;
-        }
-        assert!(files > 10);
-    }
-
-    #[test]
-    fn the_document_names_every_problem_answer_and_the_bearer_scheme() {
-        let document = serde_json::to_value(document()).unwrap();
-        assert_eq!(document["openapi"], "3.1.0");
-        let mut operations = 0;
-        for (path, item) in document["paths"].as_object().unwrap() {
-            for (method, operation) in item.as_object().unwrap() {
-                operations += 1;
-                for (status, response) in operation["responses"].as_object().unwrap() {
-                    if status.starts_with('2') {
-                        continue;
-                    }
-                    // Every error is problem+json, through a shared response.
-                    let name = response["$ref"]
-                        .as_str()
-                        .and_then(|r| r.strip_prefix("#/components/responses/"))
-                        .unwrap_or_else(|| panic!("{method} {path} {status} is not shared"));
-                    let shared = &document["components"]["responses"][name];
-                    assert_eq!(
-                        shared["content"]["application/problem+json"]["schema"]["$ref"],
-                        "#/components/schemas/Problem",
-                        "{name}"
-                    );
-                }
-                let secured = operation["security"].is_array();
-                assert_eq!(
-                    secured,
-                    operation["responses"]["401"].is_object(),
-                    "{method} {path}: a bearer route answers 401, others never"
-                );
-            }
-        }
-        assert_eq!(operations, 10);
-    }
+pub(crate) fn string_enum<'a>(
+    values: impl Iterator<Item = &'a str>,
+) -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(values))
+        .build()
 }

@@ -1,9 +1,13 @@
-//! The one gRPC channel to payments-grpc, reused by every request.
+//! The one gRPC channel to payments-grpc, reused by every request. Every
+//! call carries the internal token, the edge's request id and its deadline,
+//! added by one interceptor ([`CallMetadata`]) rather than by each handler.
 
 use std::time::Duration;
 
 use payments_proto::payments_service_client::PaymentsServiceClient;
 use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -18,7 +22,56 @@ const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
 /// streams per connection payments-grpc allows (256 by default).
 const WATCHES_PER_CONNECTION: usize = 200;
 
+/// A client of payments-grpc whose calls carry [`CallMetadata`].
+pub type Client = PaymentsServiceClient<InterceptedService<Channel, CallMetadata>>;
+
+tokio::task_local! {
+    /// The request id of the HTTP request being served, for its calls.
+    static REQUEST_ID: Option<MetadataValue<Ascii>>;
+}
+
+/// Runs the rest of the request with its `X-Request-Id` at hand, so every
+/// call it makes upstream carries the same id (a middleware of the router).
+pub async fn carrying_request_id(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|id| id.to_str().ok())
+        .and_then(|id| id.parse().ok());
+    REQUEST_ID.scope(id, next.run(request)).await
+}
+
+/// What every call to payments-grpc carries: the internal token, the
+/// request id of the HTTP request it serves (when there is one), and its
+/// deadline as `grpc-timeout`, so payments-grpc stops when the edge has
+/// (none for a balance watch, which lasts as long as its stream).
 /// `Debug` shows no token: the authorization value is marked sensitive.
+#[derive(Debug, Clone)]
+pub struct CallMetadata {
+    authorization: MetadataValue<Ascii>,
+    deadline: Option<Duration>,
+}
+
+impl Interceptor for CallMetadata {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(deadline) = self.deadline {
+            request.set_timeout(deadline);
+        }
+        let metadata = request.metadata_mut();
+        metadata.insert("authorization", self.authorization.clone());
+        if let Ok(Some(id)) = REQUEST_ID.try_with(Clone::clone) {
+            metadata.insert("x-request-id", id);
+        }
+        Ok(request)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Upstream {
     /// A few HTTP/2 connections, used in turn: one connection is served by
@@ -28,7 +81,7 @@ pub struct Upstream {
     /// Long-lived balance watches have connections of their own, opened as
     /// they are needed: open streams never take the places of calls.
     watches: std::sync::Arc<WatchConnections>,
-    authorization: MetadataValue<Ascii>,
+    metadata: CallMetadata,
 }
 
 /// The connections carrying balance watches, each with its places.
@@ -76,7 +129,10 @@ impl Upstream {
             channels,
             next: Default::default(),
             watches,
-            authorization,
+            metadata: CallMetadata {
+                authorization,
+                deadline: Some(CALL_TIMEOUT),
+            },
         })
     }
 
@@ -85,14 +141,14 @@ impl Upstream {
         self.channels[n % self.channels.len()].clone()
     }
 
-    pub fn client(&self) -> PaymentsServiceClient<Channel> {
-        PaymentsServiceClient::new(self.channel())
+    pub fn client(&self) -> Client {
+        PaymentsServiceClient::with_interceptor(self.channel(), self.metadata.clone())
     }
 
     /// A client for one balance watch, on a watch connection with a free
     /// place (a new connection when none has one), and that place. The
     /// number of watches is bounded by the caller (`EDGE_MAX_BALANCE_STREAMS`).
-    pub fn watch_client(&self) -> (Channel, WatchPlace) {
+    pub fn watch_client(&self) -> (Client, WatchPlace) {
         let mut open = self
             .watches
             .open
@@ -100,7 +156,7 @@ impl Upstream {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         for (channel, places) in open.iter() {
             if let Ok(place) = places.clone().try_acquire_owned() {
-                return (channel.clone(), WatchPlace(place));
+                return (self.watching(channel.clone()), WatchPlace(place));
             }
         }
         let channel = self.watches.endpoint.connect_lazy();
@@ -110,18 +166,18 @@ impl Upstream {
             .try_acquire_owned()
             .expect("a new connection has free places");
         open.push((channel.clone(), places));
-        (channel, WatchPlace(place))
+        (self.watching(channel), WatchPlace(place))
     }
 
-    /// A request carrying the internal token and the edge's request id.
-    pub fn request<T>(&self, message: T, request_id: Option<&str>) -> tonic::Request<T> {
-        let mut request = tonic::Request::new(message);
-        let metadata = request.metadata_mut();
-        metadata.insert("authorization", self.authorization.clone());
-        if let Some(id) = request_id.and_then(|id| id.parse().ok()) {
-            metadata.insert("x-request-id", id);
-        }
-        request
+    /// A client for one balance watch: no deadline. Its codec buffers start
+    /// small (`payments_proto::codec`), as an open stream keeps them for
+    /// its life.
+    fn watching(&self, channel: Channel) -> Client {
+        let metadata = CallMetadata {
+            deadline: None,
+            ..self.metadata.clone()
+        };
+        PaymentsServiceClient::with_interceptor(channel, metadata)
     }
 
     /// Whether payments-grpc reports itself SERVING.
@@ -146,19 +202,6 @@ impl Upstream {
     }
 }
 
-/// `PaymentsService.WatchBalance` on `channel` (a watch connection of its
-/// own, [`Upstream::watch_client`]). Its codec buffers start small
-/// (`payments_proto::codec`), as an open stream keeps them for its life.
-pub async fn watch_balance(
-    channel: Channel,
-    request: tonic::Request<payments_proto::WatchBalanceRequest>,
-) -> Result<tonic::codec::Streaming<payments_proto::GetBalanceResponse>, tonic::Status> {
-    Ok(PaymentsServiceClient::new(channel)
-        .watch_balance(request)
-        .await?
-        .into_inner())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,5 +211,36 @@ mod tests {
         let upstream = Upstream::new("http://127.0.0.1:1", "internal-do-not-log", None).unwrap();
         let shown = format!("{upstream:?}");
         assert!(!shown.contains("do-not-log"), "{shown}");
+    }
+
+    #[tokio::test]
+    async fn every_call_carries_the_token_the_request_id_and_a_deadline_but_a_watch_none() {
+        let upstream = Upstream::new("http://127.0.0.1:1", "internal", None).unwrap();
+        let id: MetadataValue<Ascii> = "req-7".parse().unwrap();
+        let (call, watch) = REQUEST_ID
+            .scope(Some(id), async {
+                let call = upstream.metadata.clone().call(tonic::Request::new(()));
+                let watch = CallMetadata {
+                    deadline: None,
+                    ..upstream.metadata.clone()
+                }
+                .call(tonic::Request::new(()));
+                (call.unwrap(), watch.unwrap())
+            })
+            .await;
+        let call = call.metadata();
+        assert_eq!(call.get("authorization").unwrap(), "Bearer internal");
+        assert_eq!(call.get("x-request-id").unwrap(), "req-7");
+        assert_eq!(call.get("grpc-timeout").unwrap(), "10000000u");
+        assert_eq!(watch.metadata().get("x-request-id").unwrap(), "req-7");
+        assert!(watch.metadata().get("grpc-timeout").is_none());
+        // Outside a request (no scope), a call still carries the token.
+        let bare = upstream
+            .metadata
+            .clone()
+            .call(tonic::Request::new(()))
+            .unwrap();
+        assert!(bare.metadata().get("x-request-id").is_none());
+        assert!(bare.metadata().get("authorization").is_some());
     }
 }

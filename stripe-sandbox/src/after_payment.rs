@@ -13,8 +13,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use service_runtime::now_unix;
 
-use crate::api::{form, idempotent, invalid_request, param, stripe_error};
 use crate::state::{Ledger, Shared, emit};
+use crate::wire::{form, idempotent, invalid_request, param, stripe_error};
 
 /// The charge behind a succeeded intent, as `charge.*` events carry it.
 fn charge(intent: &Value, amount_refunded: i64) -> Value {

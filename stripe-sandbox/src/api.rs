@@ -1,83 +1,24 @@
-//! The routes, answered as Stripe answers them.
+//! The PaymentIntent routes and the sandbox's own, answered as Stripe
+//! answers them.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Extension, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
-use axum::middleware::{self, Next};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use base64::Engine as _;
 use serde_json::{Value, json};
 use service_runtime::now_unix;
 
 use crate::after_payment;
 use crate::browser::{self, Caller};
-use crate::state::{IntentState, Ledger, NewIntent, Replay, Shared, emit, new_intent};
+use crate::state::{IntentState, Ledger, NewIntent, Shared, decline, emit, new_intent, succeed};
+use crate::wire::{form, idempotent, invalid_request, param, stripe_error};
 use crate::{PM_CARD_3DS, PM_CARD_DECLINED, PM_CARD_DISPUTED, PM_CARD_VISA};
-
-pub(crate) fn router(shared: Arc<Shared>) -> Router {
-    let api = Router::new()
-        .route("/v1/payment_intents", post(create_intent))
-        .route(
-            "/v1/payment_intents/{id}",
-            get(retrieve_intent).post(update_intent),
-        )
-        .route("/v1/payment_intents/{id}/confirm", post(confirm_intent))
-        .route("/v1/payment_intents/{id}/cancel", post(cancel_intent))
-        .route(
-            "/v1/refunds",
-            post(after_payment::create_refund).get(after_payment::list_refunds),
-        )
-        .route("/v1/disputes", get(after_payment::list_disputes))
-        .route("/v1/disputes/{id}", get(after_payment::retrieve_dispute))
-        .route("/v1/events", get(after_payment::list_api_events))
-        .layer(middleware::from_fn(require_api_key))
-        .layer(middleware::from_fn_with_state(
-            shared.clone(),
-            crate::controls::record_and_inject,
-        ));
-    Router::new()
-        .merge(api)
-        // What Stripe.js does in the browser: pass or fail the 3-D Secure challenge.
-        .route(
-            "/sandbox/payment_intents/{id}/authenticate",
-            post(authenticate),
-        )
-        .route("/sandbox/events", get(list_events))
-        .route("/sandbox/webhooks", get(webhook_state).post(hold_webhooks))
-        .route(
-            "/sandbox/refunds/{id}/fail",
-            post(after_payment::fail_refund),
-        )
-        .route(
-            "/sandbox/disputes/{id}/close",
-            post(after_payment::close_dispute),
-        )
-        .route("/sandbox/health", get(|| async { "ok" }))
-        // The Stripe.js stand-in, where a page would load Stripe.js from.
-        .route("/v3", get(browser::stripe_js))
-        .route("/v3/", get(browser::stripe_js))
-        .route("/endive/stripe.js", get(browser::stripe_js))
-        .layer(middleware::from_fn(browser::cors))
-        .with_state(shared)
-}
-
-/// Stripe's error object.
-pub(crate) fn stripe_error(status: StatusCode, error: Value) -> Response {
-    (status, Json(json!({ "error": error }))).into_response()
-}
-
-pub(crate) fn invalid_request(message: &str, param: Option<&str>) -> (StatusCode, Value) {
-    let mut error = json!({"type": "invalid_request_error", "message": message});
-    if let Some(param) = param {
-        error["param"] = json!(param);
-    }
-    (StatusCode::BAD_REQUEST, json!({ "error": error }))
-}
 
 fn no_such_intent(id: &str) -> (StatusCode, Value) {
     (
@@ -91,7 +32,7 @@ fn no_such_intent(id: &str) -> (StatusCode, Value) {
 /// (`pk_test_…`, as Stripe.js sends it) only the routes a browser may call
 /// (see [`browser`]). The handlers learn which from the [`Caller`]
 /// extension.
-async fn require_api_key(request: Request, next: Next) -> Response {
+pub(crate) async fn require_api_key(request: Request, next: Next) -> Response {
     let header_key = request
         .headers()
         .get("authorization")
@@ -136,19 +77,6 @@ fn secret_key(authorization: &str) -> Option<String> {
     Some(user_and_password.split(':').next()?.to_owned())
 }
 
-pub(crate) fn form(body: &[u8]) -> Vec<(String, String)> {
-    let mut params: Vec<(String, String)> = form_urlencoded::parse(body).into_owned().collect();
-    params.sort();
-    params
-}
-
-pub(crate) fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    params
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
-}
-
 fn metadata(params: &[(String, String)]) -> BTreeMap<String, String> {
     params
         .iter()
@@ -161,53 +89,7 @@ fn metadata(params: &[(String, String)]) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Runs a POST once per Idempotency-Key, replaying its answer like Stripe.
-pub(crate) fn idempotent(
-    shared: &Shared,
-    headers: &HeaderMap,
-    route: &str,
-    params: Vec<(String, String)>,
-    run: impl FnOnce(&mut Ledger, &[(String, String)]) -> (StatusCode, Value),
-) -> Response {
-    let key = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let mut ledger = shared.ledger.lock().unwrap();
-    if let Some(key) = &key
-        && let Some(replay) = ledger.replays.get(key)
-    {
-        if replay.route != route || replay.params != params {
-            return stripe_error(
-                StatusCode::BAD_REQUEST,
-                json!({"type": "idempotency_error",
-                       "message": format!("Keys for idempotent requests can only be used with the same parameters they were first used with. Try using a key other than '{key}' if you meant to execute a different request.")}),
-            );
-        }
-        let mut response = (replay.status, Json(replay.body.clone())).into_response();
-        response
-            .headers_mut()
-            .insert("idempotent-replayed", "true".parse().unwrap());
-        return response;
-    }
-    let (status, body) = run(&mut ledger, &params);
-    // Stripe does not store answers to requests that failed validation early.
-    if let Some(key) = key
-        && status != StatusCode::UNAUTHORIZED
-    {
-        let replay = Replay {
-            route: route.to_owned(),
-            params,
-            status,
-            body: body.clone(),
-        };
-        ledger.replays.insert(key, replay);
-    }
-    drop(ledger);
-    (status, Json(body)).into_response()
-}
-
-async fn create_intent(
+pub(crate) async fn create_intent(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
     body: Bytes,
@@ -254,7 +136,7 @@ async fn create_intent(
     )
 }
 
-async fn retrieve_intent(
+pub(crate) async fn retrieve_intent(
     State(shared): State<Arc<Shared>>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
@@ -274,7 +156,7 @@ async fn retrieve_intent(
     (status, Json(body)).into_response()
 }
 
-async fn update_intent(
+pub(crate) async fn update_intent(
     State(shared): State<Arc<Shared>>,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -319,7 +201,7 @@ fn unexpected_state(intent: &Value) -> (StatusCode, Value) {
     )
 }
 
-async fn confirm_intent(
+pub(crate) async fn confirm_intent(
     State(shared): State<Arc<Shared>>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
@@ -436,40 +318,7 @@ enum Outcome {
     Declined(Value),
 }
 
-pub(crate) fn succeed(intent: &mut Value, charge: String) {
-    intent["status"] = json!("succeeded");
-    intent["amount_received"] = intent["amount"].clone();
-    intent["latest_charge"] = json!(charge);
-    intent["last_payment_error"] = Value::Null;
-    intent["next_action"] = Value::Null;
-}
-
-/// Records a failed attempt the way Stripe does; returns the error object.
-pub(crate) fn decline(
-    intent: &mut Value,
-    charge: String,
-    code: &str,
-    decline_code: Option<&str>,
-    message: &str,
-) -> Value {
-    let mut error = json!({
-        "type": "card_error",
-        "code": code,
-        "message": message,
-        "charge": charge,
-        "doc_url": format!("https://docs.stripe.com/error-codes/{}", code.replace('_', "-")),
-    });
-    if let Some(decline_code) = decline_code {
-        error["decline_code"] = json!(decline_code);
-    }
-    intent["status"] = json!("requires_payment_method");
-    intent["latest_charge"] = json!(charge);
-    intent["last_payment_error"] = error.clone();
-    intent["next_action"] = Value::Null;
-    error
-}
-
-async fn cancel_intent(
+pub(crate) async fn cancel_intent(
     State(shared): State<Arc<Shared>>,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -501,7 +350,7 @@ async fn cancel_intent(
     )
 }
 
-async fn authenticate(
+pub(crate) async fn authenticate(
     State(shared): State<Arc<Shared>>,
     Path(id): Path<String>,
     body: Bytes,
@@ -546,7 +395,7 @@ async fn authenticate(
 }
 
 /// Whether webhooks are held, and the delivery counters.
-async fn webhook_state(State(shared): State<Arc<Shared>>) -> Json<Value> {
+pub(crate) async fn webhook_state(State(shared): State<Arc<Shared>>) -> Json<Value> {
     let stats = *shared.stats.borrow();
     Json(json!({
         "held": *shared.held.borrow(),
@@ -557,7 +406,7 @@ async fn webhook_state(State(shared): State<Arc<Shared>>) -> Json<Value> {
 }
 
 /// `held=true` keeps webhooks queued; `held=false` delivers them.
-async fn hold_webhooks(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+pub(crate) async fn hold_webhooks(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     let held = match param(&form(&body), "held") {
         Some("true") => true,
         Some("false") => false,
@@ -572,7 +421,7 @@ async fn hold_webhooks(State(shared): State<Arc<Shared>>, body: Bytes) -> Respon
     webhook_state(State(shared)).await.into_response()
 }
 
-async fn list_events(State(shared): State<Arc<Shared>>) -> Json<Value> {
+pub(crate) async fn list_events(State(shared): State<Arc<Shared>>) -> Json<Value> {
     let events = shared.ledger.lock().unwrap().events.clone();
     Json(json!({"object": "list", "data": events}))
 }

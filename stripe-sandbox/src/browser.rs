@@ -10,7 +10,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
-use crate::api::{form, param, stripe_error};
+use crate::wire::{form, param, stripe_error};
 use crate::{PM_CARD_3DS, PM_CARD_DECLINED, PM_CARD_DISPUTED, PM_CARD_VISA};
 
 /// The Stripe.js stand-in: `window.Stripe(pk)`, Elements, `confirmPayment`

@@ -4,18 +4,17 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use crate::Sandbox;
-use crate::api::{decline, succeed};
-use crate::state::{IntentState, NewIntent, Shared, new_intent};
+use crate::faults::{Fault, QueuedFault, RecordedRequest};
+use crate::state::{IntentState, NewIntent, Shared, decline, new_intent, succeed};
 
 /// The fields of a PaymentIntent a test reads and sets.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,66 +93,6 @@ impl IntentFields {
         }
         json
     }
-}
-
-/// An answer given instead of the API's, to a request a test chose.
-#[derive(Debug, Clone)]
-pub struct Fault {
-    status: StatusCode,
-    body: Bytes,
-    delay: Duration,
-}
-
-impl Fault {
-    /// Stripe's error object, with the HTTP status Stripe would send it with.
-    pub fn error(status: u16, error_type: &str, code: &str, message: &str) -> Self {
-        Self::json(
-            status,
-            &json!({"error": {"type": error_type, "code": code, "message": message}}),
-        )
-    }
-
-    pub fn json(status: u16, body: &Value) -> Self {
-        Self::body(status, body.to_string())
-    }
-
-    pub fn body(status: u16, body: impl Into<Bytes>) -> Self {
-        Self {
-            status: StatusCode::from_u16(status).expect("an HTTP status"),
-            body: body.into(),
-            delay: Duration::ZERO,
-        }
-    }
-
-    /// Sent only after `delay` (a Stripe that hangs).
-    pub fn after(mut self, delay: Duration) -> Self {
-        self.delay = delay;
-        self
-    }
-}
-
-pub(crate) struct QueuedFault {
-    method: String,
-    /// Only requests whose path starts with this.
-    path_prefix: String,
-    remaining: u64,
-    fault: Fault,
-}
-
-/// A request as the sandbox received it.
-#[derive(Debug, Clone)]
-pub struct RecordedRequest {
-    pub method: String,
-    pub path: String,
-    /// The query string, as sent (percent-encoded); empty when none.
-    pub query: String,
-    pub headers: HeaderMap,
-    pub body: Bytes,
-}
-
-/// Form fields of a Stripe request body (`a[b]=c` keys kept as written).
-pub fn form_fields(request: &RecordedRequest) -> HashMap<String, String> {
-    form_urlencoded::parse(&request.body).into_owned().collect()
 }
 
 /// Largest request body recorded; Stripe's own limit is far below.

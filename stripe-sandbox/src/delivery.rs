@@ -13,27 +13,8 @@ use serde_json::Value;
 use service_runtime::now_unix;
 use tokio::sync::mpsc;
 
-use crate::state::Shared;
+use crate::state::{Shared, Shuffler};
 use crate::{SandboxConfig, WebhookTarget, signer};
-
-/// A tiny deterministic PRNG for the shuffle (xorshift64*).
-pub(crate) struct Shuffler(pub(crate) u64);
-
-impl Shuffler {
-    pub(crate) fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn shuffle<T>(&mut self, items: &mut [T]) {
-        for i in (1..items.len()).rev() {
-            let j = (self.next() % (i as u64 + 1)) as usize;
-            items.swap(i, j);
-        }
-    }
-}
 
 pub(crate) async fn deliver_events(
     shared: Arc<Shared>,

@@ -4,8 +4,11 @@
 //! signed like Stripe's, delivered at least once and retried on failure.
 //! Development and tests only.
 //!
-//! - `api`: the HTTP routes, as Stripe answers them;
+//! - `routes`: every route; `api` and `after_payment` answer Stripe's
+//!   (PaymentIntents; refunds, disputes and events), `browser` what
+//!   Stripe.js calls, `wire` their shared form, error and replay rules;
 //! - `state`: the intents, idempotency replays and events it keeps;
+//! - `controls` and `faults`: what tests set, inject and read;
 //! - `delivery`: webhooks, signed by its own `signer` (never by the code
 //!   under test), retried, optionally duplicated and shuffled.
 
@@ -14,8 +17,11 @@ mod api;
 mod browser;
 mod controls;
 mod delivery;
+mod faults;
+mod routes;
 pub mod signer;
 mod state;
+mod wire;
 #[cfg(test)]
 mod wire_check;
 
@@ -27,7 +33,8 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
-pub use controls::{Fault, IntentFields, RecordedRequest, form_fields};
+pub use controls::IntentFields;
+pub use faults::{Fault, RecordedRequest, form_fields};
 use state::Shared;
 pub use state::stripe_event;
 
@@ -123,7 +130,7 @@ impl Sandbox {
             faults: Mutex::default(),
         });
         tokio::spawn(delivery::deliver_events(shared.clone(), events));
-        let app = api::router(shared.clone());
+        let app = routes::router(shared.clone());
         tokio::spawn(async move {
             if let Err(err) = axum::serve(listener, app).await {
                 tracing::error!(error = %err, "sandbox stopped");

@@ -9,8 +9,7 @@ use serde_json::{Value, json};
 use service_runtime::now_unix;
 use tokio::sync::{mpsc, watch};
 
-use crate::controls::{QueuedFault, RecordedRequest};
-use crate::delivery::Shuffler;
+use crate::faults::{QueuedFault, RecordedRequest};
 use crate::{DeliveryStats, SandboxConfig};
 
 pub(crate) struct IntentState {
@@ -169,4 +168,56 @@ pub(crate) fn new_intent(new: NewIntent<'_>) -> Value {
         "transfer_data": null,
         "transfer_group": null,
     })
+}
+
+pub(crate) fn succeed(intent: &mut Value, charge: String) {
+    intent["status"] = json!("succeeded");
+    intent["amount_received"] = intent["amount"].clone();
+    intent["latest_charge"] = json!(charge);
+    intent["last_payment_error"] = Value::Null;
+    intent["next_action"] = Value::Null;
+}
+
+/// Records a failed attempt the way Stripe does; returns the error object.
+pub(crate) fn decline(
+    intent: &mut Value,
+    charge: String,
+    code: &str,
+    decline_code: Option<&str>,
+    message: &str,
+) -> Value {
+    let mut error = json!({
+        "type": "card_error",
+        "code": code,
+        "message": message,
+        "charge": charge,
+        "doc_url": format!("https://docs.stripe.com/error-codes/{}", code.replace('_', "-")),
+    });
+    if let Some(decline_code) = decline_code {
+        error["decline_code"] = json!(decline_code);
+    }
+    intent["status"] = json!("requires_payment_method");
+    intent["latest_charge"] = json!(charge);
+    intent["last_payment_error"] = error.clone();
+    intent["next_action"] = Value::Null;
+    error
+}
+
+/// A tiny deterministic PRNG for the shuffle (xorshift64*).
+pub(crate) struct Shuffler(pub(crate) u64);
+
+impl Shuffler {
+    pub(crate) fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    pub(crate) fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            let j = (self.next() % (i as u64 + 1)) as usize;
+            items.swap(i, j);
+        }
+    }
 }

@@ -53,6 +53,37 @@ async fn no_secret_reaches_a_log_line() {
         (status, balance["balance_cents"].as_i64()),
         (200, Some(1000))
     );
+    // Every call the edge makes carries the request's id to payments-grpc
+    // (one interceptor), whatever route it serves; a webhook's id is the
+    // edge's own.
+    let edge = stack.edge_url();
+    let traced = |id| [("x-request-id", id), ("content-type", "application/json")];
+    let (status, unpaid) = stack
+        .http
+        .send(
+            "POST",
+            &format!("{edge}/payments/create-payment-intent"),
+            Some(&token),
+            &traced("trace-create-1"),
+            br#"{"amount_usd": 5}"#.to_vec(),
+        )
+        .await;
+    assert_eq!(status, 200, "{unpaid}");
+    let sync_url = format!(
+        "{edge}/payments/{}/sync",
+        unpaid["intent_id"].as_str().unwrap()
+    );
+    let (status, synced) = stack
+        .http
+        .send(
+            "POST",
+            &sync_url,
+            Some(&token),
+            &traced("trace-sync-1"),
+            vec![],
+        )
+        .await;
+    assert_eq!(status, 200, "{synced}");
     // Refused requests log their reasons; they must not log what was sent.
     let forged = stack.token("log-user").replace('.', "x.");
     assert_eq!(stack.balance(&forged).await.0, 401);
@@ -84,6 +115,19 @@ async fn no_secret_reaches_a_log_line() {
     assert!(
         grpc_log.contains("top-up credited"),
         "payments-grpc logged at debug level"
+    );
+    for id in ["trace-create-1", "trace-sync-1"] {
+        assert!(
+            grpc_log.contains(&format!("request_id={id}")),
+            "payments-grpc did not log the edge's request id {id}"
+        );
+    }
+    assert!(
+        grpc_log
+            .lines()
+            .any(|line| line.contains("ApplyStripeEvent request_id=")
+                && !line.contains("ApplyStripeEvent request_id=-")),
+        "a webhook's call carried no request id"
     );
     // SIGTERM drained and exited through the normal path, not the 10 s SIGKILL fallback.
     assert!(

@@ -34,7 +34,7 @@ async fn the_document_is_valid_openapi_3_1_and_every_operation_in_it_is_served()
     let stack = Stack::start(SandboxConfig::default()).await;
     let served = document(&stack).await;
     let made: Value =
-        serde_json::from_str(&edge_gateway::openapi::document().to_json().unwrap()).unwrap();
+        serde_json::from_str(&edge_gateway::router::document().to_json().unwrap()).unwrap();
     assert_eq!(served, made, "the edge serves the document the code makes");
     assert_eq!(served["openapi"], "3.1.0");
 

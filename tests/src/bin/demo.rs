@@ -113,7 +113,7 @@ fn step(n: u32, text: &str) {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if args.print_openapi {
-        println!("{}", edge_gateway::openapi::document().to_pretty_json()?);
+        println!("{}", edge_gateway::router::document().to_pretty_json()?);
         return Ok(());
     }
     let fresh_database = match args.fresh_database {

@@ -5,19 +5,9 @@
 // refreshes before it expires.
 
 import { SANDBOX } from '../config';
+import type { AuthProvider, SignedInUser } from './authProvider';
 
-export interface SignedInUser {
-  uid: string;
-}
-
-export interface AuthProvider {
-  /** The user signed in now, or null. */
-  currentUser(): SignedInUser | null;
-  /** An ID token valid for at least a minute more. */
-  getIdToken(): Promise<string>;
-  signIn(uid?: string): Promise<SignedInUser>;
-  signOut(): Promise<void>;
-}
+export type { AuthProvider, SignedInUser };
 
 const DEV_UID_KEY = 'credits.dev.uid';
 /** A token closer than this to its end is replaced before use. */

@@ -12,7 +12,7 @@ import {
   type Auth,
 } from 'firebase/auth';
 
-import type { AuthProvider, SignedInUser } from './auth';
+import type { AuthProvider, SignedInUser } from './authProvider';
 
 export class FirebaseAuth implements AuthProvider {
   private constructor(private readonly firebase: Auth) {}

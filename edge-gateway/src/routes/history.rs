@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::caller::AuthenticatedUser;
 use crate::error::ApiError;
-use crate::routes::AppState;
+use crate::state::AppState;
 
 /// Rows per page when `limit` is not given.
 const DEFAULT_LIMIT: i32 = 50;
@@ -133,7 +133,7 @@ pub struct LedgerEntryBody {
 }
 
 fn ledger_kind_schema() -> utoipa::openapi::schema::Object {
-    crate::routes::string_enum(
+    crate::openapi::string_enum(
         payments_domain::LedgerKind::ALL
             .iter()
             .map(|kind| kind.as_str()),
@@ -192,7 +192,7 @@ pub async fn ledger(
     let answer = state
         .upstream
         .client()
-        .list_ledger_entries(state.upstream.request(request, user.request_id.as_deref()))
+        .list_ledger_entries(request)
         .await
         .map_err(|status| list_error(&status))?
         .into_inner();
@@ -216,7 +216,7 @@ pub struct PaymentBody {
     pub amount_disputed_cents: i64,
     #[schema(example = "usd")]
     pub currency: String,
-    #[schema(schema_with = crate::routes::payment_status_schema)]
+    #[schema(schema_with = crate::openapi::payment_status_schema)]
     pub status: String,
     /// Stripe's code for the last failed attempt (e.g. `card_declined`).
     pub failure_code: Option<String>,
@@ -282,7 +282,7 @@ pub async fn payments(
     let answer = state
         .upstream
         .client()
-        .list_payments(state.upstream.request(request, user.request_id.as_deref()))
+        .list_payments(request)
         .await
         .map_err(|status| list_error(&status))?
         .into_inner();

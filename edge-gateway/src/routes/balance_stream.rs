@@ -8,7 +8,7 @@ use axum::extract::State;
 
 use crate::caller::{AuthenticatedUser, ClientIp};
 use crate::error::ApiError;
-use crate::routes::AppState;
+use crate::state::AppState;
 use crate::stream_places::StreamPlace;
 
 /// How often an idle balance stream sends a comment line, so proxies and
@@ -71,16 +71,15 @@ pub async fn balance_stream(
             axum::http::Version::HTTP_2 => refused,
             _ => refused.closing_the_connection(),
         })?;
-    let (channel, connection_place) = state.upstream.watch_client();
+    let (mut client, connection_place) = state.upstream.watch_client();
     let request = payments_proto::WatchBalanceRequest {
         user_id: user.user_id,
     };
-    let balances = crate::upstream::watch_balance(
-        channel,
-        state.upstream.request(request, user.request_id.as_deref()),
-    )
-    .await
-    .map_err(|status| ApiError::from_grpc(&status))?;
+    let balances = client
+        .watch_balance(request)
+        .await
+        .map_err(|status| ApiError::from_grpc(&status))?
+        .into_inner();
     let watching = Watching {
         balances,
         expired: Box::pin(tokio::time::sleep(std::time::Duration::from_secs(lifetime))),
@@ -101,7 +100,7 @@ pub async fn balance_stream(
         let Ok(Some(balance)) = balance else {
             return None;
         };
-        let body = crate::routes::BalanceBody::from(balance);
+        let body = super::balance::BalanceBody::from(balance);
         let event = Event::default().event("balance").json_data(&body).ok()?;
         Some((Ok(event), watching))
     });
@@ -157,6 +156,6 @@ impl utoipa::ToSchema for BalanceEvent {
         )>,
     ) {
         use utoipa::PartialSchema;
-        schemas.push(("BalanceBody".into(), crate::routes::BalanceBody::schema()));
+        schemas.push(("BalanceBody".into(), super::balance::BalanceBody::schema()));
     }
 }
