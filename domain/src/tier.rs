@@ -67,6 +67,16 @@ impl Tiers {
             .join(", ")
     }
 
+    /// The smallest tier (there is always one).
+    pub fn smallest(&self) -> Tier {
+        self.0[0]
+    }
+
+    /// The largest tier.
+    pub fn largest(&self) -> Tier {
+        self.0[self.0.len() - 1]
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = Tier> + '_ {
         self.0.iter().copied()
     }
@@ -107,6 +117,8 @@ mod tests {
     fn tiers_are_sorted_and_deduplicated() {
         let tiers = Tiers::parse_usd(" 20, 5,20 ,10").unwrap();
         assert_eq!(tiers.to_string(), "500, 1000, 2000");
+        assert_eq!(tiers.smallest().cents(), Cents::new(500));
+        assert_eq!(tiers.largest().cents(), Cents::new(2000));
     }
 
     #[test]

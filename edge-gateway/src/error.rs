@@ -1,7 +1,5 @@
 //! One error type for every route, answered as `application/problem+json`.
 
-use std::collections::HashMap;
-
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use payments_proto::error_reason;
@@ -100,14 +98,10 @@ impl ApiError {
         )
     }
 
-    /// An amount payments-grpc refused as not a tier: `refused` says what
-    /// was wrong ("amount_usd must be positive"), the metadata of its
-    /// `NOT_A_TIER` answer the tiers.
-    pub fn not_a_tier(refused: &str, metadata: &HashMap<String, String>) -> Self {
-        let tiers = metadata
-            .get(error_reason::ALLOWED_TIERS_USD)
-            .map_or("", String::as_str);
-        Self::invalid_amount(format!("{refused}; allowed tiers (USD): {tiers}"))
+    /// An amount that is not a tier: `refused` says what was wrong
+    /// ("amount_usd must be positive"), `tiers_usd` what is sold ("5, 10").
+    pub fn not_a_tier(refused: &str, tiers_usd: &str) -> Self {
+        Self::invalid_amount(format!("{refused}; allowed tiers (USD): {tiers_usd}"))
     }
 
     pub fn invalid_request(detail: impl Into<String>) -> Self {
@@ -250,9 +244,12 @@ impl ApiError {
         };
         match reason.as_str() {
             error_reason::INVALID_ARGUMENT => Self::invalid_request(message),
-            error_reason::NOT_A_TIER => {
-                Self::not_a_tier("amount_usd is not a top-up tier", &metadata)
-            }
+            error_reason::NOT_A_TIER => Self::not_a_tier(
+                "amount_usd is not a top-up tier",
+                metadata
+                    .get(error_reason::ALLOWED_TIERS_USD)
+                    .map_or("", String::as_str),
+            ),
             error_reason::IDEMPOTENCY_KEY_REUSED => Self::conflict(message),
             error_reason::INSUFFICIENT_CREDITS => Self::insufficient_credits(message),
             error_reason::NOT_FOUND => Self::no_such(message),
@@ -340,6 +337,8 @@ impl IntoResponse for ApiError {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
 
     /// Statuses made by tonic or the transport carry no reason.

@@ -17,6 +17,7 @@ pub mod stream_places;
 pub mod stripe_signature;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod top_up_options;
 pub mod upstream;
 
 use std::future::Future;
@@ -95,6 +96,7 @@ impl Application {
             ),
             client_ip_header: settings.client_ip_header.clone(),
             metrics: Arc::default(),
+            top_up_options: Default::default(),
             balance_streams: stream_places::StreamPlaces::new(
                 config.edge_max_balance_streams,
                 config.edge_max_balance_streams_per_user,

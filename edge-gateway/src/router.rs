@@ -20,7 +20,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::ApiError;
-use crate::routes::{balance, balance_stream, health, history, top_up, webhook};
+use crate::routes::{balance, balance_stream, client_config, health, history, top_up, webhook};
 use crate::state::AppState;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -46,6 +46,7 @@ fn cors(state: &AppState) -> Option<CorsLayer> {
 /// routes answer browsers of other origins (`cors`).
 pub(crate) fn documented_routes(cors: Option<CorsLayer>) -> OpenApiRouter<Arc<AppState>> {
     let spa = OpenApiRouter::with_openapi(crate::openapi::ApiDoc::openapi())
+        .routes(routes!(client_config::client_config))
         .routes(routes!(top_up::create_payment_intent))
         .routes(routes!(top_up::sync_payment))
         .routes(routes!(balance::balance))
@@ -229,6 +230,6 @@ mod tests {
                 );
             }
         }
-        assert_eq!(operations, 10);
+        assert_eq!(operations, 11);
     }
 }

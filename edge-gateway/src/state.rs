@@ -32,4 +32,6 @@ pub struct AppState {
     /// `GET /balance/stream` places, over all users and per user.
     pub balance_streams: crate::stream_places::StreamPlaces,
     pub metrics: Arc<crate::metrics::EdgeMetrics>,
+    /// What is on sale, kept for a minute (`GET /config`).
+    pub top_up_options: crate::top_up_options::TopUpOptionsCache,
 }

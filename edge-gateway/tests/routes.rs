@@ -511,6 +511,55 @@ async fn the_grpc_service_down_answers_503_then_200_once_it_is_back() {
     assert_eq!(ready.status(), StatusCode::OK);
 }
 
+#[tokio::test]
+async fn the_config_is_public_cached_and_names_what_payments_grpc_sells() {
+    let mut stack = Stack::start().await;
+    let config_url = format!("{}/config", stack.edge);
+    let get_config = || async { stack.http.get(&config_url).send().await.unwrap() };
+    // Before payments-grpc ever answered, the edge has nothing to serve.
+    let addr = stack.grpc.addr();
+    stack.grpc.stop().await;
+    problem(get_config().await, StatusCode::SERVICE_UNAVAILABLE).await;
+
+    // payments-grpc back, selling other tiers: no other setting changes.
+    let mut config =
+        payments_grpc::testing::config(&stack.db.url, &stack.stripe.url(), INTERNAL_TOKEN);
+    config.topup_tiers_usd = payments_domain::Tiers::parse_usd("7,15,40").unwrap();
+    stack.grpc = RunningGrpc::start_on(config, TcpListener::bind(addr).await.unwrap()).await;
+    let response = retry_until_ok(get_config).await;
+    assert_eq!(response.headers()["cache-control"], "public, max-age=60");
+    let expected = json!({"tiers_usd": [7, 15, 40], "currency": "usd"});
+    assert_eq!(response.json::<Value>().await.unwrap(), expected);
+
+    // Amounts the edge cannot read, and amounts payments-grpc refuses, are
+    // answered naming the same tiers.
+    let token = stack.token("config-user");
+    for body in [r#"{"amount_usd": "ten"}"#, r#"{"amount_usd": 10}"#] {
+        let refused = problem(
+            stack.create(&token, body).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+        assert!(
+            refused["detail"]
+                .as_str()
+                .unwrap()
+                .ends_with("allowed tiers (USD): 7, 15, 40"),
+            "{refused}"
+        );
+    }
+    let created = stack.create(&token, r#"{"amount_usd": 15}"#).await;
+    assert_eq!(created.status(), StatusCode::OK);
+
+    // Kept: a flood while payments-grpc is gone is still answered.
+    stack.grpc.stop().await;
+    let answers = futures::future::join_all((0..50).map(|_| get_config())).await;
+    for answer in answers {
+        assert_eq!(answer.status(), StatusCode::OK);
+        assert_eq!(answer.json::<Value>().await.unwrap(), expected);
+    }
+}
+
 /// Retries like Stripe does (a few times), returning the first 200.
 async fn retry_until_ok<F, Fut>(send: F) -> reqwest::Response
 where

@@ -16,5 +16,5 @@ pub use service::{
     ACTED_ON_EVENT_TYPES, Adjusted, Balance, BalanceWatch, CALLS_PER_SYNC, CreatedIntent,
     DEFAULT_PAGE_SIZE, DEFAULT_SYNC_CALLS_PER_SECOND, EventOutcome, FRESH_FOR, LedgerEntry,
     MAX_PAGE_SIZE, OpenIntentLimit, Page, PaymentsService, ReconcileSettings, Reconciled, Retried,
-    Spent, Synced, retry_pause,
+    Spent, Synced, TopUpOptions, retry_pause,
 };

@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use payments_core::db::DbError;
 use payments_core::db::payments::PaymentRow;
 use payments_core::stripe::GatewayError;
-use payments_core::{Balance, CreatedIntent, Error, EventOutcome, LedgerEntry, Page, Spent};
+use payments_core::{
+    Balance, CreatedIntent, Error, EventOutcome, LedgerEntry, Page, Spent, TopUpOptions,
+};
 use secrecy::ExposeSecret;
 use tonic::{Code, Status};
 
@@ -20,6 +22,16 @@ pub fn created_intent(intent: CreatedIntent) -> proto::CreatePaymentIntentRespon
         amount: intent.amount_cents.get(),
         currency: intent.currency.code().to_owned(),
         status: intent.status.as_str().to_owned(),
+    }
+}
+
+pub fn top_up_options(options: TopUpOptions) -> proto::GetTopUpOptionsResponse {
+    let cents = |tier: payments_core::domain::Tier| tier.cents().get();
+    proto::GetTopUpOptionsResponse {
+        tiers_cents: options.tiers.iter().map(cents).collect(),
+        currency: options.currency.code().to_owned(),
+        minimum_cents: cents(options.tiers.smallest()),
+        maximum_cents: cents(options.tiers.largest()),
     }
 }
 

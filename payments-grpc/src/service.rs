@@ -40,6 +40,15 @@ impl<G: PaymentGateway> PaymentsServiceRpc for GrpcPaymentsService<G> {
         Ok(Response::new(convert::created_intent(intent)))
     }
 
+    async fn get_top_up_options(
+        &self,
+        _request: Request<proto::GetTopUpOptionsRequest>,
+    ) -> Result<Response<proto::GetTopUpOptionsResponse>, Status> {
+        Ok(Response::new(convert::top_up_options(
+            self.core.top_up_options(),
+        )))
+    }
+
     async fn get_balance(
         &self,
         request: Request<proto::GetBalanceRequest>,

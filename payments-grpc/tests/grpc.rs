@@ -8,7 +8,7 @@ use payments_grpc::proto::apply_stripe_event_response::Outcome;
 use payments_grpc::proto::error_reason;
 use payments_grpc::proto::payments_service_client::PaymentsServiceClient;
 use payments_grpc::proto::{
-    ApplyStripeEventRequest, CreatePaymentIntentRequest, GetBalanceRequest,
+    ApplyStripeEventRequest, CreatePaymentIntentRequest, GetBalanceRequest, GetTopUpOptionsRequest,
 };
 use payments_grpc::testing::RunningGrpc;
 use payments_test_support::event_json;
@@ -301,6 +301,35 @@ async fn invalid_arguments_are_refused_before_stripe_is_called() {
 }
 
 #[tokio::test]
+async fn the_options_on_sale_are_the_configured_tiers_and_exactly_what_a_create_accepts() {
+    let server = TestServer::start_with(|config| {
+        config.topup_tiers_usd = payments_core::domain::Tiers::parse_usd("40, 7,15").unwrap();
+    })
+    .await;
+    let options = server
+        .client()
+        .get_top_up_options(authed(GetTopUpOptionsRequest {}))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(options.tiers_cents, vec![700, 1500, 4000]);
+    assert_eq!(options.currency, "usd");
+    assert_eq!((options.minimum_cents, options.maximum_cents), (700, 4000));
+    for cents in &options.tiers_cents {
+        let created = server
+            .create("opt-user", *cents, &format!("k-{cents}"))
+            .await;
+        assert_eq!(created.unwrap().amount, *cents);
+    }
+    for cents in [500, 1000, 699, 4001] {
+        let refused = server.create("opt-user", cents, "").await.unwrap_err();
+        let (reason, metadata) = error_reason::of(&refused).unwrap();
+        assert_eq!(reason, error_reason::NOT_A_TIER);
+        assert_eq!(metadata[error_reason::ALLOWED_TIERS_USD], "7, 15, 40");
+    }
+}
+
+#[tokio::test]
 async fn calls_without_the_internal_token_are_unauthenticated() {
     let server = TestServer::start().await;
     let mut client = server.client();
@@ -336,6 +365,10 @@ async fn calls_without_the_internal_token_are_unauthenticated() {
                     },
                     header,
                 ))
+                .await
+                .unwrap_err(),
+            client
+                .get_top_up_options(maybe_authed(GetTopUpOptionsRequest {}, header))
                 .await
                 .unwrap_err(),
         ];

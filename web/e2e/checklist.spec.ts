@@ -157,6 +157,28 @@ test('a spend made by a backend service over gRPC shows in the open page within 
   await shot(page, info, 'after-spend');
 });
 
+test.describe('with TOPUP_TIERS_USD=7,15,40 on payments-grpc', () => {
+  test.use({ stackEnv: { TOPUP_TIERS_USD: '7,15,40' } });
+
+  test('the dialog offers exactly the tiers payments-grpc sells, with no other change, and one of them pays', async ({
+    page,
+    stack,
+  }, info) => {
+    await signIn(page, stack, 'qa-tiers');
+    await page.getByRole('button', { name: 'Add credits' }).click();
+    const dialog = page.getByRole('dialog', { name: 'Add credits' });
+    await expect(dialog.locator('label.amount')).toHaveText(['$7', '$15', '$40']);
+    await expect(dialog.getByLabel('$15')).toBeChecked();
+    await expect(dialog.getByLabel('$15')).toBeFocused();
+    await shot(page, info, 'tiers-from-config');
+    await dialog.getByRole('button', { name: 'Cancel' }).click();
+
+    await fillTopUp(page, 7, '4242 4242 4242 4242');
+    await payButton(page, 7).click();
+    await expect(balance(page)).toHaveText('$7.00', { timeout: 3_000 });
+  });
+});
+
 test.describe('with ID tokens lasting 4 s', () => {
   test.use({ tokenLifetimeSecs: 4 });
 

@@ -34,7 +34,10 @@ function demoBinary(): string {
   return found;
 }
 
-async function startStack(tokenLifetimeSecs: number): Promise<{ stack: Stack; child: ChildProcess }> {
+async function startStack(
+  tokenLifetimeSecs: number,
+  env: Record<string, string>,
+): Promise<{ stack: Stack; child: ChildProcess }> {
   const child = spawn(
     demoBinary(),
     [
@@ -47,7 +50,8 @@ async function startStack(tokenLifetimeSecs: number): Promise<{ stack: Stack; ch
       '--token-lifetime-secs',
       String(tokenLifetimeSecs),
     ],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
+    // The demo's servers inherit its environment: `env` sets theirs.
+    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } },
   );
   let output = '';
   const stack = await new Promise<Stack>((resolve, reject) => {
@@ -108,11 +112,18 @@ function watchConsole(page: Page): string[] {
   return errors;
 }
 
-export const test = base.extend<{ stack: Stack; consoleErrors: string[]; tokenLifetimeSecs: number }>({
+export const test = base.extend<{
+  stack: Stack;
+  consoleErrors: string[];
+  tokenLifetimeSecs: number;
+  stackEnv: Record<string, string>;
+}>({
   /** How long the dev sign-in's ID tokens last (`test.use` to shorten). */
   tokenLifetimeSecs: [3600, { option: true }],
-  stack: async ({ tokenLifetimeSecs }, use) => {
-    const { stack, child } = await startStack(tokenLifetimeSecs);
+  /** Settings for the stack's servers, e.g. `{ TOPUP_TIERS_USD: '7,15' }`. */
+  stackEnv: [{}, { option: true }],
+  stack: async ({ tokenLifetimeSecs, stackEnv }, use) => {
+    const { stack, child } = await startStack(tokenLifetimeSecs, stackEnv);
     try {
       await use(stack);
     } finally {

@@ -3,6 +3,7 @@
 
 pub mod balance;
 pub mod balance_stream;
+pub mod client_config;
 pub mod health;
 pub mod history;
 pub mod top_up;

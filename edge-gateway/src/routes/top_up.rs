@@ -9,7 +9,6 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use payments_domain::top_up::{self, TopUpRefusal};
 use payments_proto::CreatePaymentIntentRequest;
-use payments_proto::error_reason;
 use serde::{Deserialize, Serialize};
 
 use super::{API_BODY_LIMIT, read_body};
@@ -17,6 +16,7 @@ use crate::caller::{AuthenticatedUser, ClientIp};
 use crate::error::ApiError;
 use crate::openapi::payment_status_schema;
 use crate::state::AppState;
+use crate::top_up_options::tiers_usd;
 
 /// The top-up asked for. Other fields are ignored (the user is the
 /// token's); a repeated `amount_usd` is refused.
@@ -96,13 +96,25 @@ pub async fn create_payment_intent(
     // Each create is a Stripe call and a row: limited before anything else.
     state.create_limit.check(&user.user_id, client_ip)?;
     let body = read_body(body, API_BODY_LIMIT).await?;
-    // Which amounts are tiers is payments-grpc's rule and setting. An amount
-    // the edge cannot read is asked for as 0 cents, never a tier, so that
-    // every refused amount gets payments-grpc's answer naming the tiers.
-    let (amount_cents, unusable) = match top_up::amount_from_json(&body) {
-        Ok(cents) => (cents.get(), None),
+    // Which amounts are tiers is payments-grpc's rule and setting: an
+    // amount the edge cannot read is refused naming the tiers it sells.
+    let amount_cents = match top_up::amount_from_json(&body) {
+        Ok(cents) => cents.get(),
         Err(TopUpRefusal::Malformed(detail)) => return Err(ApiError::malformed_json(detail)),
-        Err(unusable @ TopUpRefusal::Unusable(_)) => (0, Some(unusable)),
+        Err(unusable @ TopUpRefusal::Unusable(_)) => {
+            let options = state
+                .top_up_options
+                .get(&state.upstream)
+                .await
+                .map_err(|status| ApiError::from_grpc(&status))?;
+            let tiers = tiers_usd(&options)
+                .unwrap_or_default()
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(ApiError::not_a_tier(&unusable.to_string(), &tiers));
+        }
     };
     // Absent is "no key"; present, it must be a key: an empty header is a
     // client's bug that would otherwise turn retries into new payments.
@@ -127,17 +139,8 @@ pub async fn create_payment_intent(
         .client()
         .create_payment_intent(request)
         .await
-        .map_err(|status| match (&unusable, error_reason::of(&status)) {
-            (Some(unusable), Some((reason, metadata))) if reason == error_reason::NOT_A_TIER => {
-                ApiError::not_a_tier(&unusable.to_string(), &metadata)
-            }
-            _ => ApiError::from_grpc(&status),
-        })?
+        .map_err(|status| ApiError::from_grpc(&status))?
         .into_inner();
-    if unusable.is_some() {
-        tracing::error!("payments-grpc accepted an amount of 0 cents: check TOPUP_TIERS_USD");
-        return Err(ApiError::internal());
-    }
     Ok(Json(CreatedIntent {
         client_secret: intent.client_secret,
         intent_id: intent.intent_id,

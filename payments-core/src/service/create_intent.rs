@@ -1,4 +1,5 @@
-//! Creating a PaymentIntent for a tier, once per idempotency key.
+//! What is on sale, and creating a PaymentIntent for a tier, once per
+//! idempotency key.
 
 use chrono::Utc;
 use secrecy::SecretString;
@@ -9,7 +10,7 @@ use crate::Error;
 use crate::db::intent_owners;
 use crate::db::payment_inserts::PaymentToStore;
 use crate::db::payments::{self, PaymentRow};
-use crate::domain::{Cents, ClientIdempotencyKey, Currency, PaymentStatus, UserId};
+use crate::domain::{Cents, ClientIdempotencyKey, Currency, PaymentStatus, Tiers, UserId};
 use crate::stripe::{NewIntent, PaymentGateway, StripeIntent};
 
 /// A PaymentIntent ready for the client to confirm.
@@ -23,7 +24,23 @@ pub struct CreatedIntent {
     pub status: PaymentStatus,
 }
 
+/// What a top-up may buy: the tiers and their currency.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopUpOptions {
+    pub tiers: Tiers,
+    pub currency: Currency,
+}
+
 impl<G: PaymentGateway> PaymentsService<G> {
+    /// What is on sale: the one list `create_payment_intent` checks amounts
+    /// against, so a client showing it offers nothing that is refused.
+    pub fn top_up_options(&self) -> TopUpOptions {
+        TopUpOptions {
+            tiers: self.tiers.clone(),
+            currency: CURRENCY,
+        }
+    }
+
     /// Creates a PaymentIntent for a tier, or returns the one created before
     /// for the same user and idempotency key.
     #[tracing::instrument(skip_all, fields(user_id = %user_id, amount_cents, intent_id))]

@@ -27,7 +27,7 @@ use crate::domain::{Cents, Currency, Tiers};
 use crate::stripe::PaymentGateway;
 
 pub use adjust::Adjusted;
-pub use create_intent::CreatedIntent;
+pub use create_intent::{CreatedIntent, TopUpOptions};
 pub use history::{DEFAULT_PAGE_SIZE, LedgerEntry, MAX_PAGE_SIZE, Page};
 pub use parked::{Retried, retry_pause};
 pub use reconcile::{ACTED_ON_EVENT_TYPES, ReconcileSettings, Reconciled};

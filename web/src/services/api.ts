@@ -45,9 +45,15 @@ export interface RequestOptions {
 
 /** A request to the edge with the user's ID token; the raw response. */
 export async function authorizedFetch(path: string, options: RequestOptions = {}): Promise<Response> {
-  const [{ apiBaseUrl }, provider] = await Promise.all([loadConfig(), auth()]);
+  const provider = await auth();
   const token = await provider.getIdToken();
-  const headers: Record<string, string> = { authorization: `Bearer ${token}`, ...options.headers };
+  return send(path, options, { authorization: `Bearer ${token}` });
+}
+
+/** A request to the edge, as `headers` say; the raw response, or an ApiError / NetworkError. */
+async function send(path: string, options: RequestOptions, given: Record<string, string>): Promise<Response> {
+  const { apiBaseUrl } = await loadConfig();
+  const headers: Record<string, string> = { ...given, ...options.headers };
   if (options.body !== undefined) headers['content-type'] = 'application/json';
   let response: Response;
   try {
@@ -63,6 +69,12 @@ export async function authorizedFetch(path: string, options: RequestOptions = {}
   }
   if (!response.ok) throw await apiError(response);
   return response;
+}
+
+/** A JSON request to a public route of the edge (no token); the parsed answer. */
+export async function publicRequest<T>(path: string, options: RequestOptions = {}): Promise<T> {
+  const response = await send(path, options, {});
+  return (await response.json()) as T;
 }
 
 /** A JSON request to the edge; the parsed answer. */

@@ -3,7 +3,7 @@
 // the balance live.
 
 import type { components } from '../types/api';
-import { ApiError, NetworkError, apiRequest, authorizedFetch } from './api';
+import { ApiError, NetworkError, apiRequest, authorizedFetch, publicRequest } from './api';
 import { readEventStream } from './eventStream';
 
 export type Balance = components['schemas']['BalanceBody'];
@@ -13,9 +13,26 @@ export type Payment = components['schemas']['PaymentBody'];
 export type LedgerEntry = components['schemas']['LedgerEntryBody'];
 export type PaymentsPage = components['schemas']['PaymentsPage'];
 export type LedgerPage = components['schemas']['LedgerPage'];
+export type ClientConfig = components['schemas']['ClientConfig'];
 
-/** The tiers sold, in dollars (the edge refuses any other amount). */
-export const TOP_UP_AMOUNTS_USD = [5, 10, 20, 50] as const;
+let clientConfig: Promise<ClientConfig> | null = null;
+
+/**
+ * What is on sale (`GET /config`: the tiers, in dollars, and the currency),
+ * asked for once per page; a failure is not kept, so the next call asks again.
+ */
+export function getClientConfig(): Promise<ClientConfig> {
+  clientConfig ??= publicRequest<ClientConfig>('/config').catch((failure: unknown) => {
+    clientConfig = null;
+    throw failure;
+  });
+  return clientConfig;
+}
+
+/** For tests: forget the config asked for. */
+export function resetClientConfig(): void {
+  clientConfig = null;
+}
 
 /**
  * Creates the PaymentIntent of a top-up. `idempotencyKey` is the same for

@@ -42,6 +42,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/config": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * `GET /config`: the tiers on sale (`TOPUP_TIERS_USD` of payments-grpc)
+         *     and their currency.
+         */
+        get: operations["getConfig"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/healthz": {
         parameters: {
             query?: never;
@@ -217,6 +237,22 @@ export interface components {
             data: string;
             /** @enum {string} */
             event: "balance";
+        };
+        /** @description What is on sale. */
+        ClientConfig: {
+            /** @example usd */
+            currency: string;
+            /**
+             * @description The amounts a top-up may be, in whole dollars, ascending: exactly
+             *     what `POST /payments/create-payment-intent` accepts.
+             * @example [
+             *       5,
+             *       10,
+             *       20,
+             *       50
+             *     ]
+             */
+            tiers_usd: number[];
         };
         /**
          * @description The top-up asked for. Other fields are ignored (the user is the
@@ -504,6 +540,29 @@ export interface operations {
             };
             401: components["responses"]["Unauthorized"];
             429: components["responses"]["TooManyRequests"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    getConfig: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description What is on sale */
+            200: {
+                headers: {
+                    /** @description `public, max-age=60` */
+                    "Cache-Control"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ClientConfig"];
+                };
+            };
             503: components["responses"]["Unavailable"];
         };
     };

@@ -4,13 +4,14 @@ import userEvent from '@testing-library/user-event';
 import { beforeEach, describe, expect, it, vi } from 'vitest';
 
 import { ApiError } from '../../services/api';
-import { createPaymentIntent, syncPaymentIntent } from '../../services/paymentsService';
+import { createPaymentIntent, getClientConfig, syncPaymentIntent } from '../../services/paymentsService';
 import { getState, resetBalanceStore } from '../../store/balanceStore';
 import { TopUpDialog } from './TopUpDialog';
 
 vi.mock('../../services/paymentsService', async (original) => ({
   ...(await original<typeof import('../../services/paymentsService')>()),
   createPaymentIntent: vi.fn(),
+  getClientConfig: vi.fn(),
   syncPaymentIntent: vi.fn(),
 }));
 
@@ -46,7 +47,7 @@ function fakeStripe(confirmPayment: ReturnType<typeof vi.fn>): Promise<Stripe | 
 async function openAndContinue(confirmPayment: ReturnType<typeof vi.fn>, onClose = vi.fn()) {
   const user = userEvent.setup();
   render(<TopUpDialog open onClose={onClose} stripe={fakeStripe(confirmPayment)} />);
-  await user.click(screen.getByLabelText('$10'));
+  await user.click(await screen.findByLabelText('$10'));
   await user.click(screen.getByRole('button', { name: 'Continue to payment' }));
   const pay = await screen.findByRole('button', { name: 'Pay $10.00' });
   await vi.waitFor(() => expect(pay).toBeEnabled());
@@ -57,21 +58,25 @@ beforeEach(() => {
   resetBalanceStore();
   vi.mocked(createPaymentIntent).mockReset().mockResolvedValue(intent);
   vi.mocked(syncPaymentIntent).mockReset();
+  vi.mocked(getClientConfig).mockReset().mockResolvedValue({ tiers_usd: [5, 10, 20, 50], currency: 'usd' });
 });
 
 describe('TopUpDialog', () => {
-  it('offers the four tiers, focuses the first, and creates the intent with one key per attempt', async () => {
+  it('offers the tiers on sale, focuses the chosen one, and creates the intent with one key per attempt', async () => {
     const user = userEvent.setup();
     render(<TopUpDialog open onClose={vi.fn()} stripe={fakeStripe(vi.fn())} />);
     const dialog = screen.getByRole('dialog', { name: 'Add credits' });
     expect(dialog).toHaveAttribute('aria-modal', 'true');
+    expect(screen.getByRole('button', { name: 'Continue to payment' })).toBeDisabled();
+    await screen.findByLabelText('$10');
     expect(screen.getAllByRole('radio').map((radio) => radio.closest('label')?.textContent)).toEqual([
       '$5',
       '$10',
       '$20',
       '$50',
     ]);
-    expect(screen.getByLabelText('$5')).toHaveFocus();
+    expect(screen.getByLabelText('$10')).toBeChecked();
+    expect(screen.getByLabelText('$10')).toHaveFocus();
 
     vi.mocked(createPaymentIntent).mockRejectedValueOnce(new ApiError(503, null, null));
     await user.click(screen.getByLabelText('$20'));
@@ -83,10 +88,36 @@ describe('TopUpDialog', () => {
     expect(second?.[1]).toBe(first?.[1]);
   });
 
+  it('shows whatever tiers the service sells, and no other', async () => {
+    vi.mocked(getClientConfig).mockResolvedValue({ tiers_usd: [7, 15], currency: 'usd' });
+    const user = userEvent.setup();
+    render(<TopUpDialog open onClose={vi.fn()} stripe={fakeStripe(vi.fn())} />);
+    await screen.findByLabelText('$15');
+    expect(screen.getAllByRole('radio').map((radio) => radio.closest('label')?.textContent)).toEqual(['$7', '$15']);
+    expect(screen.getByText('$15.00 buys 1500 credits.')).toBeInTheDocument();
+    await user.click(screen.getByLabelText('$7'));
+    await user.click(screen.getByRole('button', { name: 'Continue to payment' }));
+    expect(vi.mocked(createPaymentIntent).mock.calls[0]?.[0]).toBe(7);
+  });
+
+  it('says so when the tiers cannot be loaded, and tries again', async () => {
+    vi.mocked(getClientConfig).mockRejectedValueOnce(new ApiError(503, null, null));
+    const user = userEvent.setup();
+    render(<TopUpDialog open onClose={vi.fn()} stripe={fakeStripe(vi.fn())} />);
+    expect(await screen.findByRole('alert')).toHaveTextContent('Payments are briefly unavailable');
+    expect(screen.queryAllByRole('radio')).toEqual([]);
+    expect(screen.getByRole('button', { name: 'Continue to payment' })).toBeDisabled();
+    await user.click(screen.getByRole('button', { name: 'Try again' }));
+    expect(await screen.findByLabelText('$10')).toBeChecked();
+    expect(screen.queryByRole('alert')).toBeNull();
+    expect(getClientConfig).toHaveBeenCalledTimes(2);
+  });
+
   it('says when to come back after too many attempts', async () => {
     vi.mocked(createPaymentIntent).mockRejectedValueOnce(new ApiError(429, null, 42));
     const user = userEvent.setup();
     render(<TopUpDialog open onClose={vi.fn()} stripe={fakeStripe(vi.fn())} />);
+    await screen.findByLabelText('$10');
     await user.click(screen.getByRole('button', { name: 'Continue to payment' }));
     expect(await screen.findByRole('alert')).toHaveTextContent('Please try again in 42 seconds.');
   });
@@ -157,6 +188,7 @@ describe('TopUpDialog', () => {
       </>,
     );
     const dialog = screen.getByRole('dialog');
+    await screen.findByLabelText('$10');
     for (let i = 0; i < 8; i++) {
       await user.tab();
       expect(dialog).toContainElement(document.activeElement as HTMLElement);

@@ -5,17 +5,20 @@
 
 import { Elements, PaymentElement, useElements, useStripe } from '@stripe/react-stripe-js';
 import type { Stripe } from '@stripe/stripe-js';
-import { type FormEvent, type KeyboardEvent, useEffect, useId, useRef, useState } from 'react';
+import { type FormEvent, type KeyboardEvent, useCallback, useEffect, useId, useRef, useState } from 'react';
 
 import { formatCents } from '../../money';
 import {
   type CreatedIntent,
-  TOP_UP_AMOUNTS_USD,
   createPaymentIntent,
+  getClientConfig,
   syncPaymentIntent,
 } from '../../services/paymentsService';
 import { setBalance } from '../../store/balanceStore';
 import { friendlyApiError, friendlyStripeError } from './paymentErrors';
+
+/** The tiers on sale, as `GET /config` answers them. */
+type Tiers = { kind: 'loading' } | { kind: 'failed'; message: string } | { kind: 'ready'; usd: number[] };
 
 type Step =
   | { kind: 'choose' }
@@ -38,19 +41,44 @@ export function TopUpDialog({ open, ...props }: TopUpDialogProps) {
 function DialogBody({ onClose, stripe }: Omit<TopUpDialogProps, 'open'>) {
   const titleId = useId();
   const dialogRef = useRef<HTMLDivElement>(null);
-  const [amountUsd, setAmountUsd] = useState<number>(10);
+  const [tiers, setTiers] = useState<Tiers>({ kind: 'loading' });
+  const [amountUsd, setAmountUsd] = useState<number | null>(null);
   const [step, setStep] = useState<Step>({ kind: 'choose' });
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | null>(null);
   // One key per attempt: a retried create answers the same intent.
   const [attempt] = useState(() => crypto.randomUUID());
 
+  const fetchTiers = useCallback(() => {
+    getClientConfig().then(
+      (config) => {
+        setTiers({ kind: 'ready', usd: config.tiers_usd });
+        // The second tier when there is one: a small first step, not the smallest.
+        setAmountUsd((chosen) => chosen ?? config.tiers_usd[Math.min(1, config.tiers_usd.length - 1)] ?? null);
+      },
+      (failure: unknown) => setTiers({ kind: 'failed', message: friendlyApiError(failure) }),
+    );
+  }, []);
+  useEffect(() => fetchTiers(), [fetchTiers]);
+  const retryTiers = () => {
+    setTiers({ kind: 'loading' });
+    fetchTiers();
+  };
+
   // Focus moves into the dialog, and back where it was when it closes.
+  const firstFocus = useRef<HTMLElement | null>(null);
   useEffect(() => {
     const before = document.activeElement as HTMLElement | null;
-    dialogRef.current?.querySelector<HTMLElement>(FOCUSABLE)?.focus();
+    firstFocus.current = dialogRef.current?.querySelector<HTMLElement>(FOCUSABLE) ?? null;
+    firstFocus.current?.focus();
     return () => before?.focus();
   }, []);
+  // Once the amounts arrive, the chosen one takes the focus, unless the
+  // user has moved it meanwhile.
+  useEffect(() => {
+    if (tiers.kind !== 'ready' || document.activeElement !== firstFocus.current) return;
+    dialogRef.current?.querySelector<HTMLElement>('input[name="amount"]:checked')?.focus();
+  }, [tiers.kind]);
 
   const close = () => {
     if (!busy) onClose();
@@ -78,6 +106,7 @@ function DialogBody({ onClose, stripe }: Omit<TopUpDialogProps, 'open'>) {
   };
 
   const start = async () => {
+    if (amountUsd === null) return;
     setBusy(true);
     setError(null);
     try {
@@ -122,22 +151,36 @@ function DialogBody({ onClose, stripe }: Omit<TopUpDialogProps, 'open'>) {
               void start();
             }}
           >
-            <fieldset className="amounts">
+            <fieldset className="amounts" aria-busy={tiers.kind === 'loading'}>
               <legend>Amount</legend>
-              {TOP_UP_AMOUNTS_USD.map((usd) => (
-                <label key={usd} className={usd === amountUsd ? 'amount selected' : 'amount'}>
-                  <input
-                    type="radio"
-                    name="amount"
-                    value={usd}
-                    checked={usd === amountUsd}
-                    onChange={() => setAmountUsd(usd)}
-                  />
-                  ${usd}
-                </label>
-              ))}
+              {tiers.kind === 'loading' && <p className="hint">Loading the amounts on sale…</p>}
+              {tiers.kind === 'failed' && (
+                <p className="error" role="alert">
+                  {tiers.message}{' '}
+                  <button type="button" onClick={retryTiers}>
+                    Try again
+                  </button>
+                </p>
+              )}
+              {tiers.kind === 'ready' &&
+                tiers.usd.map((usd) => (
+                  <label key={usd} className={usd === amountUsd ? 'amount selected' : 'amount'}>
+                    <input
+                      type="radio"
+                      name="amount"
+                      value={usd}
+                      checked={usd === amountUsd}
+                      onChange={() => setAmountUsd(usd)}
+                    />
+                    ${usd}
+                  </label>
+                ))}
             </fieldset>
-            <p className="hint">{formatCents(amountUsd * 100)} buys {amountUsd * 100} credits.</p>
+            {amountUsd !== null && (
+              <p className="hint">
+                {formatCents(amountUsd * 100)} buys {amountUsd * 100} credits.
+              </p>
+            )}
             {error && (
               <p className="error" role="alert">
                 {error}
@@ -147,7 +190,7 @@ function DialogBody({ onClose, stripe }: Omit<TopUpDialogProps, 'open'>) {
               <button type="button" onClick={close} disabled={busy}>
                 Cancel
               </button>
-              <button type="submit" className="primary" disabled={busy}>
+              <button type="submit" className="primary" disabled={busy || amountUsd === null}>
                 {busy ? 'Preparing…' : 'Continue to payment'}
               </button>
             </div>
