@@ -30,7 +30,7 @@ pub struct ApiError {
 }))]
 pub struct Problem<'a> {
     /// `urn:credits-topup:problem:<kind>`: what to branch on (the kinds are
-    /// listed in the README).
+    /// listed in docs/rest-api.md).
     #[serde(rename = "type")]
     #[schema(pattern = "^urn:credits-topup:problem:[a-z-]+$")]
     pub type_: String,
@@ -206,7 +206,7 @@ impl ApiError {
             StatusCode::NOT_FOUND,
             "not-found",
             "No such route",
-            "see the README for the routes",
+            "GET /openapi.json lists the routes",
         )
     }
 

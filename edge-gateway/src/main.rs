@@ -1,4 +1,4 @@
-// mimalloc: fewer cycles in malloc/free on the request path (see README, performance).
+// mimalloc: fewer cycles in malloc/free on the request path (see docs/performance.md).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -4,7 +4,7 @@
 --   intent_owners          an intent belongs to one user, forever;
 --   ignored_stripe_events  events that concern no user of ours.
 -- Not expand/contract: the previous release reads payments.id. Stop the old
--- replicas, migrate, start the new ones (README, "Upgrading").
+-- replicas, migrate, start the new ones (docs/operating.md, "Upgrading").
 
 -- An intent's owner, fixed when the intent is stored. Written once per
 -- intent; every payment row must name its intent's owner (foreign key), so
@@ -87,4 +87,4 @@ ALTER TABLE ledger_entries
 -- its event: both are written by one statement (db/apply.rs), the credit
 -- from the event row it inserts, and neither is ever deleted. Each such key
 -- and the index it needs cost about 12 % of the webhook transaction
--- (README, "Performance").
+-- (docs/performance.md).

@@ -2,7 +2,7 @@
 -- of the payment takes the row lock itself. Before, `SELECT … FOR UPDATE`
 -- locked the row (a lock written to the tuple and the WAL) and the UPDATE
 -- then wrote it again; the same guards now cost one write of the row
--- (pgbench of the webhook's statements, README "Performance").
+-- (pgbench of the webhook's statements, docs/performance.md).
 -- Same arguments, same answers, same guards:
 --   * the event row is written once per (user, event id): a second delivery
 --     (even a concurrent one: ON CONFLICT waits for it) writes nothing;

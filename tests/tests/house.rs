@@ -366,3 +366,151 @@ fn the_circle_finder_finds_circles_and_reads_grouped_imports() {
         );
     }
 }
+
+/// Every Markdown file of the repository (not dependencies, not builds).
+fn markdown_files(repo: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut dirs = vec![repo.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if path.is_dir() {
+                let skipped = ["target", "node_modules", "test-results", "dist"];
+                if !name.starts_with('.') && !skipped.contains(&name.as_str()) {
+                    dirs.push(path);
+                }
+            } else if name.ends_with(".md") {
+                found.push(path);
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// The anchor GitHub gives a heading: lower case, punctuation dropped,
+/// spaces made hyphens.
+fn anchor_of(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '_'))
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
+
+/// The anchors of a Markdown file's headings (fenced code left out).
+fn anchors(markdown: &str) -> BTreeSet<String> {
+    let mut fenced = false;
+    let mut found = BTreeSet::new();
+    for line in markdown.lines() {
+        if line.starts_with("```") {
+            fenced = !fenced;
+        } else if !fenced && line.starts_with('#') {
+            found.insert(anchor_of(line.trim_start_matches('#')));
+        }
+    }
+    found
+}
+
+/// The targets of a Markdown file's `[text](target)` links, outside code.
+fn link_targets(markdown: &str) -> Vec<String> {
+    let mut fenced = false;
+    let mut targets = Vec::new();
+    for line in markdown.lines() {
+        if line.starts_with("```") {
+            fenced = !fenced;
+            continue;
+        }
+        if fenced {
+            continue;
+        }
+        // Inline code is not a link.
+        let prose: String = line
+            .split('`')
+            .enumerate()
+            .filter(|(i, _)| i % 2 == 0)
+            .map(|(_, part)| part)
+            .collect::<Vec<_>>()
+            .join(" ");
+        for (at, _) in prose.match_indices("](") {
+            let rest = &prose[at + 2..];
+            if let Some(end) = rest.find(')') {
+                targets.push(rest[..end].trim().to_owned());
+            }
+        }
+    }
+    targets
+}
+
+#[test]
+fn every_relative_link_in_the_docs_reaches_its_file_and_heading() {
+    let repo = repo();
+    let files = markdown_files(&repo);
+    let mut broken = Vec::new();
+    let mut checked = 0;
+    for file in &files {
+        let markdown = std::fs::read_to_string(file).unwrap();
+        for target in link_targets(&markdown) {
+            if target.contains("://") || target.starts_with("mailto:") {
+                continue;
+            }
+            let (path, anchor) = match target.split_once('#') {
+                Some((path, anchor)) => (path, Some(anchor)),
+                None => (target.as_str(), None),
+            };
+            let linked = match path {
+                "" => file.clone(),
+                path => normalise(&file.parent().unwrap().join(path)),
+            };
+            let shown = file.strip_prefix(&repo).unwrap().display();
+            checked += 1;
+            if !linked.exists() {
+                broken.push(format!("{shown}: {target} (no such file)"));
+                continue;
+            }
+            if let Some(anchor) = anchor
+                && linked.extension().is_some_and(|ext| ext == "md")
+            {
+                let headings = anchors(&std::fs::read_to_string(&linked).unwrap());
+                if !headings.contains(anchor) {
+                    broken.push(format!("{shown}: {target} (no such heading)"));
+                }
+            }
+        }
+    }
+    assert!(
+        files.len() >= 15 && checked >= 30,
+        "{} files, {checked} links",
+        files.len()
+    );
+    assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
+}
+
+#[test]
+fn the_link_checker_reads_headings_and_links_as_github_does() {
+    assert_eq!(
+        anchor_of(" Operating it: metrics, alerts and the API document"),
+        "operating-it-metrics-alerts-and-the-api-document"
+    );
+    assert_eq!(
+        anchor_of("Live balances (`WatchBalance`)"),
+        "live-balances-watchbalance"
+    );
+    let markdown =
+        "# A `b`\n```\n# not a heading [x](nowhere.md)\n```\nSee [c](docs/c.md#a-b) and `[d](e)`.";
+    assert_eq!(anchors(markdown), BTreeSet::from(["a-b".to_owned()]));
+    assert_eq!(link_targets(markdown), vec!["docs/c.md#a-b"]);
+}
+
+#[test]
+fn the_readme_stays_short() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let lines = readme.lines().count();
+    assert!(
+        lines <= 250,
+        "README.md has {lines} lines: move details to docs/"
+    );
+}

@@ -171,8 +171,8 @@ const MIGRATION_LOCK_KEY: i64 = 0x7061_796d_656e_7473; // "payments"
 /// restart, cancel) and 08 (connection exception) begin: the server, or a
 /// Citus worker behind the coordinator, is going away; the query is not
 /// wrong. Matched on the message because diesel-async 0.9 keeps the
-/// SQLSTATE of these to itself (its error wrapper is private; README,
-/// "Choices").
+/// SQLSTATE of these to itself (its error wrapper is private;
+/// docs/choices.md).
 const SERVER_GOING_AWAY: [&str; 5] = [
     "terminating connection",
     "the database system is",

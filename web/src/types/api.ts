@@ -365,7 +365,7 @@ export interface components {
             title: string;
             /**
              * @description `urn:credits-topup:problem:<kind>`: what to branch on (the kinds are
-             *     listed in the README).
+             *     listed in docs/rest-api.md).
              */
             type: string;
         };

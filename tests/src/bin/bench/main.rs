@@ -78,7 +78,7 @@ pub(crate) struct Args {
     pub(crate) pool_size: u32,
     /// Tokio worker threads of each server (their TOKIO_WORKER_THREADS). One:
     /// with both servers, Postgres and the load on two cores, a second worker
-    /// per server only adds cross-thread wake-ups (see README, Performance).
+    /// per server only adds cross-thread wake-ups (see docs/performance.md).
     #[arg(long, default_value_t = 1)]
     pub(crate) server_threads: usize,
     /// Run only these scenarios (comma-separated: rest, metrics, grpc, webhook, create, spend, watch, pgbench).
