@@ -23,6 +23,10 @@ ALTER TABLE payments DROP CONSTRAINT payments_intent_owner_fkey;
 SELECT create_distributed_table('intent_owners', 'stripe_intent_id', colocate_with => 'none');
 SELECT create_reference_table('deployment');
 SELECT create_reference_table('reconciliation_cursor');
+-- schema_functions (which text of each SQL function is applied) is read and
+-- written by `payments-grpc migrate` alone: it stays a local table on the
+-- coordinator, where the functions are replaced (Citus propagates a
+-- CREATE OR REPLACE of a distributed function to the workers).
 
 -- Everything a user owns, colocated: one user's rows on one worker, so a
 -- money transaction (every statement filters by user_id) runs there with a

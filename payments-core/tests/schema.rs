@@ -6,7 +6,7 @@ use diesel::sql_types::Text;
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use diesel_migrations::MigrationHarness;
-use payments_core::db::MIGRATIONS;
+use payments_core::db::migrate::MIGRATIONS;
 use payments_test_support::{TestDatabase, count_rows};
 
 async fn exec(conn: &mut AsyncPgConnection, sql: &str) -> Result<usize, String> {
@@ -533,7 +533,7 @@ async fn every_money_column_is_bigint_with_a_currency_beside_it() {
 /// they are reference tables or distributed by their own key (deploy/citus).
 const GLOBAL_TABLES: &str =
     "'__diesel_schema_migrations', 'deployment', 'intent_owners', 'ignored_stripe_events',
-     'parked_stripe_events', 'reconciliation_cursor'";
+     'parked_stripe_events', 'reconciliation_cursor', 'schema_functions'";
 
 #[tokio::test]
 async fn every_foreign_key_is_indexed_and_every_table_carries_user_id() {
@@ -645,8 +645,10 @@ async fn migrations_revert_and_reapply_once_under_concurrent_starts() {
     assert!(left.is_empty(), "down.sql left behind: {left:?}");
 
     // Four replicas starting at once: the advisory lock lets one migrate.
-    let runs =
-        futures::future::join_all((0..4).map(|_| payments_core::db::run_migrations(&db.url))).await;
+    let runs = futures::future::join_all(
+        (0..4).map(|_| payments_core::db::migrate::run_migrations(&db.url)),
+    )
+    .await;
     let applied: Vec<Vec<String>> = runs.into_iter().map(Result::unwrap).collect();
     assert_eq!(
         applied

@@ -220,7 +220,7 @@ pub async fn migrate(database_url: &str) -> anyhow::Result<Vec<String>> {
     db::create_database_if_missing(database_url)
         .await
         .context("creating the database")?;
-    let applied = db::run_migrations(database_url)
+    let applied = db::migrate::run_migrations(database_url)
         .await
         .context("applying migrations")?;
     Ok(applied)

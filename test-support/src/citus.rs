@@ -108,7 +108,9 @@ pub(crate) async fn create(maintenance_url: &str, name: &str) {
     conn.batch_execute(&setup)
         .await
         .expect("register the workers");
-    db::run_migrations(&url).await.expect("migrate on Citus");
+    db::migrate::run_migrations(&url)
+        .await
+        .expect("migrate on Citus");
     let distribute =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/citus/distribute.sql");
     let distribute = std::fs::read_to_string(distribute).expect("deploy/citus/distribute.sql");

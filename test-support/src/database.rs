@@ -65,6 +65,25 @@ impl TestDatabase {
         }
     }
 
+    /// A database with nothing in it, not even the migrations (the
+    /// upgrade tests load an old schema into one).
+    pub async fn create_empty() -> Self {
+        let (maintenance_url, _) = db::maintenance_url(&server_url()).expect("server URL");
+        let name = format!("payments_test_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = AsyncPgConnection::establish(&maintenance_url)
+            .await
+            .expect("connect to the maintenance database (is Postgres running?)");
+        diesel::sql_query(format!("CREATE DATABASE {}", db::quote_ident(&name)))
+            .execute(&mut conn)
+            .await
+            .expect("create an empty test database");
+        Self {
+            url: database_url(&maintenance_url, &name),
+            name,
+            maintenance_url,
+        }
+    }
+
     pub async fn pool(&self) -> DbPool {
         self.pool_with(PoolConfig {
             max_size: 8,
@@ -155,7 +174,7 @@ async fn template(conn: &mut AsyncPgConnection, maintenance_url: &str) -> String
         db::create_database_if_missing(&url)
             .await
             .expect("create the template database");
-        db::run_migrations(&url)
+        db::migrate::run_migrations(&url)
             .await
             .expect("migrate the template database");
         // Complete: published under its name in one step, and closed to

@@ -1,5 +1,5 @@
 //! Operators' adjustments: one call of the SQL function `adjust_balance`
-//! (migration `2026-12-03-000004_adjustments`), one transaction on one
+//! (`migrations/functions/adjust_balance.sql`), one transaction on one
 //! user's rows, the balance row locked first as for a spend.
 
 use chrono::{DateTime, Utc};

@@ -1,9 +1,8 @@
 //! The write of the webhook's money transaction: one call of the SQL
-//! function `apply_stripe_event` (migrations
-//! `2026-12-03-000001_apply_event_function` and
-//! `2026-12-03-000002_apply_event_locks_by_updating`), which writes the event
-//! row, then the payment's new state if the payment is still as it was read
-//! (that update takes the row lock), then the top-up credit and the balance.
+//! function `apply_stripe_event` (`migrations/functions/apply_stripe_event.sql`),
+//! which writes the event row, then the payment's new state if the payment
+//! is still as it was read (that update takes the row lock), then the top-up
+//! credit and the balance.
 //! One statement is one transaction (autocommit): no BEGIN, no COMMIT, no
 //! lock held between round trips. It touches one user's rows only, and on
 //! Citus the coordinator hands the whole call to the worker holding that user

@@ -1,5 +1,5 @@
 //! Refunds and disputes reaching the balance: one call of the SQL function
-//! `apply_clawback` (migration `2026-12-04-000001_after_the_payment`) per
+//! `apply_clawback` (`migrations/functions/apply_clawback.sql`) per
 //! Stripe refund or dispute and kind, one transaction on one user's rows,
 //! the balance row locked first as for a spend. Each kind of entry is made
 //! once per Stripe object, whoever asks and however often.

@@ -12,6 +12,7 @@ pub mod history;
 pub mod intent_owners;
 pub mod keyed_moves;
 pub mod ledger;
+pub mod migrate;
 pub mod parked_events;
 pub mod payment_inserts;
 pub mod payments;
@@ -25,14 +26,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
-use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, PoolError};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
-use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 /// Writes `call` (`SELECT … FROM some_function(`), then each value bound as
 /// its SQL type, comma-separated, then `)`: the body of a `walk_ast` for a
-/// call of one of the money functions (their migrations say what each does).
+/// call of one of the money functions (`migrations/functions/` says what each does).
 macro_rules! push_call {
     ($out:ident, $call:expr, $first_type:ty => $first:expr $(, $type:ty => $value:expr)* $(,)?) => {
         let mut out = $out;
@@ -161,11 +160,6 @@ impl Drop for CancelOnDrop<'_> {
         }
     }
 }
-
-pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations");
-
-/// Held while migrations run, so replicas starting together migrate once.
-const MIGRATION_LOCK_KEY: i64 = 0x7061_796d_656e_7473; // "payments"
 
 /// How the errors of SQLSTATE classes 57 (operator intervention: shutdown,
 /// restart, cancel) and 08 (connection exception) begin: the server, or a
@@ -389,25 +383,6 @@ pub fn maintenance_url(database_url: &str) -> Result<(String, String), DbError> 
 /// A SQL identifier in double quotes, safe for any name.
 pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-/// Applies pending migrations under an advisory lock; returns the versions applied.
-pub async fn run_migrations(database_url: &str) -> Result<Vec<String>, DbError> {
-    let conn = AsyncPgConnection::establish(database_url).await?;
-    let mut conn: AsyncConnectionWrapper<AsyncPgConnection> = conn.into();
-    tokio::task::spawn_blocking(move || {
-        let lock = format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})");
-        diesel::RunQueryDsl::execute(diesel::sql_query(lock), &mut conn)?;
-        let applied = conn
-            .run_pending_migrations(MIGRATIONS)
-            .map(|versions| versions.iter().map(ToString::to_string).collect())
-            .map_err(|err| DbError::Query(Arc::new(DieselError::QueryBuilderError(err))));
-        let unlock = format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})");
-        diesel::RunQueryDsl::execute(diesel::sql_query(unlock), &mut conn)?;
-        applied
-    })
-    .await
-    .map_err(|err| DbError::Unavailable(format!("migration task failed: {err}")))?
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! Spends, coalesced: the spends waiting at once, of any users, are made by
-//! one call of `spend_credits_batch` (migration
-//! `2026-12-03-000007_spend_batches`), one transaction and one commit. Each
+//! one call of `spend_credits_batch`
+//! (`migrations/functions/spend_credits_batch.sql`), one transaction and one commit. Each
 //! spend in it is the lone spend's `spend_credits`, in arrival order, and
 //! stands alone: a refused spend writes nothing and the others go on.
 

@@ -1,5 +1,5 @@
 //! Spends and their reversals: one call each of the SQL functions
-//! `spend_credits` and `reverse_spend` (migration `2026-12-03-000003_spends`),
+//! `spend_credits` and `reverse_spend` (`migrations/functions/`),
 //! each one transaction on one user's rows. The balance row is locked first
 //! inside the call, so concurrent spends of one user take turns, none
 //! overdraws, and a replay of a key finds the first spend.

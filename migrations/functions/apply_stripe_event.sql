@@ -1,30 +1,26 @@
-DROP INDEX payments_open_by_updated_at;
-DROP TABLE reconciliation_cursor;
-DROP FUNCTION apply_clawback(text, text, text, text, bigint, text, timestamptz);
-DROP INDEX ledger_one_top_up_per_intent;
-DELETE FROM ledger_entries
- WHERE kind IN ('refund', 'refund_reversal', 'dispute', 'dispute_reversal');
-ALTER TABLE ledger_entries
-    DROP CONSTRAINT ledger_one_entry_per_stripe_object,
-    ADD CONSTRAINT ledger_one_entry_per_intent_and_kind UNIQUE (user_id, stripe_intent_id, kind),
-    DROP CONSTRAINT ledger_clawback_names_its_cause,
-    DROP CONSTRAINT ledger_entries_kind_check,
-    ADD CONSTRAINT ledger_entries_kind_check
-        CHECK (kind IN ('top_up', 'spend', 'spend_reversal', 'adjustment')),
-    DROP COLUMN stripe_object_id;
-ALTER TABLE payments DROP COLUMN amount_refunded_cents, DROP COLUMN amount_disputed_cents;
--- Credits made with no event cannot satisfy the old check: it comes back
--- NOT VALID, for rows written from now on.
-ALTER TABLE ledger_entries
-    DROP CONSTRAINT ledger_top_up_is_a_paid_credit,
-    ADD CONSTRAINT ledger_top_up_is_a_paid_credit CHECK (
-        kind <> 'top_up' OR (amount_cents > 0 AND stripe_intent_id IS NOT NULL
-                             AND stripe_event_id IS NOT NULL)) NOT VALID;
--- Balances are left as the remaining ledger sums them; a debt left by a
--- clawback cannot be undone here, so the check comes back NOT VALID.
-ALTER TABLE balances ADD CONSTRAINT balances_balance_cents_check CHECK (balance_cents >= 0) NOT VALID;
-
--- The webhook's write as migration 2026-12-03-000003_spends made it.
+-- apply_stripe_event: one home for this function. payments-grpc migrate applies it
+-- after the versioned migrations whenever this file changes
+-- (migrations/README.md); the versioned migrations never repeat it.
+--
+-- The write of the webhook's money transaction (and of a sync's or a
+-- reconciliation pass's), as one function: one round trip, one transaction
+-- (the caller's statement), one user's rows. On Citus it is distributed by
+-- its first argument (deploy/citus/distribute.sql), so the coordinator hands
+-- the whole call to the worker holding the user. The decision (next status,
+-- amount to credit) is the service's (payments-core/src/service/apply_event.rs);
+-- this only writes it, with its guards:
+--   * the event row is written once per (user, event id): a second delivery
+--     (even a concurrent one: ON CONFLICT waits for it) writes nothing; a
+--     NULL event id (a sync, a reconciliation pass) writes no event row and
+--     rests on the two guards below;
+--   * compare-and-set: the payment is updated (which locks it) only while it
+--     still holds the status and amount received the decision was made
+--     from; otherwise nothing is left written and the service reads the
+--     payment again (rare: two events of one intent at once);
+--   * at most one top-up credit per intent (`ledger_one_top_up_per_intent`):
+--     the balance is moved first (its new value is the entry's balance
+--     after), then the credit written; if the credit already exists, the
+--     balance is moved back in the same transaction.
 CREATE OR REPLACE FUNCTION apply_stripe_event(
     p_user_id                    text,
     p_intent_id                  text,
@@ -52,12 +48,15 @@ DECLARE
 BEGIN
     recorded := false;
     updated := false;
-    INSERT INTO stripe_events
-        (user_id, event_id, event_type, stripe_intent_id, payload, received_at, processed_at)
-    VALUES (p_user_id, p_event_id, p_event_type, p_intent_id, p_payload, p_received_at, p_processed_at)
-    ON CONFLICT (user_id, event_id) DO NOTHING;
-    IF NOT FOUND THEN
-        RETURN;
+    IF p_event_id IS NOT NULL THEN
+        INSERT INTO stripe_events
+            (user_id, event_id, event_type, stripe_intent_id, payload, received_at, processed_at)
+        VALUES (p_user_id, p_event_id, p_event_type, p_intent_id, p_payload, p_received_at,
+                p_processed_at)
+        ON CONFLICT (user_id, event_id) DO NOTHING;
+        IF NOT FOUND THEN
+            RETURN;
+        END IF;
     END IF;
 
     UPDATE payments
@@ -67,7 +66,9 @@ BEGIN
      WHERE user_id = p_user_id AND stripe_intent_id = p_intent_id
        AND status = p_read_status AND amount_received_cents = p_read_amount_received_cents;
     IF NOT FOUND THEN
-        DELETE FROM stripe_events WHERE user_id = p_user_id AND event_id = p_event_id;
+        IF p_event_id IS NOT NULL THEN
+            DELETE FROM stripe_events WHERE user_id = p_user_id AND event_id = p_event_id;
+        END IF;
         RETURN;
     END IF;
     recorded := true;
@@ -90,7 +91,7 @@ BEGIN
              stripe_event_id, created_at)
         VALUES (p_user_id, p_credit_cents, v_balance, p_currency, 'top_up', p_intent_id,
                 p_event_id, p_processed_at)
-        ON CONFLICT (user_id, stripe_intent_id, kind) DO NOTHING;
+        ON CONFLICT (user_id, stripe_intent_id) WHERE kind = 'top_up' DO NOTHING;
         IF FOUND THEN
             new_balance_cents := v_balance;
         ELSE

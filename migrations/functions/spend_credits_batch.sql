@@ -1,21 +1,26 @@
--- Spends coalesced, as in 2026-12-03-000007_spend_batches, with each
--- balance locked and read, then written, by its own primary key:
--- `user_id = ANY (<the batch's users>)` let the planner read every balance
--- row (a sequential scan, about 1 ms per batch at a thousand users, more as
--- the table bloats between vacuums) wherever it judged the table small, and
--- it did so twice per batch. Users are still locked in user order.
--- Measured with pgbench calling the function alone (1,000 users, 4 clients):
--- 5,300 → 9,600 spends/s in batches of 8, 9,800 → 14,600 in batches of 32.
+-- spend_credits_batch: one home for this function. payments-grpc migrate applies it
+-- after the versioned migrations whenever this file changes
+-- (migrations/README.md); the versioned migrations never repeat it.
 --
--- And a spend no longer writes to `ledger_one_reversal_per_entry`: as a
--- unique constraint over every entry it indexed the NULL `reverses_entry_id`
--- of every spend, top-up and adjustment (about 5 µs per inserted row, a
--- fifth of an entry's insert); as a partial unique index it holds the
--- reversals alone and refuses what it refused (NULLs never collided).
-ALTER TABLE ledger_entries DROP CONSTRAINT ledger_one_reversal_per_entry;
-CREATE UNIQUE INDEX ledger_one_reversal_per_entry
-    ON ledger_entries (user_id, reverses_entry_id) WHERE reverses_entry_id IS NOT NULL;
-
+-- Spends coalesced (payments-core/src/db/spend_batches.rs): the spends that
+-- wait at the same moment, of any users, made in one call and one commit:
+-- the balances locked, then read, moved and written once for the whole
+-- batch, the entries inserted by one statement; only the look-up of each
+-- key is one statement per spend.
+--
+-- Each spend is decided as `spend_credits` decides a lone one, in the order
+-- given: a spend sees every spend before it in the batch (two of one user
+-- take turns; a key given twice is a replay the second time); it is whole:
+-- it writes its entry and moves its balance, or, refused, writes nothing.
+-- Entry ids follow that order, so each user's entries stay in balance order.
+--
+-- Every balance row of the batch is locked first, in user order, each by
+-- its own primary key (`user_id = ANY (…)` let the planner scan the table):
+-- two batches in flight at once then never wait on each other in a circle,
+-- and every other writer holds at most one user's balance.
+--
+-- On Citus a batch spans shards (a two-phase commit), so there spends are
+-- not coalesced (PAYMENTS_COALESCE_SPENDS=false) and this function is unused.
 CREATE OR REPLACE FUNCTION spend_credits_batch(
     p_user_ids     text[],
     p_amount_cents bigint[],

@@ -1,3 +1,7 @@
+-- adjust_balance: one home for this function. payments-grpc migrate applies it
+-- after the versioned migrations whenever this file changes
+-- (migrations/README.md); the versioned migrations never repeat it.
+--
 -- An operator's adjustment (AdminService.AdjustBalance): one call, one
 -- transaction, one user's rows. Signed: a credit may go to a user who never
 -- paid (the balance row is made at 0 first); a debit never takes the balance
@@ -6,7 +10,7 @@
 -- outcome: 'adjusted', 'replayed' (the first adjustment of this key: its
 -- signed amount, entry and balance after; nothing written), 'insufficient'
 -- (a debit the balance does not cover; nothing written).
-CREATE FUNCTION adjust_balance(
+CREATE OR REPLACE FUNCTION adjust_balance(
     p_user_id             text,
     p_amount_cents        bigint,
     p_key                 text,

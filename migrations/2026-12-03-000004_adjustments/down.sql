@@ -1,1 +1,0 @@
-DROP FUNCTION adjust_balance(text, bigint, text, text, text, text, timestamptz);

@@ -1,1 +1,0 @@
-DROP FUNCTION spend_credits_batch(text[], bigint[], text[], text[], timestamptz);

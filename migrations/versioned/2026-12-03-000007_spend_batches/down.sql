@@ -1,0 +1,2 @@
+-- Nothing else to do: the functions are not versioned.
+SELECT 1;
