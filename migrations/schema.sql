@@ -1,9 +1,9 @@
 -- The whole schema as the migrations make it: every table, constraint,
 -- index and function, in one file a reviewer can read (pg_dump
 -- --schema-only of a freshly migrated database, its settings and comments
--- left out). Generated: payments-core/tests/schema_files.rs fails when it
--- is stale; `UPDATE_SCHEMA_SNAPSHOT=1 cargo test -p payments-core --test
--- schema_files` writes it. Never edit it by hand.
+-- left out). Generated: payments-core/tests/it/schema_files.rs fails when
+-- it is stale; `UPDATE_SCHEMA_SNAPSHOT=1 cargo test -p payments-core --test
+-- it schema_files` writes it. Never edit it by hand.
 
 CREATE FUNCTION public.adjust_balance(p_user_id text, p_amount_cents bigint, p_key text, p_reason text, p_actor text, p_currency text, p_now timestamp with time zone, OUT outcome text, OUT entry_id bigint, OUT adjusted_cents bigint, OUT new_balance_cents bigint) RETURNS record
     LANGUAGE plpgsql

@@ -150,9 +150,9 @@ const SNAPSHOT_HEADER: &str = "\
 -- The whole schema as the migrations make it: every table, constraint,
 -- index and function, in one file a reviewer can read (pg_dump
 -- --schema-only of a freshly migrated database, its settings and comments
--- left out). Generated: payments-core/tests/schema_files.rs fails when it
--- is stale; `UPDATE_SCHEMA_SNAPSHOT=1 cargo test -p payments-core --test
--- schema_files` writes it. Never edit it by hand.
+-- left out). Generated: payments-core/tests/it/schema_files.rs fails when
+-- it is stale; `UPDATE_SCHEMA_SNAPSHOT=1 cargo test -p payments-core --test
+-- it schema_files` writes it. Never edit it by hand.
 
 ";
 
@@ -168,7 +168,7 @@ async fn the_committed_schema_snapshot_is_what_the_migrations_make() {
     assert!(
         committed == snapshot,
         "migrations/schema.sql is stale: run `UPDATE_SCHEMA_SNAPSHOT=1 cargo test -p \
-         payments-core --test schema_files` and commit it"
+         payments-core --test it schema_files` and commit it"
     );
 }
 
