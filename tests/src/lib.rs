@@ -2,7 +2,7 @@
 //! payments-grpc and edge-gateway together beside the Stripe sandbox.
 
 pub mod cluster;
-pub mod process;
 pub mod stack;
 pub mod tools;
-pub mod web;
+
+pub use payments_devtools::{process, web};

@@ -6,12 +6,6 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use axum::routing::get;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use payments_grpc::testing::RunningGrpc;
 use payments_test_support::TestDatabase;
 use serde_json::Value;
@@ -21,13 +15,10 @@ use tokio::task::JoinHandle;
 
 use stripe_sandbox::{Sandbox, SandboxConfig, WebhookTarget};
 
-pub const PROJECT_ID: &str = "demo-project";
-pub const INTERNAL_TOKEN: &str = "local-internal-token";
-/// AdminService's token in the stack.
-pub const ADMIN_TOKEN: &str = "local-admin-token";
-pub const WEBHOOK_SECRET: &str = "whsec_local_sandbox_secret";
-pub const STRIPE_SECRET_KEY: &str = "sk_test_local_sandbox";
-
+pub use payments_devtools::http::HttpClient;
+pub use payments_devtools::local::{
+    ADMIN_TOKEN, INTERNAL_TOKEN, PROJECT_ID, STRIPE_SECRET_KEY, WEBHOOK_SECRET, serve_key_set,
+};
 pub use service_runtime::now_unix;
 
 /// A server binary built beside the test binary (tests run from
@@ -85,25 +76,6 @@ impl Running {
         let _ = self.stop.send(());
         let _ = self.done.await;
     }
-}
-
-/// Serves the test key set (JWK Set) like Google's key URL.
-pub async fn serve_key_set(listener: TcpListener) {
-    let app = axum::Router::new().route(
-        "/jwks.json",
-        get(|| async {
-            (
-                [
-                    ("content-type", "application/json"),
-                    ("cache-control", "public, max-age=3600"),
-                ],
-                edge_gateway::testing::JWKS_JSON,
-            )
-        }),
-    );
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
 }
 
 pub struct Stack {
@@ -563,78 +535,6 @@ impl Stack {
                 body.into_bytes(),
             )
             .await
-    }
-}
-
-/// A minimal JSON-over-HTTP client (plain HTTP, loopback).
-#[derive(Clone)]
-pub struct HttpClient(Client<HttpConnector, Full<Bytes>>);
-
-impl Default for HttpClient {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl HttpClient {
-    pub fn new() -> Self {
-        Self(Client::builder(TokioExecutor::new()).build_http())
-    }
-
-    /// Sends a request; answers the status and the JSON body (null if none).
-    /// Panics when the server cannot be reached: for tests.
-    pub async fn send(
-        &self,
-        method: &str,
-        url: &str,
-        bearer: Option<&str>,
-        headers: &[(&str, &str)],
-        body: Vec<u8>,
-    ) -> (u16, Value) {
-        self.try_send(method, url, bearer, headers, body)
-            .await
-            .unwrap_or_else(|err| panic!("{method} {url}: {err}"))
-    }
-
-    pub async fn try_send(
-        &self,
-        method: &str,
-        url: &str,
-        bearer: Option<&str>,
-        headers: &[(&str, &str)],
-        body: Vec<u8>,
-    ) -> Result<(u16, Value), String> {
-        let mut request = hyper::Request::builder().method(method).uri(url);
-        if let Some(token) = bearer {
-            request = request.header("authorization", format!("Bearer {token}"));
-        }
-        if !body.is_empty()
-            && !headers
-                .iter()
-                .any(|(name, _)| name.eq_ignore_ascii_case("content-type"))
-        {
-            request = request.header("content-type", "application/json");
-        }
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let request = request
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|err| err.to_string())?;
-        let response = self
-            .0
-            .request(request)
-            .await
-            .map_err(|err| err.to_string())?;
-        let status = response.status().as_u16();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|err| err.to_string())?
-            .to_bytes();
-        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Ok((status, json))
     }
 }
 

@@ -14,7 +14,7 @@ const target = `${web}src/types/api.ts`;
 
 const json = execFileSync(
   'cargo',
-  ['run', '--quiet', '--locked', '-p', 'payments-tests', '--bin', 'demo', '--', '--print-openapi'],
+  ['run', '--quiet', '--locked', '-p', 'payments-devtools', '--bin', 'demo', '--', '--print-openapi'],
   { cwd: `${web}..`, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] },
 );
 const document = JSON.parse(json);

@@ -13,11 +13,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use clap::Parser;
-use payments_tests::process::{sibling_binary_dir, spawn_server, stop_gracefully};
-use payments_tests::stack::{
-    HttpClient, INTERNAL_TOKEN, PROJECT_ID, STRIPE_SECRET_KEY, WEBHOOK_SECRET, now_unix,
-    serve_key_set,
+use payments_devtools::http::HttpClient;
+use payments_devtools::local::{
+    INTERNAL_TOKEN, PROJECT_ID, STRIPE_SECRET_KEY, WEBHOOK_SECRET, serve_key_set,
 };
+use payments_devtools::process::{sibling_binary_dir, spawn_server, stop_gracefully};
+use service_runtime::now_unix;
 use stripe_sandbox::{PM_CARD_VISA, Sandbox, SandboxConfig, WebhookTarget};
 use tokio::process::Child;
 
@@ -67,7 +68,7 @@ struct Args {
     #[arg(long)]
     any_ports: bool,
     /// How long the dev sign-in's ID tokens last, in seconds.
-    #[arg(long, default_value_t = payments_tests::web::TOKEN_LIFETIME_SECS)]
+    #[arg(long, default_value_t = payments_devtools::web::TOKEN_LIFETIME_SECS)]
     token_lifetime_secs: i64,
     /// Print the edge's OpenAPI document and exit (the web client's types
     /// are generated from it).
@@ -159,13 +160,13 @@ async fn main() -> anyhow::Result<()> {
                 "{} has no index.html: build the web client first (cd web && npm ci && npm run build:sandbox)",
                 dist.display()
             );
-            let config = payments_tests::web::DevConfig {
+            let config = payments_devtools::web::DevConfig {
                 api_base_url: edge_url.clone(),
                 sandbox_url: sandbox.url(),
                 token_lifetime_secs: args.token_lifetime_secs,
             };
             let listener = bind(&args, args.web_addr).await?;
-            let addr = payments_tests::web::serve(listener, dist, config).await;
+            let addr = payments_devtools::web::serve(listener, dist, config).await;
             Some(format!("http://{addr}"))
         }
         None => None,

@@ -8,9 +8,9 @@ use anyhow::ensure;
 use diesel::QueryableByName;
 use diesel::sql_types::BigInt;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use payments_devtools::local::INTERNAL_TOKEN;
 use payments_proto::SpendCreditsRequest;
 use payments_proto::payments_service_client::PaymentsServiceClient;
-use payments_tests::stack::INTERNAL_TOKEN;
 use tonic::transport::Channel;
 
 use crate::data::check_ledger;

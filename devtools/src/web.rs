@@ -18,7 +18,9 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tower_http::services::{ServeDir, ServeFile};
 
-use crate::stack::{PROJECT_ID, now_unix};
+use service_runtime::now_unix;
+
+use crate::local::PROJECT_ID;
 
 /// The publishable key the page is given: the sandbox takes any `pk_test_`.
 pub const PUBLISHABLE_KEY: &str = "pk_test_local_sandbox";

@@ -11,10 +11,11 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
+use payments_devtools::local::{INTERNAL_TOKEN, WEBHOOK_SECRET};
 use payments_proto::GetBalanceRequest;
 use payments_proto::payments_service_client::PaymentsServiceClient;
-use payments_tests::stack::{INTERNAL_TOKEN, WEBHOOK_SECRET, now_unix};
 use serde_json::json;
+use service_runtime::now_unix;
 use stripe_sandbox::stripe_event;
 
 use crate::data::{balances, check_ledger};

@@ -13,8 +13,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use payments_core::db::quote_ident;
-use payments_tests::process::{spawn_server, stop_gracefully};
-use payments_tests::stack::{INTERNAL_TOKEN, PROJECT_ID, STRIPE_SECRET_KEY, WEBHOOK_SECRET};
+use payments_devtools::local::{INTERNAL_TOKEN, PROJECT_ID, STRIPE_SECRET_KEY, WEBHOOK_SECRET};
+use payments_devtools::process::{spawn_server, stop_gracefully};
 use tokio::process::Child;
 use tonic::transport::Channel;
 

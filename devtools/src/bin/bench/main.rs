@@ -27,9 +27,10 @@ use std::time::Instant;
 use clap::Parser;
 use edge_gateway::testing::id_token;
 use payments_core::db::maintenance_url;
-use payments_tests::process::{sibling_binary_dir, stop_gracefully};
-use payments_tests::stack::{PROJECT_ID, now_unix, serve_key_set};
+use payments_devtools::local::{PROJECT_ID, serve_key_set};
+use payments_devtools::process::{sibling_binary_dir, stop_gracefully};
 use serde_json::{Value, json};
+use service_runtime::now_unix;
 
 use crate::data::{check_ledger, preload, seed_balances};
 use crate::load::Figures;
