@@ -1,13 +1,13 @@
 //! The core service over a fresh database and a Stripe sandbox of its own,
 //! with the reads most money tests make.
 
-use payments_core::PaymentsService;
 use payments_core::db::{ledger, payments};
 use payments_core::domain::LedgerKind;
 use payments_core::stripe::StripeGateway;
+use payments_core::{Error, EventOutcome, PaymentsService, Spent};
 use stripe_sandbox::Sandbox;
 
-use crate::{TestDatabase, assert_balances_match_ledger, service};
+use crate::{TestDatabase, assert_balances_match_ledger, count_rows, event_json, service};
 
 pub struct World {
     pub db: TestDatabase,
@@ -41,6 +41,41 @@ impl World {
             .await
             .expect("an intent")
             .intent_id
+    }
+
+    /// Applies the Stripe event `event_id` of `event_type` for the intent,
+    /// as a webhook would.
+    pub async fn apply(
+        &self,
+        event_id: &str,
+        event_type: &str,
+        intent_id: &str,
+    ) -> Result<EventOutcome, Error> {
+        self.service
+            .apply_stripe_event(&event_json(event_id, event_type, intent_id))
+            .await
+    }
+
+    /// Credits `user` through a real top-up of one tier (`cents`): intent,
+    /// paid at the sandbox, webhook applied.
+    pub async fn top_up(&self, user: &str, cents: i64) {
+        let intent = self.intent_for(user, cents).await;
+        self.stripe.succeed(&intent);
+        let event_id = format!("evt_{intent}");
+        let applied = self
+            .apply(&event_id, "payment_intent.succeeded", &intent)
+            .await;
+        assert_eq!(applied, Ok(EventOutcome::Applied));
+    }
+
+    /// A spend of `cents` with `key` and no reason.
+    pub async fn spend(&self, user: &str, cents: i64, key: &str) -> Result<Spent, Error> {
+        self.service.spend_credits(user, cents, key, "").await
+    }
+
+    /// How many ledger entries there are, over every user.
+    pub async fn entry_count(&self) -> i64 {
+        count_rows(&mut self.db.connection().await, "ledger_entries").await
     }
 
     /// The user's balance in cents (0 for a user who never paid).

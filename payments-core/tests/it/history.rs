@@ -2,35 +2,30 @@
 //! neither skip nor repeat a row while rows arrive, that belong to their
 //! user, and page sizes within bounds.
 
-use payments_core::stripe::StripeGateway;
-use payments_core::{Error, OpenIntentLimit, PaymentsService};
-use payments_test_support::{TestDatabase, service};
-use stripe_sandbox::Sandbox;
+use payments_core::{Error, OpenIntentLimit};
+use payments_test_support::World;
 
-struct World {
-    _db: TestDatabase,
-    _stripe: Sandbox,
-    service: PaymentsService<StripeGateway>,
+/// A world whose users may hold any number of unpaid intents, for the
+/// payments' pages.
+async fn world() -> World {
+    World::with(|service| {
+        service.with_open_intent_limit(OpenIntentLimit {
+            max: 0,
+            ..OpenIntentLimit::default()
+        })
+    })
+    .await
 }
 
-impl World {
-    async fn new() -> Self {
-        let db = TestDatabase::create().await;
-        let stripe = Sandbox::start_local().await;
-        // Many unpaid intents per user, for the payments' pages.
-        let service = service(&db, &stripe)
-            .await
-            .with_open_intent_limit(OpenIntentLimit {
-                max: 0,
-                ..OpenIntentLimit::default()
-            });
-        Self {
-            _db: db,
-            _stripe: stripe,
-            service,
-        }
-    }
+/// What these tests add to the shared `World`.
+trait Histories {
+    async fn adjustments(&self, user: &str, prefix: &str, count: i64);
+    async fn intents(&self, user: &str, count: usize) -> Vec<String>;
+    async fn ledger_ids(&self, user: &str, page_size: i32, between: impl AsyncFnOnce())
+    -> Vec<i64>;
+}
 
+impl Histories for World {
     /// `count` adjustments of +1..=count cents, keys `<prefix>-<n>`.
     async fn adjustments(&self, user: &str, prefix: &str, count: i64) {
         for n in 1..=count {
@@ -83,7 +78,7 @@ impl World {
 
 #[tokio::test]
 async fn ledger_pages_neither_skip_nor_repeat_while_100_entries_arrive() {
-    let world = World::new().await;
+    let world = world().await;
     world.adjustments("ann", "before", 120).await;
     let all_before = world.ledger_ids("ann", 500, async || {}).await;
     assert_eq!(all_before.len(), 120);
@@ -115,7 +110,7 @@ async fn ledger_pages_neither_skip_nor_repeat_while_100_entries_arrive() {
 
 #[tokio::test]
 async fn a_statement_names_each_entrys_cause() {
-    let world = World::new().await;
+    let world = world().await;
     world.adjustments("bob", "gift", 1).await;
     world
         .service
@@ -160,7 +155,7 @@ async fn a_statement_names_each_entrys_cause() {
 
 #[tokio::test]
 async fn payment_pages_neither_skip_nor_repeat_while_100_payments_arrive() {
-    let world = World::new().await;
+    let world = world().await;
     let mut before = world.intents("cid", 60).await;
     before.reverse();
 
@@ -192,7 +187,7 @@ async fn payment_pages_neither_skip_nor_repeat_while_100_payments_arrive() {
 
 #[tokio::test]
 async fn a_user_sees_only_their_rows_and_another_users_cursor_is_refused() {
-    let world = World::new().await;
+    let world = world().await;
     world.adjustments("dee", "d", 3).await;
     world.adjustments("eve", "e", 3).await;
     world.intents("dee", 3).await;
@@ -236,7 +231,7 @@ async fn a_user_sees_only_their_rows_and_another_users_cursor_is_refused() {
 
 #[tokio::test]
 async fn page_sizes_below_zero_or_above_500_are_refused() {
-    let world = World::new().await;
+    let world = world().await;
     for size in [-1, 501, i32::MAX, i32::MIN] {
         let ledger = world.service.list_ledger_entries("fay", size, "").await;
         assert!(
@@ -323,7 +318,7 @@ fn forge(cursor: &str, forgery: &Forgery) -> String {
 fn forged_cursors_are_refused_or_read_never_a_failure() {
     use proptest::test_runner::{Config, TestRunner};
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let world = runtime.block_on(World::new());
+    let world = runtime.block_on(world());
     let cursors = runtime.block_on(async {
         world.adjustments("fay", "f", 3).await;
         world.intents("fay", 3).await;

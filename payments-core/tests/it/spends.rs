@@ -3,86 +3,17 @@
 
 use futures::future::join_all;
 
-use payments_core::db::ledger::{self, LedgerEntryRow};
+use payments_core::Error;
 use payments_core::domain::LedgerKind;
-use payments_core::stripe::StripeGateway;
-use payments_core::{Error, EventOutcome, PaymentsService, Spent};
-use payments_test_support::{
-    TestDatabase, assert_balances_match_ledger, count_rows, event_json, service,
-};
-use stripe_sandbox::Sandbox;
+use payments_test_support::{World, count_rows};
 
-struct World {
-    db: TestDatabase,
-    stripe: Sandbox,
-    service: PaymentsService<StripeGateway>,
+/// Spends coalesced, except on Citus, where a batch would span shards.
+async fn world() -> World {
+    world_coalescing(!payments_test_support::on_citus()).await
 }
 
-impl World {
-    /// Coalesced, except on Citus, where a batch would span shards.
-    async fn new() -> Self {
-        Self::with_spend_coalescing(!payments_test_support::on_citus()).await
-    }
-
-    async fn with_spend_coalescing(on: bool) -> Self {
-        let db = TestDatabase::create().await;
-        let stripe = Sandbox::start_local().await;
-        let service = service(&db, &stripe).await.with_spend_coalescing(on);
-        Self {
-            db,
-            stripe,
-            service,
-        }
-    }
-
-    /// Credits `user` through a real top-up of one tier (`cents`): intent,
-    /// paid at the sandbox, webhook applied.
-    async fn top_up(&self, user: &str, cents: i64) {
-        let intent = self
-            .service
-            .create_payment_intent(user, cents, "")
-            .await
-            .unwrap()
-            .intent_id;
-        self.stripe.succeed(&intent);
-        let event = event_json(
-            &format!("evt_{intent}"),
-            "payment_intent.succeeded",
-            &intent,
-        );
-        assert_eq!(
-            self.service.apply_stripe_event(&event).await,
-            Ok(EventOutcome::Applied)
-        );
-    }
-
-    async fn spend(&self, user: &str, cents: i64, key: &str) -> Result<Spent, Error> {
-        self.service.spend_credits(user, cents, key, "").await
-    }
-
-    async fn balance(&self, user: &str) -> i64 {
-        self.service
-            .get_balance(user)
-            .await
-            .unwrap()
-            .balance_cents
-            .get()
-    }
-
-    async fn entries(&self, user: &str) -> Vec<LedgerEntryRow> {
-        ledger::for_user(&mut self.db.connection().await, user)
-            .await
-            .unwrap()
-    }
-
-    async fn entry_count(&self) -> i64 {
-        count_rows(&mut self.db.connection().await, "ledger_entries").await
-    }
-
-    /// The invariants every test ends with.
-    async fn check_ledger(&self) {
-        assert_balances_match_ledger(&mut self.db.connection().await).await;
-    }
+async fn world_coalescing(on: bool) -> World {
+    World::with(|service| service.with_spend_coalescing(on)).await
 }
 
 fn insufficient(balance_cents: i64, asked_cents: i64) -> Error {
@@ -94,7 +25,7 @@ fn insufficient(balance_cents: i64, asked_cents: i64) -> Error {
 
 #[tokio::test]
 async fn a_spend_takes_credits_and_books_one_entry_with_the_balance_after() {
-    let world = World::new().await;
+    let world = world().await;
     world.top_up("ann", 1000).await;
 
     let spent = world
@@ -121,7 +52,7 @@ async fn a_spend_takes_credits_and_books_one_entry_with_the_balance_after() {
 
 #[tokio::test]
 async fn a_replayed_spend_answers_the_first_answer_and_writes_nothing() {
-    let world = World::new().await;
+    let world = world().await;
     world.top_up("bob", 2000).await;
     let first = world.spend("bob", 500, "job-7").await.unwrap();
     // The balance moves on between the two calls.
@@ -139,7 +70,7 @@ async fn a_replayed_spend_answers_the_first_answer_and_writes_nothing() {
 
 #[tokio::test]
 async fn a_replay_is_answered_even_when_the_balance_no_longer_covers_it() {
-    let world = World::new().await;
+    let world = world().await;
     world.top_up("cid", 500).await;
     let first = world.spend("cid", 500, "all-of-it").await.unwrap();
     assert_eq!(first.balance_cents.get(), 0);
@@ -151,7 +82,7 @@ async fn a_replay_is_answered_even_when_the_balance_no_longer_covers_it() {
 
 #[tokio::test]
 async fn the_same_key_with_another_amount_is_refused_and_writes_nothing() {
-    let world = World::new().await;
+    let world = world().await;
     world.top_up("dee", 2000).await;
     world.spend("dee", 500, "job-1").await.unwrap();
     let entries = world.entry_count().await;
@@ -169,7 +100,7 @@ async fn the_same_key_with_another_amount_is_refused_and_writes_nothing() {
 
 #[tokio::test]
 async fn a_short_balance_refuses_the_spend_whole() {
-    let world = World::new().await;
+    let world = world().await;
     world.top_up("eve", 500).await;
 
     assert_eq!(
@@ -192,13 +123,13 @@ async fn a_short_balance_refuses_the_spend_whole() {
 // before a lane runs, so they go in batches of up to 128.
 #[tokio::test]
 async fn two_hundred_concurrent_spends_on_a_balance_covering_120_let_exactly_120_through() {
-    exactly_120_of_200_concurrent_spends(World::new().await).await;
+    exactly_120_of_200_concurrent_spends(world().await).await;
 }
 
 // Each spend its own transaction (Citus): the 200 wait on the row lock.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_coalescing_200_concurrent_spends_also_let_exactly_120_through() {
-    exactly_120_of_200_concurrent_spends(World::with_spend_coalescing(false).await).await;
+    exactly_120_of_200_concurrent_spends(world_coalescing(false).await).await;
 }
 
 async fn exactly_120_of_200_concurrent_spends(world: World) {
@@ -239,7 +170,7 @@ async fn exactly_120_of_200_concurrent_spends(world: World) {
 
 #[tokio::test]
 async fn the_same_spend_sent_20_times_at_once_is_booked_once() {
-    let world = World::new().await;
+    let world = world().await;
     world.top_up("gus", 1000).await;
 
     let outcomes = join_all((0..20).map(|_| world.spend("gus", 300, "once"))).await;
@@ -254,7 +185,7 @@ async fn the_same_spend_sent_20_times_at_once_is_booked_once() {
 
 #[tokio::test]
 async fn a_spend_is_reversed_once() {
-    let world = World::new().await;
+    let world = world().await;
     world.top_up("hal", 1000).await;
     let spent = world.spend("hal", 400, "job").await.unwrap();
     world.spend("hal", 100, "other").await.unwrap();
@@ -300,7 +231,7 @@ async fn a_spend_is_reversed_once() {
 
 #[tokio::test]
 async fn twenty_concurrent_reversals_of_one_spend_give_it_back_once() {
-    let world = World::new().await;
+    let world = world().await;
     world.top_up("ida", 1000).await;
     world.spend("ida", 600, "job").await.unwrap();
 
@@ -325,7 +256,7 @@ async fn twenty_concurrent_reversals_of_one_spend_give_it_back_once() {
 
 #[tokio::test]
 async fn an_unknown_or_another_users_spend_key_is_not_found_and_nothing_is_written() {
-    let world = World::new().await;
+    let world = world().await;
     world.top_up("jan", 1000).await;
     world.top_up("kim", 1000).await;
     world.spend("jan", 300, "jans-job").await.unwrap();
@@ -352,7 +283,7 @@ async fn an_unknown_or_another_users_spend_key_is_not_found_and_nothing_is_writt
 /// Another user's key is theirs alone: the same key spends once per user.
 #[tokio::test]
 async fn keys_are_per_user() {
-    let world = World::new().await;
+    let world = world().await;
     world.top_up("lee", 1000).await;
     world.top_up("max", 1000).await;
 
@@ -367,7 +298,7 @@ async fn keys_are_per_user() {
 
 #[tokio::test]
 async fn bad_spends_and_reversals_are_invalid_arguments_and_write_nothing() {
-    let world = World::new().await;
+    let world = world().await;
     world.top_up("ned", 1000).await;
     world.spend("ned", 100, "ok").await.unwrap();
     let entries = world.entry_count().await;
@@ -415,7 +346,7 @@ async fn bad_spends_and_reversals_are_invalid_arguments_and_write_nothing() {
 
 #[tokio::test]
 async fn an_adjustment_is_signed_explained_and_booked_once_per_key() {
-    let world = World::new().await;
+    let world = world().await;
     let svc = &world.service;
     // A credit to a user who never paid makes their balance.
     let credit = svc
@@ -493,7 +424,7 @@ async fn an_adjustment_is_signed_explained_and_booked_once_per_key() {
 
 #[tokio::test]
 async fn bad_adjustments_are_invalid_arguments_and_write_nothing() {
-    let world = World::new().await;
+    let world = world().await;
     let long_reason = "r".repeat(201);
     let long_actor = "a".repeat(129);
     let bad: [(&str, i64, &str, &str, &str); 10] = [
