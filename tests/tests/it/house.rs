@@ -24,7 +24,7 @@ fn files_under(dir: &Path, extensions: &[&str]) -> Vec<PathBuf> {
             let path = entry.expect("a directory entry").path();
             let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
             if path.is_dir() {
-                if name != "node_modules" && name != "bin" {
+                if name != "node_modules" && name != "bin" && name != "target" {
                     dirs.push(path);
                 }
             } else if extensions.iter().any(|ext| name.ends_with(ext)) {
@@ -512,5 +512,42 @@ fn the_readme_stays_short() {
     assert!(
         lines <= 250,
         "README.md has {lines} lines: move details to docs/"
+    );
+}
+
+/// Files stay small enough to read in one sitting: about 450 lines of
+/// source, 600 of tests (a crate's `tests/` and a module's `tests.rs`).
+#[test]
+fn no_rust_file_outgrows_its_limit() {
+    let repo = repo();
+    let mut too_long = Vec::new();
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&repo).unwrap() {
+        let crate_dir = entry.unwrap().path();
+        if !crate_dir.join("Cargo.toml").exists() {
+            continue;
+        }
+        // Binaries too (`files_under` leaves `bin/` folders out).
+        let mut files = files_under(&crate_dir, &[".rs"]);
+        files.extend(files_under(&crate_dir.join("src/bin"), &[".rs"]));
+        for file in files {
+            let relative = file.strip_prefix(&repo).unwrap().display().to_string();
+            if relative.contains("/target/") {
+                continue;
+            }
+            let is_test = relative.contains("/tests/") || relative.ends_with("/tests.rs");
+            let limit = if is_test { 600 } else { 470 };
+            let lines = std::fs::read_to_string(&file).unwrap().lines().count();
+            checked += 1;
+            if lines > limit {
+                too_long.push(format!("{relative}: {lines} lines (limit {limit})"));
+            }
+        }
+    }
+    assert!(checked > 100, "only {checked} files");
+    assert!(
+        too_long.is_empty(),
+        "split these by subject:\n{}",
+        too_long.join("\n")
     );
 }
