@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use payments_proto::{GetTopUpOptionsRequest, GetTopUpOptionsResponse};
 
+use crate::error::ApiError;
 use crate::upstream::Upstream;
 
 /// How long an answer is used before it is asked for again; also the
@@ -68,6 +69,21 @@ impl TopUpOptionsCache {
         }
     }
 
+    /// What is on sale as the routes answer it: the tiers in whole dollars
+    /// and the currency; 503 when payments-grpc never answered, 500 (logged)
+    /// for a tier that is not whole dollars.
+    pub async fn on_sale(&self, upstream: &Upstream) -> Result<(Vec<u32>, String), ApiError> {
+        let options = self
+            .get(upstream)
+            .await
+            .map_err(|status| ApiError::from_grpc(&status))?;
+        let Some(tiers) = tiers_usd(&options) else {
+            tracing::error!(tiers_cents = ?options.tiers_cents, "payments-grpc offers a tier that is not whole dollars");
+            return Err(ApiError::internal());
+        };
+        Ok((tiers, options.currency.clone()))
+    }
+
     /// The kept options; with `fresh`, only when younger than [`FRESH_FOR`].
     fn kept(&self, fresh: bool) -> Option<Arc<GetTopUpOptionsResponse>> {
         let kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
@@ -78,7 +94,7 @@ impl TopUpOptionsCache {
 
 /// The tiers in whole dollars, or `None` when one is not a whole number of
 /// dollars (payments-grpc's tiers always are: `Tiers::parse_usd`).
-pub fn tiers_usd(options: &GetTopUpOptionsResponse) -> Option<Vec<u32>> {
+fn tiers_usd(options: &GetTopUpOptionsResponse) -> Option<Vec<u32>> {
     options
         .tiers_cents
         .iter()

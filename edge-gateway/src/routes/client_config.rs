@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::top_up_options::{FRESH_FOR, tiers_usd};
+use crate::top_up_options::FRESH_FOR;
 
 /// What is on sale.
 #[derive(Serialize, Deserialize, Debug, PartialEq, Eq, utoipa::ToSchema)]
@@ -43,19 +43,11 @@ pub struct ClientConfig {
     )
 )]
 pub async fn client_config(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
-    let options = state
-        .top_up_options
-        .get(&state.upstream)
-        .await
-        .map_err(|status| ApiError::from_grpc(&status))?;
-    let Some(tiers_usd) = tiers_usd(&options) else {
-        tracing::error!(tiers_cents = ?options.tiers_cents, "payments-grpc offers a tier that is not whole dollars");
-        return Err(ApiError::internal());
-    };
+    let (tiers_usd, currency) = state.top_up_options.on_sale(&state.upstream).await?;
     let cache = format!("public, max-age={}", FRESH_FOR.as_secs());
     let body = ClientConfig {
         tiers_usd,
-        currency: options.currency.clone(),
+        currency,
     };
     Ok(([(header::CACHE_CONTROL, cache)], Json(body)).into_response())
 }

@@ -16,7 +16,6 @@ use crate::caller::{AuthenticatedUser, ClientIp};
 use crate::error::ApiError;
 use crate::openapi::payment_status_schema;
 use crate::state::AppState;
-use crate::top_up_options::tiers_usd;
 
 /// The top-up asked for. Other fields are ignored (the user is the
 /// token's); a repeated `amount_usd` is refused.
@@ -102,18 +101,12 @@ pub async fn create_payment_intent(
         Ok(cents) => cents.get(),
         Err(TopUpRefusal::Malformed(detail)) => return Err(ApiError::malformed_json(detail)),
         Err(unusable @ TopUpRefusal::Unusable(_)) => {
-            let options = state
-                .top_up_options
-                .get(&state.upstream)
-                .await
-                .map_err(|status| ApiError::from_grpc(&status))?;
-            let tiers = tiers_usd(&options)
-                .unwrap_or_default()
-                .iter()
-                .map(u32::to_string)
-                .collect::<Vec<_>>()
-                .join(", ");
-            return Err(ApiError::not_a_tier(&unusable.to_string(), &tiers));
+            let (tiers, _) = state.top_up_options.on_sale(&state.upstream).await?;
+            let tiers = tiers.iter().map(u32::to_string).collect::<Vec<_>>();
+            return Err(ApiError::not_a_tier(
+                &unusable.to_string(),
+                &tiers.join(", "),
+            ));
         }
     };
     // Absent is "no key"; present, it must be a key: an empty header is a
